@@ -1,0 +1,1 @@
+"""Shared infrastructure: configs, checkpoints, metrics, plots, sharding, registry and reports."""

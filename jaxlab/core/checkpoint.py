@@ -1,0 +1,117 @@
+"""A thin wrapper over orbax `CheckpointManager`: save every N steps, keep K, restore the latest.
+
+The state pytree is saved with `StandardSave`; the config, seed and package versions go beside it as
+JSON (`meta`). A directory that exists but cannot be read as checkpoints is reported as a
+`CheckpointError` naming it, and is never written over.
+
+    ckpt = Checkpointer(workdir + "/ckpt", save_every=100, keep=2, metadata={"seed": 0})
+    if ckpt.latest_step() is not None:
+        step, state = ckpt.restore(state)      # `state` gives the tree structure, shapes and dtypes
+    ...
+    ckpt.maybe_save(step, state)
+    ckpt.wait()                                 # before exiting (saves are asynchronous)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import orbax.checkpoint as ocp
+
+from jaxlab.core.metrics import to_builtin
+from jaxlab.core.versions import versions
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing, corrupt or unreadable; the message names it."""
+
+
+class Checkpointer:
+    """Periodic asynchronous checkpoints of one pytree plus JSON metadata.
+
+    Args:
+      directory: where step directories go (created if missing).
+      save_every: save when `step % save_every == 0` (or `force=True`).
+      keep: how many recent checkpoints to keep.
+      metadata: JSON-able dict stored with every checkpoint (config, seed); versions are added.
+    """
+
+    def __init__(self, directory: str, *, save_every: int, keep: int = 2, metadata: dict | None = None):
+        if save_every < 1:
+            raise ValueError(f"save_every: expected >= 1, got {save_every}")
+        if keep < 1:
+            raise ValueError(f"keep: expected >= 1, got {keep}")
+        self.directory = os.path.abspath(directory)
+        self.save_every = save_every
+        self.metadata = {**to_builtin(metadata or {}), "versions": versions()}
+        if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+            raise CheckpointError(f"checkpoint directory {directory!r} is a file, not a directory")
+        existing = [e for e in os.listdir(self.directory)] if os.path.isdir(self.directory) else []
+        stray = [e for e in existing if not e.isdigit() and not e.startswith(".")]
+        if stray:
+            raise CheckpointError(
+                f"checkpoint directory {directory!r} holds entries that are not checkpoints "
+                f"({', '.join(sorted(stray)[:3])}); refusing to write over it — move it away or pick another workdir")
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                     enable_async_checkpointing=True),
+                item_names=("state", "meta"))
+        except Exception as e:  # orbax raises various types for unreadable directories
+            raise CheckpointError(f"checkpoint directory {directory!r} is unreadable: {e}") from e
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def restore(self, target: Any, step: int | None = None) -> tuple[int, Any]:
+        """Restores `step` (default: latest) into the structure of `target`; returns (step, state)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"checkpoint directory {self.directory!r} has no checkpoint to restore")
+        try:
+            restored = self._manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+                                              meta=ocp.args.JsonRestore()))
+        except Exception as e:
+            raise CheckpointError(
+                f"checkpoint {step} in {self.directory!r} is corrupt or does not match the state "
+                f"({type(e).__name__}); it was left untouched") from e
+        return step, restored["state"]
+
+    def restore_metadata(self, step: int | None = None) -> dict:
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"checkpoint directory {self.directory!r} has no checkpoint")
+        try:
+            return dict(self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+        except Exception as e:
+            raise CheckpointError(f"metadata of checkpoint {step} in {self.directory!r} is unreadable") from e
+
+    def maybe_save(self, step: int, state: Any, *, force: bool = False) -> bool:
+        """Saves when `step % save_every == 0` or `force`; returns whether it saved."""
+        if not force and step % self.save_every != 0:
+            return False
+        if step in self.all_steps():
+            return False
+        self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                         meta=ocp.args.JsonSave({**self.metadata, "step": step})),
+                           force=True)
+        return True
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,136 @@
+"""Experiment configs: `ml_collections` files with `get_config("quick"|"full")`.
+
+Experiments load them through absl `config_flags` (see `jaxlab.core.app`), so `--config.lr=3e-4`
+works; `load_config` is the same thing for code (the reproduce driver, tests). Configs are locked:
+an unknown key or a value of the wrong type is a `ConfigError` that names the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+SIZES = ("quick", "full")
+
+
+class ConfigError(ValueError):
+    """A config file, size, key or value is wrong; the message names it."""
+
+
+def check_size(size: str) -> str:
+    """Validates a config size; call it first thing in every `get_config`."""
+    if size not in SIZES:
+        raise ConfigError(f"config size: expected one of {SIZES}, got {size!r}")
+    return size
+
+
+def _import_file(path: str):
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file {path!r} does not exist")
+    name = "jaxlab_config_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path!r} has no get_config(size)")
+    return module
+
+
+def _lookup(config: ml_collections.ConfigDict, key: str):
+    node = config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+            raise ConfigError(f"unknown config key {key!r} (no {'.'.join(parts[:i + 1])!r} in the config)")
+        node = node[part]
+    return node
+
+
+def check_keys(config: ml_collections.ConfigDict, keys) -> None:
+    """Raises ConfigError naming the first key of `keys` (dotted paths) that the config does not have."""
+    for key in keys:
+        _lookup(config, key)
+
+
+def _coerce(key: str, old: Any, new: Any) -> Any:
+    if isinstance(old, bool):
+        if isinstance(new, bool):
+            return new
+        if isinstance(new, str) and new.lower() in ("true", "false", "1", "0"):
+            return new.lower() in ("true", "1")
+        raise ConfigError(f"config key {key!r}: expected bool, got {new!r}")
+    if isinstance(old, int) and not isinstance(old, bool):
+        if isinstance(new, bool) or not isinstance(new, (int, str)):
+            raise ConfigError(f"config key {key!r}: expected int, got {new!r}")
+        try:
+            return int(new)
+        except ValueError:
+            raise ConfigError(f"config key {key!r}: expected int, got {new!r}") from None
+    if isinstance(old, float):
+        if isinstance(new, bool):
+            raise ConfigError(f"config key {key!r}: expected float, got {new!r}")
+        try:
+            return float(new)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r}: expected float, got {new!r}") from None
+    if isinstance(old, str):
+        if not isinstance(new, str):
+            raise ConfigError(f"config key {key!r}: expected str, got {new!r}")
+        return new
+    if isinstance(old, (tuple, list)) and isinstance(new, str):
+        import ast
+        try:
+            new = ast.literal_eval(new)
+        except (ValueError, SyntaxError):
+            raise ConfigError(f"config key {key!r}: expected a {type(old).__name__}, got {new!r}") from None
+    if isinstance(old, (tuple, list)):
+        if not isinstance(new, (tuple, list)):
+            raise ConfigError(f"config key {key!r}: expected a {type(old).__name__}, got {new!r}")
+        return type(old)(new)
+    return new
+
+
+def load_config(path: str, size: str = "quick", overrides: dict[str, Any] | None = None
+                ) -> ml_collections.ConfigDict:
+    """Loads `get_config(size)` from a config file, applies dotted overrides and locks the result.
+
+    Args:
+      path: a Python file defining `get_config(size)`.
+      size: "quick" or "full".
+      overrides: {"a.b": value}; values may be strings (parsed to the existing type).
+    Raises:
+      ConfigError naming the file, size, key or value that is wrong.
+    """
+    check_size(size)
+    module = _import_file(path)
+    try:
+        config = module.get_config(size)
+    except ConfigError:
+        raise
+    except Exception as e:  # A bug in a config file still gets a one-line error naming the file.
+        raise ConfigError(f"config file {path!r}: get_config({size!r}) failed: {e}") from e
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise ConfigError(f"config file {path!r}: get_config must return a ConfigDict")
+    config = ml_collections.ConfigDict(config)  # type-safe copy
+    for key, value in (overrides or {}).items():
+        old = _lookup(config, key)
+        parent, leaf = (key.rsplit(".", 1) if "." in key else ("", key))
+        node = config if not parent else _lookup(config, parent)
+        node[leaf] = _coerce(key, old, value)
+    config.lock()
+    return config
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+    return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def config_hash(config: ml_collections.ConfigDict | dict) -> str:
+    """Stable 12-hex digest of the config (sorted JSON)."""
+    d = config_to_dict(config) if isinstance(config, ml_collections.ConfigDict) else config
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

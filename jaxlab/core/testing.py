@@ -1,0 +1,22 @@
+"""Helpers for tests: run a snippet in a fresh process with N fake CPU devices."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def run_with_fake_devices(code: str, n: int = 8, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Runs `python -c code` with XLA_FLAGS=--xla_force_host_platform_device_count=n (CPU only).
+
+    The snippet should print its result (e.g. JSON) on stdout; returns the CompletedProcess
+    (check `.returncode`, `.stdout`, `.stderr`).
+    """
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=root)

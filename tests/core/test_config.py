@@ -1,0 +1,49 @@
+import ml_collections
+import pytest
+
+from jaxlab.core import config as config_lib
+
+TOY = "tests/core/toy_config.py"
+
+
+def test_quick_and_full_sizes_differ_and_configs_are_locked():
+    quick = config_lib.load_config(TOY, "quick")
+    full = config_lib.load_config(TOY, "full")
+    assert quick.steps == 40 and full.steps == 400
+    with pytest.raises(AttributeError):
+        quick.new_key = 1  # locked: no silent new keys
+
+
+def test_overrides_are_typed():
+    c = config_lib.load_config(TOY, "quick", {"lr": "0.5", "steps": "7", "seeds": "(3, 4)"})
+    assert c.lr == 0.5 and isinstance(c.lr, float)
+    assert c.steps == 7 and isinstance(c.steps, int)
+    assert tuple(c.seeds) == (3, 4)
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"nope": 1}, "'nope'"),
+    ({"steps": "abc"}, "'steps'"),
+    ({"steps": 1.5}, "'steps'"),
+    ({"lr": "fast"}, "'lr'"),
+])
+def test_bad_overrides_name_the_key(overrides, needle):
+    with pytest.raises(config_lib.ConfigError, match=needle):
+        config_lib.load_config(TOY, "quick", overrides)
+
+
+def test_bad_size_and_missing_file():
+    with pytest.raises(config_lib.ConfigError, match="size"):
+        config_lib.load_config(TOY, "huge")
+    with pytest.raises(config_lib.ConfigError, match="does not exist"):
+        config_lib.load_config("tests/core/no_such_config.py", "quick")
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a = config_lib.load_config(TOY, "quick")
+    b = config_lib.load_config(TOY, "quick")
+    c = config_lib.load_config(TOY, "quick", {"lr": 0.06})
+    assert config_lib.config_hash(a) == config_lib.config_hash(b)
+    assert config_lib.config_hash(a) != config_lib.config_hash(c)
+    assert len(config_lib.config_hash(a)) == 12
+    assert config_lib.config_hash(ml_collections.ConfigDict({"x": 1})) == config_lib.config_hash({"x": 1})

@@ -1,0 +1,69 @@
+"""REPORT.md from two hand-made summaries: the expected table rows and verdicts."""
+
+import json
+import os
+
+import pytest
+
+from jaxlab.core import registry, report, summary
+
+
+@pytest.fixture
+def fake_registry(monkeypatch):
+    exps = (
+        registry.Experiment("alpha", "Alpha paper", "2601.00001", "jaxlab.alpha", "Alpha beats beta.",
+                            runner="x:run", config="x.py", budget_s=100),
+        registry.Experiment("gamma", "Gamma paper", "", "jaxlab.gamma", "Gamma is stable.",
+                            runner="y:run", config="y.py", budget_s=10),
+        registry.Experiment("delta", "Delta paper", "", "jaxlab.delta", "Delta is new."),
+        registry.Experiment("eps", "Eps paper", "", "jaxlab.eps", "Eps.", runner="z:run", config="z.py"),
+    )
+    monkeypatch.setattr(registry, "EXPERIMENTS", exps)
+    return exps
+
+
+def _write(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+
+
+def test_report_renders_tables_and_verdicts(tmp_path, fake_registry):
+    c1 = summary.claim("acc", "alpha is more accurate", "accuracy", ours=("alpha", [0.9, 0.92, 0.94]),
+                       baselines={"beta": [0.5, 0.52, 0.54]}, higher_is_better=True)
+    _write(tmp_path / "alpha" / "summary.json",
+           {"paper": "alpha", "seeds": [0, 1, 2], "wall_time_s": 42.0, "config_hash": "abc", "claims": [c1],
+            "tables": {"main": [{"method": "alpha", "acc_mean": 0.92}, {"method": "beta", "acc_mean": 0.52}]},
+            "figures": ["figures/curve.png"], "headline": "alpha 0.92 vs beta 0.52"})
+    c2 = summary.claim("stab", "gamma collapses less", "collapse_rate", ours=("gamma", [0.3, 0.4, 0.5]),
+                       baselines={"base": [0.3, 0.35, 0.4]}, higher_is_better=False)
+    _write(tmp_path / "gamma" / "summary.json",
+           {"paper": "gamma", "seeds": [0, 1, 2], "wall_time_s": 20.0, "config_hash": "def", "claims": [c2],
+            "tables": {}, "figures": []})
+    _write(tmp_path / "eps" / "failed.json", {"error": "exit code 1\nZeroDivisionError: boom", "wall_time_s": 3.0})
+    text = report.render(str(tmp_path), "quick")
+    assert "| alpha | Alpha paper (arXiv 2601.00001) | done | acc: reproduced | 42 s (100 s) |" in text
+    assert "| gamma | Gamma paper | done | stab: not reproduced | 20 s (10 s) **over budget** |" in text
+    assert "| delta | Delta paper | not implemented | | |" in text
+    assert "| eps | Eps paper | **FAILED** | exit code 1 ZeroDivisionError: boom | 3 s |" in text
+    assert ("| acc | alpha is more accurate | accuracy ↑ | alpha: 0.92 ± 0.0163 (n=3) | "
+            "beta: 0.52 ± 0.0163 (n=3) | reproduced |") in text
+    assert "| stab | gamma collapses less | collapse_rate ↓ | gamma: 0.4 ± 0.0816 (n=3) |" in text
+    assert "| method | acc_mean |\n|---|---|\n| alpha | 0.92 |\n| beta | 0.52 |" in text
+    assert "![curve.png](alpha/figures/curve.png)" in text
+    assert "**Headline:** alpha 0.92 vs beta 0.52" in text
+    path = report.write_report(str(tmp_path), "quick")
+    assert open(path).read() == text
+
+
+def test_update_docs_rewrites_only_the_marked_block(tmp_path, fake_registry):
+    _write(tmp_path / "full" / "alpha" / "summary.json",
+           {"seeds": [0, 1, 2], "claims": [], "headline": "alpha wins by 0.4"})
+    doc = tmp_path / "README.md"
+    doc.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\noutro\n")
+    changed = report.update_docs([str(doc)], full_dir=str(tmp_path / "full"))
+    text = doc.read_text()
+    assert changed == [str(doc)]
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+    assert "| full results (3 seeds) | alpha wins by 0.4 |" in text
+    assert "| Delta paper | `jaxlab.delta` | — | — | not implemented |" in text
