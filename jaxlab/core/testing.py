@@ -14,7 +14,11 @@ def run_with_fake_devices(code: str, n: int = 8, timeout: float = 600) -> subpro
     (check `.returncode`, `.stdout`, `.stderr`).
     """
     env = dict(os.environ)
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
+    # On a loaded 2-core machine one of the n device threads can be starved for longer than XLA's default
+    # 40 s collective rendezvous timeout, which aborts the process; allow 10 minutes instead.
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}"
+                        " --xla_cpu_collective_call_terminate_timeout_seconds=600"
+                        " --xla_cpu_collective_timeout_seconds=600").strip()
     env["JAX_PLATFORMS"] = "cpu"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
