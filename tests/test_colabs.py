@@ -1,4 +1,8 @@
-"""Every notebook in colabs/ runs top to bottom in smoke mode (JAXLAB_SMOKE=1) without a cell error."""
+"""Every notebook in colabs/ runs top to bottom in smoke mode (JAXLAB_SMOKE=1) without a cell error.
+
+A notebook can also name strings its outputs must contain, in its metadata:
+`{"jaxlab": {"expect": ["class mass by J", ...]}}` (so a notebook that silently prints nothing fails).
+"""
 
 import glob
 import json
@@ -26,5 +30,9 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": root}})
     client.execute()  # raises CellExecutionError on any cell error
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    errors = [o for o in outputs if o.get("output_type") == "error"]
     assert not errors, json.dumps(errors)[:2000]
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    for needle in nb.metadata.get("jaxlab", {}).get("expect", []):
+        assert needle in text, f"{path}: expected output containing {needle!r}"

@@ -40,7 +40,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("picce", "When More Experts Hurt: Underfitting in Multi-Expert Learning to Defer", "2602.17144",
                "jaxlab.l2d",
                "Vanilla multi-expert L2D surrogates underfit the classifier as experts are added; PiCCE keeps "
-               "classifier accuracy and coverage without hurting system error."),
+               "classifier accuracy and coverage without hurting system error.",
+               runner="experiments.picce:run", config="experiments/configs/picce.py", colab="colabs/picce.ipynb",
+               budget_s=150),
     Experiment("fusion", "Hierarchical Audio-Visual-Proprioceptive Fusion for Precise Robotic Manipulation",
                "2602.13640", "jaxlab.fusion, jaxlab.diffusion",
                "Audio-first hierarchical fusion feeding a diffusion policy beats flat and symmetric fusion on "

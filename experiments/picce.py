@@ -1,0 +1,289 @@
+"""PiCCE miniature: does adding experts make the vanilla multi-expert L2D classifier underfit, and does
+PiCCE fix it?  (Liu, Cao et al., "When More Experts Hurt", arXiv 2602.17144.)
+
+Grid: methods x J x expert settings x data sets x seeds, with the training budget read off each run
+(short / medium fixed epoch counts, and the epoch of best validation system error = "converged").
+Seeds and J are ``vmap`` axes: one ``jax.jit`` per (data set, setting, method) cell; each finished cell
+is saved under ``workdir/cells/`` so rerunning the same command resumes.
+
+The paper's claim is checked by code in four parts, per data set, setting and budget:
+  (a) vanilla CE class mass follows 1/(1+A) while PiCCE-CE's stays >= ~1/2;
+  (b) vanilla classifier accuracy falls from J=2 to J_max while PiCCE's stays flat (within 2 points);
+  (c) PiCCE coverage is higher at large J (J >= 8);
+  (d) PiCCE system error is no worse at large J.
+(b)-(d) are checked for the CE family (PiCCE-CE vs CE) and the OvA family (PiCCE-OvA vs OvA).
+It also reports which expert each method defers to against the most accurate one (winner-take-all).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import numpy as np
+
+from jaxlab.core import metrics as metrics_lib
+from jaxlab.core import plots
+from jaxlab.core.summary import claim, combine_claims, mean_std
+from jaxlab.l2d import data as data_lib
+from jaxlab.l2d import train as train_lib
+
+FAMILIES = {"CE": ("picce_ce", "ce"), "OvA": ("picce_ova", "ova")}
+PARTS = {
+    "a": "vanilla CE class mass follows 1/(1+A) while PiCCE-CE's stays at least about 1/2",
+    "b": "vanilla classifier accuracy falls as J grows while PiCCE's stays flat",
+    "c": "PiCCE's coverage is higher than vanilla's at large J",
+    "d": "PiCCE's system error is no worse than vanilla's at large J",
+}
+SCALARS = ("system_error", "coverage", "classifier_accuracy", "class_mass", "defer_to_best", "defer_regret")
+
+
+# ----------------------------------------------------------------------------- running the grid
+def _flatten(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "/"))
+        else:
+            out[key] = np.asarray(v)
+    return out
+
+
+def _save_npz(path, arrays):
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def run_cell(config, dataset, setting, method, splits):
+    """Trains one (data set, setting, method) cell over all J and seeds; returns flat arrays [n_J, S, ...]."""
+    loss_kwargs = {"realizable": {"alpha": config.rs_alpha},
+                   "decoupled": {"expert_weight": config.decoupled_weight}}.get(method, {})
+    train = train_lib.make_train(
+        splits, method=method, setting=setting, num_classes=config.num_classes,
+        max_experts=max(config.num_experts), hidden=tuple(config.hidden), lr=config.lr,
+        batch_size=config.batch_size, epochs=int(config.epochs[dataset]), loss_kwargs=loss_kwargs)
+    _, metrics = train_lib.run_grid(train, list(config.seeds), list(config.num_experts))
+    return _flatten(jax.device_get(metrics))
+
+
+def load_data(config, dataset):
+    splits = data_lib.load(dataset, source=config.data_source,
+                           config=config.gmm_config if dataset == "gmm" else None)
+    return {s: {k: v for k, v in d.items() if k in ("x", "y", "eta")} for s, d in splits.items()}
+
+
+def run_all_cells(config, workdir):
+    """Runs (or loads from workdir/cells) every cell; returns {(dataset, setting, method): arrays}."""
+    cell_dir = os.path.join(workdir, "cells")
+    os.makedirs(cell_dir, exist_ok=True)
+    todo = [(d, s, m) for d in config.datasets for s in config.settings for m in config.methods]
+    progress = metrics_lib.Progress(len(todo), desc="picce cells", every_s=30.0)
+    results = {}
+    with metrics_lib.MetricsWriter(os.path.join(workdir, "metrics.jsonl")) as writer:
+        cache = {}
+        for i, (d, s, m) in enumerate(todo):
+            path = os.path.join(cell_dir, f"{d}__{s}__{m}.npz")
+            if os.path.exists(path):
+                with np.load(path) as f:
+                    results[(d, s, m)] = {k: f[k] for k in f.files}
+            else:
+                if d not in cache:
+                    cache = {d: load_data(config, d)}
+                t0 = time.perf_counter()
+                arrays = run_cell(config, d, s, m, cache[d])
+                _save_npz(path, arrays)
+                results[(d, s, m)] = arrays
+                writer.write(i, cell=f"{d}/{s}/{m}", seconds=time.perf_counter() - t0,
+                             final_test_system_error=float(arrays["test/system_error"][..., -1].mean()))
+            progress.update(1)
+    progress.close()
+    return results
+
+
+# ----------------------------------------------------------------------------- budgets and tables
+def budget_indices(config, dataset, arrays):
+    """{budget name: epoch index [n_J, S]}: fixed epoch counts plus argmin of validation system error."""
+    n_j, n_s, n_e = arrays["val/system_error"].shape
+    out = {}
+    names = ["short", "medium"]
+    for name, ep in zip(names, list(config.budgets[dataset])):
+        out[f"{name} ({int(ep)} ep)"] = np.full((n_j, n_s), min(int(ep), n_e) - 1)
+    out["converged (best val)"] = np.argmin(arrays["val/system_error"], axis=-1)
+    return out
+
+
+def at_budget(arr, idx):
+    """arr [n_J, S, E, ...] at per-run epoch idx [n_J, S] -> [n_J, S, ...]."""
+    return np.take_along_axis(arr, idx.reshape(idx.shape + (1,) * (arr.ndim - 2)), axis=2)[:, :, 0]
+
+
+def cell_stats(arrays, idx):
+    """Per-seed test metrics at a budget: {metric: [n_J, S]} (+ deferral concentration)."""
+    out = {k: at_budget(arrays[f"test/{k}"], idx) for k in SCALARS}
+    dfrac = at_budget(arrays["test/defer_frac"], idx)                  # [n_J, S, J_max]
+    total = dfrac.sum(-1)
+    out["defer_top_share"] = np.where(total > 0, dfrac.max(-1) / np.maximum(total, 1e-12), np.nan)
+    out["experts_used"] = (dfrac > 0.01 * np.maximum(total[..., None], 1e-12)).sum(-1) * (total > 0)
+    exp_acc = at_budget(arrays["test/expert_accuracy"], idx)
+    out["best_expert_error"] = 1.0 - np.nanmax(exp_acc, axis=-1)
+    out["mass_vanilla_theory"] = arrays["mass_vanilla_theory"]
+    out["mass_picce_theory"] = arrays["mass_picce_theory"]
+    out["epoch"] = idx + 1.0
+    return out
+
+
+# ----------------------------------------------------------------------------- the four-part claim
+def _threshold(values, S):
+    return [float(values)] * S
+
+
+def check_parts(config, stats_by_method, family, label):
+    """Claim entries for parts (a)-(d) of one (data set, setting, budget) cell and one family."""
+    ours_m, base_m = FAMILIES[family]
+    js = np.asarray(config.num_experts)
+    ours, base = stats_by_method[ours_m], stats_by_method[base_m]
+    n_seeds = ours["coverage"].shape[1]
+    large = js >= config.large_j
+    j2 = int(np.flatnonzero(js == 2)[0]) if 2 in js else 0
+    jmax = int(np.argmax(js))
+    out = {}
+    if family == "CE":
+        multi = js >= 2
+        rel = np.abs(base["class_mass"] - base["mass_vanilla_theory"]) / base["mass_vanilla_theory"]
+        dev = rel[multi].max(0)                                        # [S] worst J per seed
+        floor = ours["class_mass"].min(0)                              # [S] smallest mass over J
+        out["a"] = combine_claims(f"a/{label}", PARTS["a"], [
+            claim(f"a1/{label}", "vanilla CE mass within tolerance of 1/(1+A) at every J >= 2",
+                  "max_J |mass - 1/(1+A)| / (1/(1+A))", ours=(base_m, dev),
+                  baselines={f"tolerance {config.mass_rel_tol}": _threshold(config.mass_rel_tol, n_seeds)},
+                  higher_is_better=False, kind="no_worse"),
+            claim(f"a2/{label}", "PiCCE-CE class mass >= ~1/2 at every J", "min_J class mass",
+                  ours=(ours_m, floor), baselines={f"floor {config.mass_floor}": _threshold(config.mass_floor, n_seeds)},
+                  higher_is_better=True, kind="no_worse"),
+        ])
+    drop_base = base["classifier_accuracy"][j2] - base["classifier_accuracy"][jmax]
+    drop_ours = ours["classifier_accuracy"][j2] - ours["classifier_accuracy"][jmax]
+    out["b"] = combine_claims(f"b/{label}", PARTS["b"], [
+        claim(f"b1/{label}", f"vanilla accuracy falls from J=2 to J={js[jmax]} by > {config.drop_margin}",
+              "accuracy drop J=2 -> J_max", ours=(base_m, drop_base), baselines={"no drop": _threshold(0.0, n_seeds)},
+              higher_is_better=True, kind="better", margin=config.drop_margin),
+        claim(f"b2/{label}", f"PiCCE accuracy flat: |drop| <= {config.flat_tol}", "|accuracy drop J=2 -> J_max|",
+              ours=(ours_m, np.abs(drop_ours)), baselines={f"tolerance {config.flat_tol}": _threshold(config.flat_tol, n_seeds)},
+              higher_is_better=False, kind="no_worse"),
+    ])
+    out["c"] = claim(f"c/{label}", PARTS["c"], f"coverage (mean over J >= {config.large_j})",
+                     ours=(ours_m, ours["coverage"][large].mean(0)), baselines={base_m: base["coverage"][large].mean(0)},
+                     higher_is_better=True, kind="better")
+    out["d"] = claim(f"d/{label}", PARTS["d"], f"system error (mean over J >= {config.large_j})",
+                     ours=(ours_m, ours["system_error"][large].mean(0)),
+                     baselines={base_m: base["system_error"][large].mean(0)}, higher_is_better=False, kind="no_worse")
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+def make_figures(config, workdir, stats, dataset, setting):
+    js = np.asarray(config.num_experts, float)
+    figs = []
+    budgets = list(stats[(dataset, setting, config.methods[0])].keys())
+    for b_i, budget in enumerate([budgets[0], budgets[-1]]):
+        tag = "short" if b_i == 0 else "converged"
+        sm = {m: stats[(dataset, setting, m)][budget] for m in config.methods}
+        for metric, ylabel in (("classifier_accuracy", "classifier accuracy"), ("coverage", "coverage"),
+                               ("system_error", "system error")):
+            name = f"figures/{dataset}_{setting}_{tag}_{metric}.png"
+            plots.curves(os.path.join(workdir, name), js, {m: sm[m][metric].T for m in sm}, xlabel="J (experts)",
+                         ylabel=ylabel, title=f"{dataset} / {setting} / {budget}")
+            figs.append(name)
+        series = {m: sm[m]["class_mass"].T for m in sm if m in ("ce", "picce_ce", "realizable")}
+        series["1/(1+A) (Eq. 6)"] = sm[config.methods[0]]["mass_vanilla_theory"].T
+        series["1/(1+V) (PiCCE)"] = sm[config.methods[0]]["mass_picce_theory"].T
+        name = f"figures/{dataset}_{setting}_{tag}_class_mass.png"
+        plots.curves(os.path.join(workdir, name), js, series, xlabel="J (experts)", ylabel="class mass sum_k q_k",
+                     title=f"{dataset} / {setting} / {budget}")
+        figs.append(name)
+    return figs
+
+
+# ----------------------------------------------------------------------------- run
+def run(config, workdir):
+    results = run_all_cells(config, workdir)
+    js = list(config.num_experts)
+    stats = {}
+    for (d, s, m), arrays in results.items():
+        idx = budget_indices(config, d, arrays)
+        stats[(d, s, m)] = {b: cell_stats(arrays, i) for b, i in idx.items()}
+
+    main_rows, defer_rows, grid_rows = [], [], []
+    parts = {(p, f): [] for f in FAMILIES for p in PARTS if not (p == "a" and f == "OvA")}
+    for d in config.datasets:
+        for s in config.settings:
+            budgets = stats[(d, s, config.methods[0])].keys()
+            for b in budgets:
+                by_m = {m: stats[(d, s, m)][b] for m in config.methods}
+                for m, st in by_m.items():
+                    for ji, j in enumerate(js):
+                        row = {"dataset": d, "setting": s, "budget": b, "method": m, "J": j}
+                        for k in SCALARS + ("best_expert_error", "epoch"):
+                            vals = st[k][ji]
+                            row[f"{k}_mean"], row[f"{k}_std"] = (
+                                (float(np.nanmean(vals)), float(np.nanstd(vals))) if np.isfinite(vals).any()
+                                else (float("nan"), float("nan")))
+                        row["mass_vanilla_theory"] = float(st["mass_vanilla_theory"][ji].mean())
+                        row["mass_picce_theory"] = float(st["mass_picce_theory"][ji].mean())
+                        main_rows.append(row)
+                        if b.startswith("converged") and j > 1:
+                            defer_rows.append({
+                                "dataset": d, "setting": s, "method": m, "J": j,
+                                "defer_rate": float(1 - st["coverage"][ji].mean()),
+                                "defer_to_best": float(np.nanmean(st["defer_to_best"][ji])) if np.isfinite(st["defer_to_best"][ji]).any() else float("nan"),
+                                "defer_regret": float(np.nanmean(st["defer_regret"][ji])) if np.isfinite(st["defer_regret"][ji]).any() else float("nan"),
+                                "top_expert_share": float(np.nanmean(st["defer_top_share"][ji])) if np.isfinite(st["defer_top_share"][ji]).any() else float("nan"),
+                                "experts_used": float(st["experts_used"][ji].mean())})
+                label = f"{d}/{s}/{b}"
+                for fam, (om, bm) in FAMILIES.items():
+                    if om not in by_m or bm not in by_m:
+                        continue
+                    cell = check_parts(config, by_m, fam, label)
+                    for p, entry in cell.items():
+                        parts[(p, fam)].append(entry)
+                        grid_rows.append({"dataset": d, "setting": s, "budget": b, "family": fam, "part": p,
+                                          "verdict": entry["verdict"]})
+
+    claims = []
+    for (p, fam), entries in parts.items():
+        if not entries:
+            continue
+        held = [e["id"].split("/", 1)[1] for e in entries if e["verdict"] == "reproduced"]
+        note = (f"holds in {len(held)}/{len(entries)} (data set/setting/budget) cells"
+                + (f": {', '.join(held)}" if held else ""))
+        claims.append(combine_claims(f"{p}_{fam}", f"({p}) [{fam}] {PARTS[p]}", entries, note=note))
+
+    figures = []
+    for d in config.datasets:
+        figures += make_figures(config, workdir, stats, d, config.settings[0])
+
+    def pick(method, d, s, b_prefix, j, key):
+        for r in main_rows:
+            if (r["method"], r["dataset"], r["setting"], r["J"]) == (method, d, s, j) and r["budget"].startswith(b_prefix):
+                return r[key]
+        return float("nan")
+
+    d0, s0, jm = config.datasets[0], config.settings[0], max(js)
+    verdicts = ", ".join(f"{c['id']}: {c['note'].split(':')[0].replace('holds in ', '')}" for c in claims)
+    headline = (f"{d0}/{s0}, J={jm}, short budget: classifier acc CE {pick('ce', d0, s0, 'short', jm, 'classifier_accuracy_mean'):.3f} "
+                f"vs PiCCE-CE {pick('picce_ce', d0, s0, 'short', jm, 'classifier_accuracy_mean'):.3f}; class mass "
+                f"{pick('ce', d0, s0, 'short', jm, 'class_mass_mean'):.2f} vs {pick('picce_ce', d0, s0, 'short', jm, 'class_mass_mean'):.2f}; "
+                f"converged coverage {pick('ce', d0, s0, 'converged', jm, 'coverage_mean'):.2f} vs "
+                f"{pick('picce_ce', d0, s0, 'converged', jm, 'coverage_mean'):.2f}. Cells where each part holds: {verdicts}")
+    return {"seeds": list(config.seeds), "claims": claims,
+            "tables": {"main": main_rows, "deferral_targets": defer_rows, "claim_grid": grid_rows},
+            "figures": figures, "headline": headline}
+
+
+if __name__ == "__main__":
+    from jaxlab.core.app import launch
+
+    launch("picce", run)
