@@ -36,7 +36,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("lm_sft", "Tiny reasoning LM (shared substrate: arithmetic with chain of thought, SFT)", "",
                "jaxlab.lm",
                "A small decoder-only transformer learns arithmetic with written-out chain of thought; "
-               "chain of thought beats direct answers on multi-digit problems."),
+               "chain of thought beats direct answers on multi-digit problems.",
+               runner="experiments.lm_sft:run", config="experiments/configs/lm_sft.py", colab="colabs/lm.ipynb",
+               budget_s=150),
     Experiment("picce", "When More Experts Hurt: Underfitting in Multi-Expert Learning to Defer", "2602.17144",
                "jaxlab.l2d",
                "Vanilla multi-expert L2D surrogates underfit the classifier as experts are added; PiCCE keeps "

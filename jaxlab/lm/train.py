@@ -1,0 +1,183 @@
+"""Supervised fine-tuning (SFT) of the tiny LM on gold CoT / direct traces.
+
+`make_train(config) -> train(key) -> (params, metrics)` in the purejaxrl/brax style: the data are
+device arrays, each jitted call runs `config.train.chunk` AdamW steps in a `lax.scan`, the batch is
+split over the core mesh's `data` axis (GSPMD inserts the gradient all-reduce), and the loop
+between chunks checkpoints (orbax, via jaxlab.core.checkpoint) and optionally evaluates greedy
+accuracy on a validation set to stop early (config knobs for the RL papers' warm starts).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxlab.core import sharding
+from jaxlab.lm import tasks
+from jaxlab.lm.model import LMConfig, apply, init, output_log_softmax
+from jaxlab.lm.tokenizer import CharTokenizer
+
+
+def model_config(config: ml_collections.ConfigDict, tok: Optional[CharTokenizer] = None) -> LMConfig:
+    """LMConfig from `config.model` (vocabulary and special ids from the tokenizer)."""
+    tok = tok or CharTokenizer()
+    m = config.model
+    return LMConfig(vocab_size=tok.vocab_size, d_model=m.d_model, num_layers=m.num_layers,
+                    num_heads=m.num_heads, d_ff=m.d_ff, max_len=m.max_len, pad_id=tok.pad_id,
+                    bos_id=tok.bos_id, eos_id=tok.eos_id)
+
+
+def sft_arrays(problems, tok: CharTokenizer, *, seq_len: int, direct_frac: float = 0.0,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded SFT rows '<bos>' + prompt + completion and their loss masks.
+
+    Each problem is written in direct form with probability `direct_frac`, else with CoT.
+    Returns (tokens [N, seq_len] int32, mask [N, seq_len] bool): mask is True on the completion
+    tokens (the targets, EOS included).
+    """
+    if not 0.0 <= direct_frac <= 1.0:
+        raise ValueError(f"direct_frac: expected in [0, 1], got {direct_frac}")
+    rng = np.random.default_rng([seed, 4242])
+    direct = rng.random(len(problems)) < direct_frac
+    toks = np.full((len(problems), seq_len), tok.pad_id, np.int32)
+    mask = np.zeros((len(problems), seq_len), bool)
+    for i, (p, d) in enumerate(zip(problems, direct)):
+        mode = "direct" if d else "cot"
+        pr = tok.encode("<bos>" + p.prompt(mode))
+        co = tok.encode(p.completion(mode))
+        n = len(pr) + len(co)
+        if n > seq_len:
+            raise ValueError(f"seq_len: problem {p.question!r} needs {n} tokens, seq_len={seq_len}")
+        toks[i, :len(pr)], toks[i, len(pr):n] = pr, co
+        mask[i, len(pr):n] = True
+    return toks, mask
+
+
+def sft_loss(params, tokens_bt: jax.Array, mask_bt: jax.Array, *, cfg: LMConfig) -> jax.Array:
+    """Token-mean next-token NLL over masked targets: -sum(mask * log p(x_t|x_<t)) / sum(mask).
+
+    tokens_bt [B, T] int, mask_bt [B, T] (True on target tokens). Returns a scalar.
+    """
+    logits = apply(params, tokens_bt, cfg=cfg)
+    lp = output_log_softmax(logits[:, :-1], cfg)
+    lp = jnp.take_along_axis(lp, tokens_bt[:, 1:, None], axis=-1)[..., 0]
+    m = mask_bt[:, 1:].astype(jnp.float32)
+    return -(lp * m).sum() / jnp.maximum(m.sum(), 1.0)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    o = config.optim
+    sched = optax.warmup_cosine_decay_schedule(0.0, o.lr, o.warmup, max(o.steps, o.warmup + 1),
+                                               end_value=o.lr * o.end_lr_frac)
+    return optax.chain(optax.clip_by_global_norm(o.grad_clip),
+                       optax.adamw(sched, b1=0.9, b2=o.b2, weight_decay=o.weight_decay))
+
+
+def build_train_problems(config) -> list:
+    d = config.data
+    return tasks.generate_mix(dict(d.weights), d.n_train, seed=d.seed, split="train",
+                              digits=dict(d.digits), detail=d.detail)
+
+
+def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = None,
+               eval_fn: Optional[Callable] = None, log_fn: Optional[Callable] = None,
+               problems=None) -> Callable:
+    """Returns `train(key) -> (params, metrics)`.
+
+    Args:
+      config: ConfigDict with `model`, `data`, `optim`, `train` (see experiments/configs/lm_sft.py).
+      ckpt_dir: if given, orbax checkpoints every chunk there and resume from the latest.
+      eval_fn: optional `eval_fn(params) -> float` (e.g. validation greedy accuracy); called every
+        `config.train.eval_every` steps; training stops once it is >= `config.train.target_acc`
+        (when target_acc > 0).
+      log_fn: optional `log_fn(step, **scalars)` (e.g. MetricsWriter.write).
+      problems: training problems (default: generated from `config.data`).
+    Returns:
+      train(key) -> (params, {"loss": [n_chunks], "step": [n_chunks], "eval": [(step, value)],
+      "steps_done": int, "stopped_early": bool, "steps_per_s": float}).
+    """
+    tok = CharTokenizer()
+    cfg = model_config(config, tok)
+    problems = build_train_problems(config) if problems is None else problems
+    toks_np, mask_np = sft_arrays(problems, tok, seq_len=config.data.seq_len,
+                                  direct_frac=config.data.direct_frac, seed=config.data.seed)
+    tx = make_optimizer(config)
+    t = config.train
+    mesh = sharding.make_mesh(t.n_devices or None)
+    rep, dat = sharding.replicated(mesh), NamedSharding(mesh, PartitionSpec(sharding.DATA))
+    B, chunk, total_steps = config.optim.batch_size, t.chunk, config.optim.steps
+    if B % mesh.size:
+        raise ValueError(f"optim.batch_size: {B} is not divisible by {mesh.size} devices")
+
+    def sgd_step(carry, key):
+        params, opt_state, toks, mask = carry
+        idx = jax.random.randint(key, (B,), 0, toks.shape[0])
+        bt = jax.lax.with_sharding_constraint(toks[idx], dat)
+        bm = jax.lax.with_sharding_constraint(mask[idx], dat)
+        loss, grads = jax.value_and_grad(sft_loss)(params, bt, bm, cfg=cfg)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, toks, mask), loss
+
+    @jax.jit
+    def run_chunk(params, opt_state, toks, mask, key, step0):
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(step0 + jnp.arange(chunk))
+        (params, opt_state, _, _), losses = jax.lax.scan(sgd_step, (params, opt_state, toks, mask),
+                                                         keys)
+        return params, opt_state, losses.mean()
+
+    def train(key):
+        key_init, key_data = jax.random.split(key)
+        params = init(key_init, cfg)
+        state = {"params": params, "opt_state": tx.init(params)}
+        step, ckpt = 0, None
+        if ckpt_dir is not None:
+            from jaxlab.core.checkpoint import Checkpointer
+            ckpt = Checkpointer(ckpt_dir, save_every=chunk, keep=1,
+                                metadata={"config": config.to_dict()})
+            if ckpt.latest_step() is not None:
+                step, state = ckpt.restore(state)
+        state = jax.device_put(state, rep)
+        toks, mask = jax.device_put((jnp.asarray(toks_np), jnp.asarray(mask_np)), rep)
+        hist = {"loss": [], "step": [], "eval": [], "stopped_early": False}
+        total = total_steps
+        t0, steps_run = time.perf_counter(), 0
+        while step < total:
+            p, o, loss = run_chunk(state["params"], state["opt_state"], toks, mask, key_data,
+                                   jnp.int32(step))
+            state = {"params": p, "opt_state": o}
+            step += chunk
+            steps_run += chunk
+            loss = float(loss)
+            hist["loss"].append(loss)
+            hist["step"].append(step)
+            scalars = {"loss": loss}
+            if eval_fn is not None and (step % t.eval_every == 0 or step >= total):
+                val = float(eval_fn(state["params"]))
+                hist["eval"].append((step, val))
+                scalars["val_acc"] = val
+                if t.target_acc > 0 and val >= t.target_acc:
+                    hist["stopped_early"] = step < total
+                    total = step
+            if log_fn is not None:
+                log_fn(step, **scalars)
+            if ckpt is not None:
+                ckpt.maybe_save(step, state, force=step >= total)
+        if ckpt is not None:
+            ckpt.wait()
+        dt = time.perf_counter() - t0
+        hist["steps_done"] = step
+        hist["steps_per_s"] = steps_run / dt if steps_run else float("nan")
+        return state["params"], hist
+
+    train.cfg = cfg
+    train.tokenizer = tok
+    train.data = (toks_np, mask_np)
+    return train

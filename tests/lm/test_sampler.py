@@ -1,0 +1,112 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.lm import apply as _apply, logprobs as _logprobs, sample, sequences
+
+apply = jax.jit(_apply, static_argnames=("cfg", "return_hidden", "delta_layer"))
+logprobs = jax.jit(_logprobs, static_argnames=("cfg",))
+
+PROMPTS = ["<bos>Q:1+2= T:", "<bos>Q:47*36= T:", "<bos>Q:(12+5)*3-7= A:"]   # different lengths
+
+
+@pytest.fixture(scope="module")
+def prompts(tok):
+    return jnp.asarray(tok.encode_batch(PROMPTS, pad_side="left")[0])
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_cache_matches_full_recompute_and_teacher_forcing(cfg, sharp_params, prompts, greedy):
+    """Tokens identical; logits agree to atol 1e-4 (logits here are O(10); float32 has ~1e-6
+    relative rounding and the two paths sum attention terms in different orders/lengths)."""
+    kw = dict(cfg=cfg, max_new_tokens=24, num_samples=2, greedy=greedy, temperature=1.0,
+              return_logits=True)
+    key = jax.random.PRNGKey(7)
+    c = sample(sharp_params, key, prompts, **kw)
+    f = sample(sharp_params, key, prompts, use_cache=False, **kw)
+    np.testing.assert_array_equal(np.asarray(c.tokens), np.asarray(f.tokens))
+    lc, lf = np.asarray(c.logits), np.asarray(f.logits)
+    assert np.abs(lc).max() > 5.0                       # the tolerance is tested at scale ~10
+    np.testing.assert_allclose(lc, lf, atol=1e-4, rtol=0)
+    # teacher-forced logits of the final sequences at the positions that produced each token
+    seq, mask = sequences(prompts, c)
+    tf = np.asarray(apply(sharp_params, seq, cfg=cfg))
+    B, G, N = c.tokens.shape
+    P = prompts.shape[1]
+    tf_pred = tf[:, P - 1:P - 1 + N].reshape(B, G, N, -1)
+    m = np.asarray(c.mask)
+    np.testing.assert_allclose(lc[m], tf_pred[m], atol=1e-4, rtol=0)
+
+
+def test_sampler_logprobs_equal_teacher_forced_and_mask_after_eos(cfg, params, prompts, tok):
+    out = sample(params, jax.random.PRNGKey(1), prompts, cfg=cfg, max_new_tokens=40,
+                 num_samples=8, temperature=1.0)
+    toks, mask, lps = map(np.asarray, (out.tokens, out.mask, out.logprobs))
+    assert np.asarray(out.finished).any() and not np.asarray(out.finished).all()
+    # mask ends right after the first EOS; PAD and zero log-prob afterwards
+    for b in range(toks.shape[0]):
+        for g in range(toks.shape[1]):
+            eos = np.flatnonzero(toks[b, g] == tok.eos_id)
+            end = eos[0] + 1 if eos.size else toks.shape[2]
+            assert mask[b, g, :end].all() and not mask[b, g, end:].any()
+            assert (toks[b, g, end:] == tok.pad_id).all() and (lps[b, g, end:] == 0).all()
+            assert out.lengths[b, g] == end
+    assert not np.isin(toks[mask], [tok.pad_id, tok.bos_id]).any()
+    seq, smask = sequences(prompts, out)
+    tf = np.asarray(logprobs(params, seq, smask, cfg=cfg))[:, prompts.shape[1]:]
+    np.testing.assert_allclose(tf, lps.reshape(tf.shape), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.model_logprobs), lps, atol=1e-6)  # T=1, top_p=1
+
+
+def test_temperature_top_p_and_groups(cfg, sharp_params, prompts):
+    g = sample(sharp_params, jax.random.PRNGKey(0), prompts, cfg=cfg, max_new_tokens=12,
+               num_samples=3, greedy=True, return_logits=True)
+    assert (np.asarray(g.tokens) == np.asarray(g.tokens)[:, :1]).all()    # greedy: G copies
+    assert (np.asarray(g.logprobs) == 0).all() and (np.asarray(g.model_logprobs) <= 0).all()
+    tiny_p = sample(sharp_params, jax.random.PRNGKey(5), prompts, cfg=cfg, max_new_tokens=12,
+                    num_samples=3, top_p=1e-6)
+    np.testing.assert_array_equal(np.asarray(tiny_p.tokens), np.asarray(g.tokens))
+    assert np.allclose(np.asarray(tiny_p.logprobs), 0.0, atol=1e-6)      # nucleus of one token
+    t = 2.5
+    s = sample(sharp_params, jax.random.PRNGKey(9), prompts, cfg=cfg, max_new_tokens=12,
+               num_samples=4, temperature=t, return_logits=True)
+    lg = np.asarray(s.logits, np.float64) / t
+    lg[..., :2] = -np.inf
+    lse = np.log(np.exp(lg - lg.max(-1, keepdims=True)).sum(-1)) + lg.max(-1)
+    want = np.take_along_axis(lg, np.asarray(s.tokens)[..., None], -1)[..., 0] - lse
+    m = np.asarray(s.mask)
+    np.testing.assert_allclose(np.asarray(s.logprobs)[m], want[m], atol=1e-4)
+    assert len({tuple(r) for r in np.asarray(s.tokens).reshape(-1, 12)}) > 3  # samples differ
+
+
+def test_head_delta_forces_first_token_then_continues_from_clean_cache(cfg, sharp_params, prompts):
+    B = prompts.shape[0]
+    target = 20                                                      # some plain character
+    w = sharp_params["head"]["kernel"]
+    delta = jnp.tile(50.0 * w[:, target] / jnp.sum(w[:, target] ** 2) ** 0.5, (B, 1))
+    out = sample(sharp_params, None, prompts, cfg=cfg, max_new_tokens=10, greedy=True, delta=delta)
+    assert (np.asarray(out.tokens)[:, 0, 0] == target).all()
+    ref = sample(sharp_params, None, jnp.concatenate([prompts, jnp.full((B, 1), target)], 1),
+                 cfg=cfg, max_new_tokens=9, greedy=True)
+    np.testing.assert_array_equal(np.asarray(out.tokens)[:, 0, 1:], np.asarray(ref.tokens)[:, 0])
+    full = sample(sharp_params, None, prompts, cfg=cfg, max_new_tokens=10, greedy=True,
+                  delta=delta, use_cache=False)
+    np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(full.tokens))
+    mid = dict(cfg=cfg, max_new_tokens=10, greedy=True, delta=delta, delta_layer=0,
+               return_logits=True)
+    a = sample(sharp_params, None, prompts, **mid)
+    b = sample(sharp_params, None, prompts, use_cache=False, **mid)
+    np.testing.assert_allclose(np.asarray(a.logits), np.asarray(b.logits), atol=1e-4)
+
+
+def test_bad_prompts_raise(cfg, params, tok):
+    right, _ = tok.encode_batch(["<bos>Q:1+2=", "<bos>Q:1="], pad_side="right")
+    with pytest.raises(ValueError, match="LEFT padding"):
+        sample(params, None, right, cfg=cfg, max_new_tokens=4, greedy=True)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        sample(params, None, right[:1], cfg=cfg, max_new_tokens=200, greedy=True)
+    with pytest.raises(ValueError, match="top_p"):
+        sample(params, jax.random.PRNGKey(0), right[:1], cfg=cfg, max_new_tokens=4, top_p=0.0)
+    with pytest.raises(ValueError, match="at least one non-PAD"):
+        sample(params, None, np.zeros((1, 3), np.int32), cfg=cfg, max_new_tokens=4, greedy=True)
