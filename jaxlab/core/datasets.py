@@ -8,10 +8,26 @@ The array_record order follows the hashed key, so store an integer `index` featu
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any
 
 import numpy as np
+import tensorflow_datasets as tfds
+
+
+class LocalCodePath:
+    """Mixin for builders that live inside a package (put it first in the bases).
+
+    tfds' default `code_path` goes through `etils.epath.resource_path`, which imports
+    `importlib_resources` (not a dependency we install); the file of the class is all tfds needs.
+    """
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+        from etils import epath
+        return epath.Path(inspect.getfile(cls))
 
 
 def default_data_dir() -> str:

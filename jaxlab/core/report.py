@@ -152,7 +152,8 @@ def papers_table(full_dir: str = "results/full") -> str:
         exp_link = f"`experiments/{exp.name}.py`" if exp.implemented else "—"
         colab = f"`{exp.colab}`" if exp.colab else "—"
         arxiv = f" ([{exp.arxiv}](https://arxiv.org/abs/{exp.arxiv}))" if exp.arxiv else ""
-        rows.append(f"| {i} | {exp.title}{arxiv} | `{exp.package}` | {exp_link} | {colab} | {status} | {headline} |")
+        num = str(i) if exp.arxiv else "substrate"
+        rows.append(f"| {num} | {exp.title}{arxiv} | `{exp.package}` | {exp_link} | {colab} | {status} | {headline} |")
     return "\n".join(rows)
 
 

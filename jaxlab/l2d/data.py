@@ -9,12 +9,13 @@ call, so tests can check the two paths agree.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
+
+from jaxlab.core.datasets import LocalCodePath
 
 SPLITS = ("train", "validation", "test")
 
@@ -79,17 +80,6 @@ def digits_splits(seed: int = 0, *, fractions=(0.6, 0.2, 0.2)) -> dict[str, dict
 
 
 # ----------------------------------------------------------------------------- tfds builders
-class _LocalCodePath:
-    """Mixin: tfds' default ``code_path`` lazily imports ``importlib_resources`` (not in our lock file)
-    for builders that live in a package; the file path of the class is all it needs."""
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls):
-        from etils import epath
-        return epath.Path(inspect.getfile(cls))
-
-
 @dataclasses.dataclass
 class GmmConfig(tfds.core.BuilderConfig):
     sizes: tuple = (20000, 5000, 5000)
@@ -99,7 +89,7 @@ class GmmConfig(tfds.core.BuilderConfig):
     seed: int = 0
 
 
-class GaussianMixtureL2D(_LocalCodePath, tfds.core.GeneratorBasedBuilder):
+class GaussianMixtureL2D(LocalCodePath, tfds.core.GeneratorBasedBuilder):
     """K-class Gaussian mixture in d dimensions with the exact posterior eta(x) stored per example."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -133,7 +123,7 @@ class GaussianMixtureL2D(_LocalCodePath, tfds.core.GeneratorBasedBuilder):
             yield int(i), {k: v[i] for k, v in arrays.items()}
 
 
-class DigitsL2D(_LocalCodePath, tfds.core.GeneratorBasedBuilder):
+class DigitsL2D(LocalCodePath, tfds.core.GeneratorBasedBuilder):
     """scikit-learn digits (bundled with scikit-learn, no download), standardised, 60/20/20 split."""
 
     VERSION = tfds.core.Version("1.0.0")

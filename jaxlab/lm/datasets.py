@@ -10,10 +10,11 @@ Every example is the same `Problem` that `jaxlab.lm.tasks.generate` returns for 
 
 from __future__ import annotations
 
-import inspect
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from jaxlab.core.datasets import LocalCodePath
 
 from jaxlab.lm import tasks
 
@@ -28,16 +29,8 @@ class ArithmeticCoTConfig(tfds.core.BuilderConfig):
         self.family, self.digits, self.seed = family, digits, seed
 
 
-class ArithmeticCoT(tfds.core.GeneratorBasedBuilder):
+class ArithmeticCoT(LocalCodePath, tfds.core.GeneratorBasedBuilder):
     """Arithmetic problems with gold chain of thought (one family per builder config)."""
-
-    # tfds' default code_path imports importlib_resources (not in the lock file); the file of the
-    # class is all it needs.
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls):
-        from etils import epath
-        return epath.Path(inspect.getfile(cls))
 
     VERSION = tfds.core.Version("1.0.0")
     BUILDER_CONFIGS = [ArithmeticCoTConfig(family=f, version="1.0.0") for f in tasks.FAMILIES]
