@@ -1,0 +1,228 @@
+"""Diffusion policy with a fusion encoder: data windows, action chunks, training, closed-loop evaluation.
+
+Chunk convention (Chi et al. 2023): a training sample at decision step t sees observations t-To+1..t and
+predicts the Tp actions a[t-To+1 .. t-To+Tp] (edge-padded); at run time actions chunk[To-1 : To-1+Ta] are
+executed open-loop, so the first executed action is the one for the current step t.
+"""
+
+import functools
+from typing import NamedTuple
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxlab import diffusion as D
+from jaxlab.fusion import pour as P
+from jaxlab.fusion.audio import log_mel
+from jaxlab.fusion.encoders import FusionEncoder, PolicyObs, parse_variant
+
+LOGMEL_SHIFT, LOGMEL_SCALE = 8.0, 4.0  # log(mel + 1e-6) -> (x + 8) / 4, roughly [-1.5, 2.5]
+
+
+def chunk_indices(t, *, obs_horizon: int, pred_horizon: int, length: int):
+    """Time indices of the action chunk for decision step t: clip(t - To + 1 + [0..Tp), 0, length - 1). [Tp]."""
+    return jnp.clip(t - obs_horizon + 1 + jnp.arange(pred_horizon), 0, length - 1)
+
+
+def window_indices(t, *, obs_horizon: int):
+    """Observation indices t-To+1..t, clipped at 0 (the first frame is repeated). [To]."""
+    return jnp.maximum(t - obs_horizon + 1 + jnp.arange(obs_horizon), 0)
+
+
+def make_policy_obs(images_th, audio_tn, proprio_tp) -> PolicyObs:
+    """One window of To raw observations -> PolicyObs without batch axis.
+    images_th: [To, H, W]; audio_tn: [To, N]; proprio_tp: [To, P]."""
+    lm = (log_mel(audio_tn.reshape(-1)) + LOGMEL_SHIFT) / LOGMEL_SCALE
+    return PolicyObs(jnp.moveaxis(images_th, 0, -1), lm, proprio_tp.reshape(-1))
+
+
+def trajectory_dataset(traj: P.Trajectory, *, obs_horizon: int, pred_horizon: int):
+    """All decision samples of one episode. Returns (PolicyObs with leading [T], actions [T, Tp, 1]);
+    ``traj.obs`` holds obs after each step, the window for decision t ends at obs index t of [o0, o1..]."""
+    allobs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], 0), traj.first_obs, traj.obs)
+    T = traj.actions.shape[0]
+
+    def one(t):
+        w = window_indices(t, obs_horizon=obs_horizon)
+        o = make_policy_obs(allobs.image[w], allobs.audio[w], allobs.proprio[w])
+        return o, traj.actions[chunk_indices(t, obs_horizon=obs_horizon, pred_horizon=pred_horizon, length=T)]
+
+    obs, act = jax.vmap(one)(jnp.arange(T))
+    return obs, act[..., None]
+
+
+def expert_dataset(key, n_episodes: int, *, obs_horizon: int, pred_horizon: int, action_noise: float = 0.02,
+                   p: P.PourParams = P.PourParams()):
+    """Demonstrations flattened over episodes: PolicyObs [N, ...], actions [N, Tp, 1], N = episodes * T."""
+    @jax.jit
+    def make(keys):
+        trajs = jax.vmap(lambda k: P.rollout_expert(k, p, action_noise=action_noise))(keys)
+        return jax.vmap(lambda tr: trajectory_dataset(tr, obs_horizon=obs_horizon, pred_horizon=pred_horizon))(
+            trajs)
+
+    obs, act = make(jax.random.split(key, n_episodes))
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+    return jax.tree.map(flat, obs), flat(act)
+
+
+class PolicyNet(nn.Module):
+    """Fusion encoder + conditional 1-D U-Net denoiser."""
+
+    variant: str = "havp"
+    cond_dim: int = 64
+    down_dims: tuple = (32, 64)
+    proprio_dim: int = 6
+    denoiser_kind: str = "unet"
+
+    def setup(self):
+        self.encoder = FusionEncoder(self.variant, out=self.cond_dim, proprio_dim=self.proprio_dim)
+        if self.denoiser_kind == "unet":
+            self.denoiser = D.ConditionalUnet1D(down_dims=self.down_dims)
+        elif self.denoiser_kind == "mlp":
+            self.denoiser = D.MLPDenoiser()
+        else:
+            raise ValueError(f"denoiser must be 'unet' or 'mlp', got {self.denoiser_kind!r}")
+
+    def __call__(self, obs: PolicyObs, x, t):
+        return self.denoiser(x, t, self.encoder(obs))
+
+    def encode(self, obs: PolicyObs):
+        return self.encoder(obs)
+
+    def denoise(self, x, t, cond):
+        return self.denoiser(x, t, cond)
+
+    def embeddings(self, obs: PolicyObs):
+        return self.encoder.embeddings(obs)
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: dict
+    ema: dict
+    opt_state: optax.OptState
+    step: jnp.ndarray
+
+
+class PolicyConfig(NamedTuple):
+    variant: str = "havp"
+    obs_horizon: int = 2
+    pred_horizon: int = 8
+    action_horizon: int = 4
+    num_diffusion_steps: int = 100
+    num_inference_steps: int = 10
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 1e-6
+    warmup: int = 100
+    train_steps: int = 2000
+    down_dims: tuple = (32, 64)
+    denoiser: str = "unet"   # "unet" (ConditionalUnet1D) or "mlp" (MLPDenoiser)
+    ema_power: float = 0.75
+
+
+def action_normalizer(p: P.PourParams = P.PourParams()) -> D.Normalizer:
+    return D.Normalizer(jnp.array([-p.max_dtheta]), jnp.array([p.max_dtheta]))
+
+
+def make_train(cfg: PolicyConfig, dataset):
+    """Returns (init(key) -> TrainState, train_chunk(state, key, n) -> (state, losses [n])).
+
+    dataset: (PolicyObs [N, ...], actions [N, Tp, 1]) raw actions; normalised to [-1, 1] inside.
+    Both functions are pure; ``train_chunk`` is one jit around a ``lax.scan`` of whole update steps and can
+    be vmapped over seeds (``jax.vmap(train_chunk, in_axes=(0, 0, None))``)."""
+    parse_variant(cfg.variant)
+    obs_all, act_all = dataset
+    norm = action_normalizer()
+    act_all = norm.normalize(act_all)
+    if act_all.ndim != 3 or act_all.shape[1:] != (cfg.pred_horizon, 1):
+        raise ValueError(f"dataset actions must be [N, {cfg.pred_horizon}, 1], got {act_all.shape}")
+    net = PolicyNet(cfg.variant, down_dims=tuple(cfg.down_dims), proprio_dim=obs_all.proprio.shape[-1],
+                    denoiser_kind=cfg.denoiser)
+    sched = D.make_schedule(cfg.num_diffusion_steps, "cosine")
+    lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup, max(cfg.train_steps, cfg.warmup + 1))
+    tx = optax.adamw(lr, b1=0.95, b2=0.999, weight_decay=cfg.weight_decay)
+    N = act_all.shape[0]
+
+    def init(key):
+        o = jax.tree.map(lambda x: x[:2], obs_all)
+        params = net.init(key, o, act_all[:2], jnp.zeros(2, jnp.int32))
+        return TrainState(params, params, tx.init(params), jnp.zeros((), jnp.int32))
+
+    def loss_fn(params, obs, x0, key):
+        return D.eps_loss(lambda x, t: net.apply(params, obs, x, t), sched, key, x0)
+
+    def update(state: TrainState, key):
+        k1, k2 = jax.random.split(key)
+        idx = jax.random.randint(k1, (cfg.batch_size,), 0, N)
+        obs = jax.tree.map(lambda x: x[idx], obs_all)
+        loss, g = jax.value_and_grad(loss_fn)(state.params, obs, act_all[idx], k2)
+        upd, opt_state = tx.update(g, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, upd)
+        ema = D.ema_update(state.ema, params, D.ema_decay(state.step, power=cfg.ema_power))
+        return TrainState(params, ema, opt_state, state.step + 1), loss
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def train_chunk(state, key, n):
+        return jax.lax.scan(update, state, jax.random.split(key, n))
+
+    return net, init, train_chunk
+
+
+def make_policy_fn(net: PolicyNet, cfg: PolicyConfig):
+    """(params, PolicyObs [B, ...], key) -> raw action chunks [B, Tp, 1] by DDIM (eta 0) in one scan."""
+    sched = D.make_schedule(cfg.num_diffusion_steps, "cosine")
+    norm = action_normalizer()
+
+    def act(params, obs: PolicyObs, key, num_inference_steps=cfg.num_inference_steps, sampler="ddim"):
+        cond = net.apply(params, obs, method=PolicyNet.encode)
+        fn = lambda x, t: net.apply(params, x, t, cond, method=PolicyNet.denoise)  # noqa: E731
+        shape = (cond.shape[0], cfg.pred_horizon, 1)
+        if sampler == "ddim":
+            x = D.sample_ddim(fn, sched, key, shape, num_inference_steps=num_inference_steps)
+        else:
+            x = D.sample_ddpm(fn, sched, key, shape)
+        return norm.unnormalize(x)
+
+    return act
+
+
+def rollout_policy(act_fn, params, key, n_episodes: int, cfg: PolicyConfig, p: P.PourParams = P.PourParams(),
+                   **act_kw):
+    """Closed-loop evaluation of ``n_episodes`` episodes vmapped: outer scan over chunks (re-plan), inner scan over
+    Ta executed steps; the observation ring buffer keeps the last To frames (audio included).
+    Returns dict of [n_episodes] arrays: success, fill_error, overflow."""
+    To, Ta = cfg.obs_horizon, cfg.action_horizon
+    n_chunks = -(-p.horizon // Ta)
+    k_reset, k_obs, k_loop = jax.random.split(key, 3)
+    s = jax.vmap(lambda k: P.reset(k, p))(jax.random.split(k_reset, n_episodes))
+    o = jax.vmap(lambda st, k: P.observe(st, k, p))(s, jax.random.split(k_obs, n_episodes))
+    ring = jax.tree.map(lambda x: jnp.repeat(x[:, None], To, axis=1), o)  # [B, To, ...]
+
+    def chunk_body(carry, k):
+        s, ring, done_t = carry
+        k_act, k_env = jax.random.split(k)
+        pobs = jax.vmap(make_policy_obs)(ring.image, ring.audio, ring.proprio)
+        actions = act_fn(params, pobs, k_act, **act_kw)[:, To - 1:To - 1 + Ta, 0]  # [B, Ta]
+
+        def env_body(c, inp):
+            s, ring, t = c
+            a, kk = inp
+            live = t < p.horizon
+            s_new = jax.vmap(lambda st, ai: P.step(st, ai, p))(s, a)
+            s = jax.tree.map(lambda new, old: jnp.where(live, new, old), s_new, s)
+            o = jax.vmap(lambda st, k2: P.observe(st, k2, p))(s, jax.random.split(kk, a.shape[0]))
+            ring = jax.tree.map(lambda r, x: jnp.concatenate([r[:, 1:], x[:, None]], axis=1), ring, o)
+            return (s, ring, t + 1), None
+
+        (s, ring, done_t), _ = jax.lax.scan(env_body, (s, ring, done_t),
+                                            (actions.T, jax.random.split(k_env, Ta)))
+        return (s, ring, done_t), None
+
+    (s, _, _), _ = jax.lax.scan(chunk_body, (s, ring, jnp.zeros((), jnp.int32)),
+                                jax.random.split(k_loop, n_chunks))
+    succ, err = jax.vmap(lambda st: P.success(st, p))(s)
+    return {"success": succ.astype(jnp.float32), "fill_error": err, "overflow": s.overflow.astype(jnp.float32)}
