@@ -52,7 +52,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("kpo", "Online Causal Kalman Filtering for Stable and Effective Policy Optimization", "2602.10609",
                "jaxlab.rl",
                "Kalman-filtered token importance ratios make policy optimization more stable than GRPO/GSPO/GMPO "
-               "and at least as accurate."),
+               "and at least as accurate.",
+               runner="experiments.kpo:run", config="experiments/configs/kpo.py", colab="colabs/kpo.ipynb",
+               budget_s=150),
     Experiment("drmas", "Dr. MAS: Stable Reinforcement Learning for Multi-Agent LLM Systems", "2602.08847", "jaxlab.rl",
                "Normalizing advantages per agent stabilizes multi-agent RL and improves accuracy over global "
                "normalization."),

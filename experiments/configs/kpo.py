@@ -1,0 +1,66 @@
+"""Config for experiments/kpo.py: KPO vs the GRPO family on the tiny LM (spec kpo.md §7).
+
+Conditions (each one stress axis, plus a control):
+  on_policy  mu = 1 update per rollout batch, no staleness, no noise (every method ~ identical)
+  noise      mu = 8, Student-t(2) x 0.3 train-inference mismatch on the old log-probs (lr 3e-5)
+  drift      mu = 8, staleness 2, lr x 3 (1e-4), no noise: the ratios move because the policy moves
+quick: the quick SFT model (jaxlab.lm quick config), one condition pair, 2 seeds, a few steps.
+full:  the quick SFT model family, 3 seeds, 6 methods + ours, 3 conditions, plus a Q/V sweep and the
+       grad="through" / fixed-alpha EMA ablations under noise (sized for ~2-3 CPU-hours, resumable).
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+from jaxlab.core.config import check_size
+from jaxlab.rl.train import default_rl_config
+
+
+def _sft_config(size: str) -> ml_collections.ConfigDict:
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lm_sft.py")
+    spec = importlib.util.spec_from_file_location("_kpo_lm_sft_config", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(size)
+
+
+CONDITIONS = {
+    "on_policy": dict(n_minibatches=1, epochs=1, staleness=0, noise="none"),
+    "noise": dict(n_minibatches=4, epochs=2, staleness=0, noise="student_t", noise_scale=0.3),
+    "drift": dict(n_minibatches=4, epochs=2, staleness=2, noise="none", lr=1e-4),
+}
+
+
+def get_config(size: str = "quick") -> ml_collections.ConfigDict:
+    size = check_size(size)
+    c = ml_collections.ConfigDict()
+    c.seeds = [0, 1, 2]
+    c.sft_size = "quick"            # the warm start: experiments/configs/lm_sft.py:<sft_size>
+    c.sft = _sft_config("quick")
+    c.sft_seed = 0                  # one SFT model; RL seeds vary sampling/minibatches
+    c.task = ml_collections.ConfigDict(dict(family="addsub", digits=2, n_train=4000, n_eval=512,
+                                            eval_seed=30_000))
+    c.rl = default_rl_config()
+    c.rl.update(steps=80, n_prompts=16, group_size=8, max_new_tokens=40, lr=3e-5, eval_every=20,
+                eval_samples=8, eval_batch=256, ckpt_every=10, kpo_Q=1e-2, diag_Q=1e-2)
+    c.conditions = ["noise", "drift", "on_policy"]   # the order the runs go in (main stress first)
+    c.methods = ["grpo", "kpo_clipped", "grpo_dual", "kpo_tr", "gspo", "gmpo", "kpo"]  # run order
+    c.gspo_wide_eps = 1e-2          # the GSPO eps sweep point for short responses (spec A8)
+    c.qv_sweep = [1e-6, 1e-3, 1e-2, 1e-1]   # full only, under `noise`, kpo_clipped
+    c.ablations = ["through", "ema"]         # full only, under `noise`, kpo_clipped
+    c.ema_alpha = 1e-2
+    c.spike_factor = 5.0
+    c.big_norm = 10.0
+    c.summarize_only = False        # True: summarise the finished runs of a study still in progress
+    if size == "quick":
+        c.seeds = [0, 1]
+        c.task.update(n_train=1000, n_eval=64)
+        c.rl.update(steps=6, n_prompts=8, group_size=4, eval_every=6, eval_samples=4,
+                    eval_batch=64, ckpt_every=3)
+        c.conditions = ["noise"]
+        c.methods = ["grpo", "grpo_dual", "kpo_clipped", "kpo_tr"]
+        c.qv_sweep = []
+        c.ablations = []
+    return c

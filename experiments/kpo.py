@@ -1,0 +1,227 @@
+"""KPO (arXiv 2602.10609) vs GRPO / GRPO dual-clip / GSPO / GMPO on the tiny LM, under two stress
+axes (noise-driven ratio spikes, drift-driven ratio growth) and an on-policy control.
+
+For each condition x method x seed: warm-start from the cached SFT model (jaxlab.lm), run the RL trainer
+(jaxlab.rl.train), record training curves and held-out avg@k / pass@k. Every run is stored in
+<workdir>/runs/<cond>/<method>_s<seed>.json when done and checkpointed while running, so a rerun resumes.
+
+    python experiments/kpo.py --config=experiments/configs/kpo.py:quick --workdir=/tmp/kpo
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import jax
+import numpy as np
+
+from jaxlab.core import plots
+from jaxlab.core.metrics import MetricsWriter, Progress, read_json, write_json_atomic
+from jaxlab.core.summary import claim, mean_std
+from jaxlab.lm import cache, tasks
+from jaxlab.lm.train import model_config
+from jaxlab.lm.tokenizer import CharTokenizer
+from jaxlab.rl import diagnostics as dg
+from jaxlab.rl.train import make_train
+
+
+def _conditions():
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "kpo.py")
+    spec = importlib.util.spec_from_file_location("_kpo_config", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.CONDITIONS
+
+
+def problems(config):
+    t = config.task
+    train = tasks.generate(t.family, t.n_train, seed=0, split="train", digits=t.digits)
+    ev = tasks.generate(t.family, t.n_eval, seed=t.eval_seed, split="test", digits=t.digits,
+                        unique=True)
+    tasks.check_disjoint(train, ev)
+    return train, ev
+
+
+def run_specs(config) -> list[dict]:
+    """(condition, method label, rl overrides) for every run of the study (seeds apart)."""
+    conds = _conditions()
+    specs = []
+    for cond in config.conditions:
+        for m in config.methods:
+            specs.append(dict(cond=cond, label=m, rl=dict(conds[cond], method=m)))
+        if "gspo" in config.methods and cond != "on_policy":
+            specs.append(dict(cond=cond, label="gspo_wide", rl=dict(
+                conds[cond], method="gspo", gspo_eps_low=config.gspo_wide_eps,
+                gspo_eps_high=config.gspo_wide_eps)))
+    if "noise" in config.conditions:
+        for q in config.qv_sweep:
+            specs.append(dict(cond="noise", label=f"kpo_clipped_Q{q:g}",
+                              rl=dict(conds["noise"], method="kpo_clipped", kpo_Q=q)))
+        if "through" in config.ablations:
+            specs.append(dict(cond="noise", label="kpo_clipped_through",
+                              rl=dict(conds["noise"], method="kpo_clipped", kpo_grad="through")))
+        if "ema" in config.ablations:
+            specs.append(dict(cond="noise", label=f"kpo_clipped_ema{config.ema_alpha:g}",
+                              rl=dict(conds["noise"], method="kpo_clipped",
+                                      kpo_ema_alpha=config.ema_alpha)))
+    # run order: the first four methods of config.methods in every condition first, then the rest
+    return sorted(specs, key=lambda sp: 0 if sp["label"] in list(config.methods)[:4] else 1)
+
+
+def run_one(config, spec, seed, *, cfg, sft_params, train_p, eval_p, workdir, mw) -> dict:
+    out_path = os.path.join(workdir, "runs", spec["cond"], f"{spec['label']}_s{seed}.json")
+    if os.path.exists(out_path):
+        return read_json(out_path)
+    c = config.copy_and_resolve_references()
+    c.rl.update(spec["rl"])
+    log = lambda step, **s: mw.write(step, cond=spec["cond"], method=spec["label"], seed=seed, **s)
+    train = make_train(c, cfg=cfg, init_params=sft_params, train_problems=train_p,
+                       eval_problems=eval_p, log_fn=log,
+                       ckpt_dir=os.path.join(workdir, "ckpt", spec["cond"], f"{spec['label']}_s{seed}"))
+    _, hist = train(jax.random.PRNGKey(1000 + seed))
+    write_json_atomic(out_path, hist)
+    shutil.rmtree(os.path.join(workdir, "ckpt", spec["cond"], f"{spec['label']}_s{seed}"),
+                  ignore_errors=True)   # the finished run's JSON is the record; drop its checkpoint
+    return hist
+
+
+def run_stats(config, hist) -> dict:
+    k = config.rl.eval_samples
+    ev = hist["eval"]
+    acc = np.array([e[f"avg@{k}"] for e in ev])
+    ent = np.array(hist.get("entropy", [np.nan]))
+    norms = np.concatenate([np.asarray(g) for g in hist.get("grad_norms", [[np.nan]])])
+    # collapse at the end: eval avg@k below half its running peak, or the policy entropy below a quarter
+    # of its first-step value (the SFT model is already confident, so an absolute 0.05 is too strict)
+    collapsed = bool(dg.collapse_flags(acc)[-1]) or bool(np.nanmean(ent[-3:]) < 0.25 * ent[0])
+    mean = lambda key: float(np.nanmean(hist[key])) if hist.get(key) else float("nan")
+    return {"avg": float(acc[-1]), "pass": float(ev[-1][f"pass@{k}"]), "greedy": float(ev[-1]["greedy_acc"]),
+            "avg_gain": float(acc[-1] - acc[0]), "collapsed": float(collapsed),
+            "spikes": float(dg.spike_count(norms, factor=config.spike_factor)),
+            "max_norm": float(np.nanmax(norms)), "frac_big_norm": float(np.mean(norms > config.big_norm)),
+            "clip_frac": mean("clip_frac"), "switch_raw": mean("switch_raw"),
+            "switch_filt": mean("switch_filt"), "runlen_raw": mean("runlen_raw"),
+            "runlen_filt": mean("runlen_filt"), "lowfreq_raw": mean("lowfreq_raw"),
+            "lowfreq_filt": mean("lowfreq_filt"), "log_ratio_var": mean("log_ratio_var"),
+            "entropy_end": float(np.nanmean(ent[-3:])), "reward_end": float(np.mean(hist["reward"][-5:]))}
+
+
+def run(config, workdir: str) -> dict:
+    tok = CharTokenizer()
+    cfg = model_config(config.sft, tok)
+    sft_params, sft_info = cache.load_or_train(config.sft, config.sft_seed)
+    train_p, eval_p = problems(config)
+    specs = run_specs(config)
+    seeds = list(config.seeds)
+    results, hists = {}, {}
+    prog = Progress(len(specs) * len(seeds), desc="kpo runs")
+    done = lambda sp, sd: os.path.exists(os.path.join(workdir, "runs", sp["cond"], f"{sp['label']}_s{sd}.json"))
+    if config.summarize_only:   # report the finished runs only (a long study still in progress)
+        specs = [sp for sp in specs if all(done(sp, sd) for sd in seeds)]
+        if not specs:
+            raise ValueError(f"summarize_only: no spec has finished runs for all seeds in {workdir!r}")
+    with MetricsWriter(os.path.join(workdir, "metrics.jsonl")) as mw:
+        for spec in specs:
+            for seed in seeds:
+                h = run_one(config, spec, seed, cfg=cfg, sft_params=sft_params, train_p=train_p,
+                            eval_p=eval_p, workdir=workdir, mw=mw)
+                hists[(spec["cond"], spec["label"], seed)] = h
+                results[(spec["cond"], spec["label"], seed)] = run_stats(config, h)
+                prog.update(1, run=f"{spec['cond']}/{spec['label']}/s{seed}")
+    prog.close()
+    k = config.rl.eval_samples
+    vals = lambda cond, label, key: [results[(cond, label, s)][key] for s in seeds]
+
+    # ---- tables
+    table = []
+    for spec in specs:
+        row = {"condition": spec["cond"], "method": spec["label"]}
+        for key in ("avg", "pass", "greedy", "collapsed", "spikes", "max_norm", "frac_big_norm",
+                    "clip_frac", "switch_raw", "switch_filt", "entropy_end"):
+            m, s = mean_std(vals(spec["cond"], spec["label"], key))
+            row[f"{key}_mean"], row[f"{key}_std"] = round(m, 4), round(s, 4)
+        table.append(row)
+    sft_ev = hists[(specs[0]["cond"], specs[0]["label"], seeds[0])]["eval"][0]
+
+    # ---- claims (paper: KPO(-clipped) is more stable and at least as accurate as GRPO/GSPO/GMPO)
+    claims = []
+    have = {(sp["cond"], sp["label"]) for sp in specs}
+    conds = [c for c in config.conditions if any(sp["cond"] == c for sp in specs)]
+    for cond in [c for c in conds if c != "on_policy"]:
+        baselines = [m for m in ("grpo", "grpo_dual", "gspo", "gmpo") if (cond, m) in have]
+        ours = "kpo_clipped" if (cond, "kpo_clipped") in have else None
+        if ours is None or not baselines:
+            continue
+        claims.append(claim(
+            f"accuracy_{cond}", f"KPO-clipped is at least as accurate as the GRPO family ({cond} stress)",
+            f"held-out avg@{k}", ours=(ours, vals(cond, ours, "avg")),
+            baselines={b: vals(cond, b, "avg") for b in baselines}, higher_is_better=True,
+            kind="no_worse", margin=0.02,
+            note=f"final held-out avg@{k} on {len(eval_p)} {config.task.family} problems; margin 0.02"))
+        claims.append(claim(
+            f"stability_{cond}", f"KPO-clipped has fewer gradient-norm spikes than GRPO ({cond} stress)",
+            "max pre-clip grad norm", ours=(ours, vals(cond, ours, "max_norm")),
+            baselines={b: vals(cond, b, "max_norm") for b in baselines}, higher_is_better=False,
+            kind="better", note="max over all updates of the pre-clip global norm"))
+        if (cond, "kpo_tr") in have:
+            claims.append(claim(
+                f"ours_tr_{cond}", f"Ours (KPO-TR: raw-ratio trust region) is at least as accurate as "
+                f"KPO-clipped ({cond})", f"held-out avg@{k}", ours=("kpo_tr", vals(cond, "kpo_tr", "avg")),
+                baselines={"kpo_clipped": vals(cond, "kpo_clipped", "avg")}, higher_is_better=True,
+                kind="no_worse", margin=0.02, note="our variant, not from the paper"))
+    if ("noise", "kpo_clipped") in have:
+        claims.append(claim(
+            "switch_reduction", "Filtering lowers the switch frequency of the off-policy indicator "
+            "1[|z|>log 1.2] (noise stress, KPO-clipped runs)", "switch frequency",
+            ours=("filtered", vals("noise", "kpo_clipped", "switch_filt")),
+            baselines={"raw": vals("noise", "kpo_clipped", "switch_raw")}, higher_is_better=False, kind="better",
+            note=f"diagnostic filter Q/V={config.rl.diag_Q:g} on every update's log-ratios"))
+
+    # ---- figures
+    figs = []
+    os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+    for cond in conds:
+        labels = [s["label"] for s in specs if s["cond"] == cond and s["label"] in config.methods]
+        if not labels:
+            continue
+        steps = np.arange(1, config.rl.steps + 1)
+        for key, ylabel in (("reward", "train reward"), ("grad_norm_max", "max pre-clip grad norm")):
+            series = {}
+            for lb in labels:
+                arr = [hists[(cond, lb, s)].get(key) for s in seeds]
+                if all(a is not None and len(a) == len(steps) for a in arr):
+                    series[lb] = np.array(arr, float)
+            if series:
+                p = f"figures/{cond}_{key}.png"
+                plots.curves(os.path.join(workdir, p), steps, series, xlabel="RL step", ylabel=ylabel,
+                             title=f"{cond}: {ylabel} (mean ± std over {len(seeds)} seeds)",
+                             logy=key.startswith("grad"))
+                figs.append(p)
+        ev_steps = [e["step"] for e in hists[(cond, labels[0], seeds[0])]["eval"]]
+        series = {lb: np.array([[e[f"avg@{k}"] for e in hists[(cond, lb, s)]["eval"]] for s in seeds])
+                  for lb in labels}
+        p = f"figures/{cond}_eval_avg.png"
+        plots.curves(os.path.join(workdir, p), ev_steps, series, xlabel="RL step",
+                     ylabel=f"held-out avg@{k}", title=f"{cond}: held-out avg@{k}")
+        figs.append(p)
+
+    def fmt(cond, lb):
+        m, s = mean_std(vals(cond, lb, "avg"))
+        return f"{lb} {m:.3f}±{s:.3f}"
+    main_cond = "noise" if "noise" in conds else conds[0]
+    head = (f"KPO on tiny-LM {config.task.family} ({len(seeds)} seeds, {config.rl.steps} steps), "
+            f"held-out avg@{k} under {main_cond} stress: "
+            + ", ".join(fmt(main_cond, m) for m in config.methods if (main_cond, m) in have)
+            + f" (SFT start {sft_ev[f'avg@{k}']:.3f})")
+    return {"seeds": seeds, "claims": claims,
+            "tables": {"main": table,
+                       "sft_start": [{"greedy": sft_ev["greedy_acc"], f"avg@{k}": sft_ev[f"avg@{k}"],
+                                      f"pass@{k}": sft_ev[f"pass@{k}"], "sft_cached": sft_info["cached"]}]},
+            "figures": figs, "headline": head}
+
+
+if __name__ == "__main__":
+    from jaxlab.core.app import launch
+    launch("kpo", run)

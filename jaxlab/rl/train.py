@@ -1,0 +1,322 @@
+"""Group-relative RL post-training of the tiny LM (jaxlab.lm) with any policy loss of `jaxlab.rl`.
+
+One RL step:
+  1. draw P prompts, sample G responses each with the KV-cache sampler from the rollout policy, which is
+     the policy `staleness` versions old (s = 0: on-policy);
+  2. score them with the verifier (`reward_fn`), compute advantages with the pluggable `advantage_fn`
+     ([P, G] rewards -> [P, G] advantages; GRPO by default); groups whose advantages are all zero are
+     masked out;
+  3. optionally corrupt the behaviour log-probs with a train-inference mismatch xi (Gaussian or
+     Student-t, i.i.d. per token): old_logp_used = old_logp + xi;
+  4. run `epochs x n_minibatches` Adam updates in one jitted `lax.scan`, each clipping the gradient
+     by global norm (the pre-clip norm is logged).
+Every `eval_every` steps: held-out greedy accuracy, avg@k and unbiased pass@k. Checkpoints (orbax via
+jaxlab.core) hold params, optimiser state, stale params and the history, and a rerun resumes.
+
+`make_train(config, init_params=..., train_problems=..., eval_problems=...) -> train(key)`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxlab.lm.evaluate import generate_answers, pass_at_k, prompts_of
+from jaxlab.lm.model import LMConfig, apply, output_log_softmax
+from jaxlab.lm.sampler import sample, sequences
+from jaxlab.lm.tasks import verify
+from jaxlab.lm.tokenizer import CharTokenizer
+from jaxlab.rl import diagnostics as dg
+from jaxlab.rl.advantages import ADVANTAGE_FNS
+from jaxlab.rl.kalman import ema_gains, kalman_filter, kalman_gains
+from jaxlab.rl.losses import get_policy_loss
+
+NOISE_KINDS = ("none", "gaussian", "student_t")
+
+
+def default_rl_config() -> ml_collections.ConfigDict:
+    """The `rl` section (spec §7 defaults, scaled to the CPU miniature)."""
+    return ml_collections.ConfigDict(dict(
+        method="grpo", advantage="grpo", agg="seq-mean-token-mean",
+        n_prompts=16, group_size=8, max_new_tokens=48, temperature=1.0, prompt_len=0,
+        steps=80, lr=3e-5, b1=0.9, b2=0.999, grad_clip=1.0, n_minibatches=4, epochs=2,
+        staleness=0, noise="none", noise_scale=0.3, noise_df=2.0, log_ratio_clip=20.0,
+        clip_eps=0.2, clip_eps_high=0.2, dual_clip=3.0, gspo_eps_low=3e-4, gspo_eps_high=4e-4,
+        gmpo_delta=0.4, kpo_Q=1e-2, kpo_V=1.0, kpo_P0=1.0, kpo_init="prior", kpo_grad="stopgrad",
+        kpo_ema_alpha=0.0, diag_Q=1e-2,
+        eval_every=20, eval_samples=8, eval_batch=64, ckpt_every=10))
+
+
+def _gains(rl, T: int) -> np.ndarray:
+    if rl.kpo_ema_alpha > 0:
+        return ema_gains(T, alpha=rl.kpo_ema_alpha)
+    return kalman_gains(T, Q=rl.kpo_Q, V=rl.kpo_V, P0=rl.kpo_P0, init=rl.kpo_init)
+
+
+def loss_hparams(rl, T: int) -> dict:
+    """Keyword hyperparameters of `get_policy_loss(rl.method)` from the flat `rl` config."""
+    m = rl.method
+    common = dict(agg=rl.agg, log_ratio_clip=rl.log_ratio_clip)
+    if m == "grpo":
+        return dict(common, clip_eps=rl.clip_eps, clip_eps_high=rl.clip_eps_high)
+    if m == "grpo_dual":
+        return dict(common, clip_eps=rl.clip_eps, clip_eps_high=rl.clip_eps_high, dual_clip=rl.dual_clip)
+    if m in ("gspo", "gspo_token"):
+        return dict(common, clip_eps=rl.gspo_eps_low, clip_eps_high=rl.gspo_eps_high)
+    if m == "gmpo":
+        return dict(common, delta=rl.gmpo_delta)
+    if m in ("kpo", "kpo_clipped", "kpo_tr"):
+        return dict(common, gains_t=_gains(rl, T), grad=rl.kpo_grad, clip_eps=rl.clip_eps,
+                    clip_eps_high=rl.clip_eps_high)
+    raise ValueError(f"rl.method: unknown method {m!r}")
+
+
+def default_reward_fn(tok: CharTokenizer):
+    """reward_fn(tokens [N, T] int numpy, answers [N]) -> [N] float32 (1 if 'A:<answer>' is exact)."""
+    def reward_fn(tokens_nt, answers_n):
+        return np.array([float(verify(tok.decode(row, stop_at_eos=True), int(a)))
+                         for row, a in zip(tokens_nt, answers_n)], np.float32)
+    return reward_fn
+
+
+def mismatch_noise(key, shape, *, kind: str, scale: float, df: float = 2.0):
+    """Train-inference mismatch xi [shape]: 0, scale * N(0,1) or scale * Student-t(df), i.i.d. per token."""
+    if kind == "none" or scale == 0:
+        return jnp.zeros(shape, jnp.float32)
+    if kind == "gaussian":
+        return scale * jax.random.normal(key, shape)
+    if kind == "student_t":
+        return scale * jax.random.t(key, df, shape)
+    raise ValueError(f"noise: expected one of {NOISE_KINDS}, got {kind!r}")
+
+
+def response_logprobs_entropy(params, seq_bl, resp_mask_bl, *, cfg: LMConfig, P: int):
+    """Teacher-forced log-probs and entropies of the response positions.
+
+    seq_bl [B, P+N] prompt+response tokens; returns (logp [B, N], entropy [B, N]), 0 off the mask.
+    """
+    logits = apply(params, seq_bl, cfg=cfg)[:, P - 1:-1]           # predicts tokens P..P+N-1
+    lp_all = output_log_softmax(logits, cfg)
+    tgt = seq_bl[:, P:]
+    lp = jnp.take_along_axis(lp_all, tgt[..., None], axis=-1)[..., 0]
+    p = jnp.exp(lp_all)
+    ent = -jnp.sum(jnp.where(p > 0, p * lp_all, 0.0), axis=-1)
+    m = resp_mask_bl[:, P:]
+    return jnp.where(m, lp, 0.0), jnp.where(m, ent, 0.0)
+
+
+_UPDATE_CACHE: dict = {}
+
+
+def cached_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int):
+    """`make_update` with the config's own loss, memoised on (cfg, rl, P, N, rows) so that seeds and
+    repeated `make_train` calls share one compiled update."""
+    hp = loss_hparams(rl, N)
+    fields = ("method", "n_minibatches", "epochs", "grad_clip", "lr", "b1", "b2", "diag_Q",
+              "log_ratio_clip")
+    key = (cfg, P, N, rows, tuple(rl[f] for f in fields),
+           tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in sorted(hp.items())))
+    if key not in _UPDATE_CACHE:
+        if len(_UPDATE_CACHE) > 16:
+            _UPDATE_CACHE.clear()
+        loss_fn = get_policy_loss(rl.method, **hp)
+        _UPDATE_CACHE[key] = make_update(cfg, rl, P=P, N=N, rows=rows, loss_fn=loss_fn)
+    return _UPDATE_CACHE[key]
+
+
+def make_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int, loss_fn: Callable):
+    """Jitted `update(params, opt_state, batch, key) -> (params, opt_state, metrics [mu])`.
+
+    batch: dict seq [R, P+N] int, mask [R, P+N] bool (response mask, zero rows = skipped),
+    old_logp [R, N], adv [R]. mu = epochs * n_minibatches Adam steps on random minibatches.
+    """
+    nmb, epochs = rl.n_minibatches, rl.epochs
+    if rows % nmb:
+        raise ValueError(f"rl.n_minibatches: {nmb} does not divide the {rows} rollout rows")
+    mb = rows // nmb
+    tx = optax.chain(optax.clip_by_global_norm(rl.grad_clip),
+                     optax.adam(rl.lr, b1=rl.b1, b2=rl.b2))
+    diag_K = kalman_gains(N, Q=rl.diag_Q, V=1.0, P0=1.0)
+
+    def loss_of(params, b):
+        logp, ent = response_logprobs_entropy(params, b["seq"], b["mask"], cfg=cfg, P=P)
+        m = b["mask"][:, P:]
+        loss, met = loss_fn(logp, b["old_logp"], b["adv"], m)
+        z = jax.lax.stop_gradient(jnp.where(m, jnp.clip(logp - b["old_logp"], -rl.log_ratio_clip,
+                                                        rl.log_ratio_clip), 0.0))
+        x = kalman_filter(z, diag_K, mask_bt=m)
+        met = {k: v for k, v in met.items() if not k.startswith("switch")}
+        met.update(entropy=dg.masked_mean(jax.lax.stop_gradient(ent), m),
+                   switch_raw=dg.switch_frequency(z, m), switch_filt=dg.switch_frequency(x, m),
+                   runlen_raw=dg.mean_run_length(z, m), runlen_filt=dg.mean_run_length(x, m),
+                   lowfreq_raw=dg.low_freq_power_fraction(z, m),
+                   lowfreq_filt=dg.low_freq_power_fraction(x, m), loss=loss)
+        return loss, met
+
+    def one(carry, idx):
+        params, opt_state, batch = carry
+        b = jax.tree_util.tree_map(lambda a: a[idx], batch)
+        (_, met), grads = jax.value_and_grad(loss_of, has_aux=True)(params, b)
+        met["grad_norm"] = optax.global_norm(grads)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, opt_state, batch), met
+
+    @jax.jit
+    def update(params, opt_state, batch, key):
+        perms = jax.vmap(lambda k: jax.random.permutation(k, rows))(jax.random.split(key, epochs))
+        idx = perms.reshape(epochs * nmb, mb)
+        (params, opt_state, _), met = jax.lax.scan(one, (params, opt_state, batch), idx)
+        return params, opt_state, met
+
+    return tx, update
+
+
+def evaluate_policy(params, problems, *, cfg: LMConfig, tok: CharTokenizer, key, n_samples: int,
+                    max_new_tokens: int, prompt_len: int, batch: int = 64) -> dict:
+    """Held-out greedy accuracy, avg@n (mean sampled accuracy) and unbiased pass@n (T = 1)."""
+    g = generate_answers(params, problems, cfg=cfg, tok=tok, mode="cot", greedy=True,
+                         max_new_tokens=max_new_tokens, batch_size=batch, prompt_len=prompt_len)
+    out = {"greedy_acc": float(g["correct"].mean()), "greedy_len": float(g["n_tokens"].mean())}
+    if n_samples > 0:
+        s = generate_answers(params, problems, cfg=cfg, tok=tok, mode="cot", greedy=False, key=key,
+                             num_samples=n_samples, max_new_tokens=max_new_tokens,
+                             batch_size=max(1, batch // n_samples), prompt_len=prompt_len)
+        c = s["correct"].sum(1)
+        out[f"avg@{n_samples}"] = float(s["correct"].mean())
+        out[f"pass@{n_samples}"] = float(pass_at_k(n_samples, c, n_samples).mean())
+    return out
+
+
+def make_train(config: ml_collections.ConfigDict, *, cfg: LMConfig, init_params,
+               train_problems: Sequence, eval_problems: Sequence,
+               advantage_fn: Optional[Callable] = None, reward_fn: Optional[Callable] = None,
+               loss_fn: Optional[Callable] = None, ckpt_dir: Optional[str] = None,
+               log_fn: Optional[Callable] = None, progress: Optional[Callable] = None) -> Callable:
+    """Returns `train(key) -> (params, history)`.
+
+    Args:
+      config: ConfigDict with an `rl` section (`default_rl_config()` keys).
+      cfg: the LM's static config; init_params: warm-start parameters (the SFT model).
+      train_problems / eval_problems: `jaxlab.lm.Problem`s (disjoint splits).
+      advantage_fn: rewards [P, G] -> advantages [P, G] (default `ADVANTAGE_FNS[rl.advantage]`).
+      reward_fn: (tokens [N, T] numpy, answers [N]) -> rewards [N] (default: exact-answer verifier).
+      loss_fn: policy loss (default `get_policy_loss(rl.method, **loss_hparams(rl, N))`).
+      ckpt_dir: orbax checkpoints there every `rl.ckpt_every` steps; a rerun resumes.
+      log_fn: `log_fn(step, **scalars)`; progress: `progress(step, **scalars)` per step.
+    Returns:
+      train(key) -> (params, history) with per-step lists ("reward", "grad_norm_max",
+      "grad_norm_mean", "clip_frac", "log_ratio_var", "log_ratio_absmax", "switch_raw",
+      "switch_filt", "runlen_raw", "runlen_filt", "lowfreq_raw", "lowfreq_filt", "entropy",
+      "grad_norms" (all mu pre-clip norms)), and "eval": list of {step, greedy_acc, avg@k, pass@k}.
+    """
+    rl = config.rl
+    if rl.noise not in NOISE_KINDS:
+        raise ValueError(f"rl.noise: expected one of {NOISE_KINDS}, got {rl.noise!r}")
+    if rl.staleness < 0:
+        raise ValueError(f"rl.staleness: expected >= 0, got {rl.staleness}")
+    tok = CharTokenizer()
+    Pn, G, N = rl.n_prompts, rl.group_size, rl.max_new_tokens
+    plen = rl.prompt_len or max(len(tok.encode("<bos>" + p.prompt("cot")))
+                                for p in list(train_problems) + list(eval_problems))
+    if plen + N > cfg.max_len:
+        raise ValueError(f"rl.max_new_tokens: prompt length {plen} + {N} exceeds max_len {cfg.max_len}")
+    advantage_fn = advantage_fn or ADVANTAGE_FNS[rl.advantage]
+    reward_fn = reward_fn or default_reward_fn(tok)
+    if loss_fn is None:
+        tx, update = cached_update(cfg, rl, P=plen, N=N, rows=Pn * G)
+    else:
+        tx, update = make_update(cfg, rl, P=plen, N=N, rows=Pn * G, loss_fn=loss_fn)
+    train_prompts = prompts_of(train_problems, tok, "cot", plen)
+    answers = np.array([p.answer for p in train_problems])
+    adv_jit = jax.jit(advantage_fn)
+
+    def train(key):
+        key_data, key_eval = jax.random.split(key)
+        params = init_params
+        state = {"params": params, "opt_state": tx.init(params),
+                 "stale": [params] * rl.staleness}
+        hist = {"eval": []}
+        start, ckpt = 0, None
+        if ckpt_dir is not None:
+            from jaxlab.core.checkpoint import Checkpointer
+            ckpt = Checkpointer(ckpt_dir, save_every=rl.ckpt_every, keep=1,
+                                metadata={"config": config.to_dict()})
+            if ckpt.latest_step() is not None:
+                start, state = ckpt.restore(state)
+                hist = ckpt.restore_metadata(start)["history"]
+
+        def do_eval(step, params):
+            r = evaluate_policy(params, eval_problems, cfg=cfg, tok=tok,
+                                key=jax.random.fold_in(key_eval, step), n_samples=rl.eval_samples,
+                                max_new_tokens=N, prompt_len=plen, batch=rl.eval_batch)
+            hist["eval"].append({"step": step, **r})
+            if log_fn is not None:
+                log_fn(step, kind="eval", **r)
+
+        if start == 0 and not hist["eval"]:
+            do_eval(0, state["params"])
+        t0 = time.perf_counter()
+        for step in range(start, rl.steps):
+            k = jax.random.fold_in(key_data, step)
+            k_prompt, k_sample, k_noise, k_upd = jax.random.split(k, 4)
+            idx = np.asarray(jax.random.choice(k_prompt, len(train_problems), (Pn,), replace=False))
+            behaviour = state["stale"][0] if rl.staleness else state["params"]
+            out = sample(behaviour, k_sample, train_prompts[idx], cfg=cfg, max_new_tokens=N,
+                         num_samples=G, temperature=rl.temperature)
+            seq, mask = sequences(train_prompts[idx], out)
+            toks = np.asarray(out.tokens).reshape(Pn * G, N)
+            rewards = reward_fn(toks, np.repeat(answers[idx], G)).reshape(Pn, G)
+            adv = adv_jit(jnp.asarray(rewards))
+            keep = jnp.any(adv != 0, axis=1)                              # skip all-zero groups
+            row_keep = jnp.repeat(keep, G)
+            old = out.logprobs.reshape(Pn * G, N)
+            old = old + mismatch_noise(k_noise, old.shape, kind=rl.noise, scale=rl.noise_scale,
+                                       df=rl.noise_df)
+            old = jnp.where(out.mask.reshape(Pn * G, N), old, 0.0)
+            batch = {"seq": seq, "mask": mask & row_keep[:, None], "old_logp": old,
+                     "adv": adv.reshape(-1)}
+            if rl.staleness:
+                state["stale"] = state["stale"][1:] + [state["params"]]
+            if bool(jnp.any(keep)):
+                p_new, o_new, met = update(state["params"], state["opt_state"], batch, k_upd)
+                state["params"], state["opt_state"] = p_new, o_new
+                met = jax.device_get(met)
+            else:
+                met = None
+            rec = {"reward": float(rewards.mean()), "groups_used": float(np.asarray(keep).mean()),
+                   "resp_len": float(np.asarray(out.lengths).mean())}
+            if met is not None:
+                gn = np.asarray(met["grad_norm"], np.float64)
+                rec.update(grad_norm_max=float(gn.max()), grad_norm_mean=float(gn.mean()),
+                           grad_norms=[float(v) for v in gn])
+                for name in ("clip_frac", "log_ratio_var", "log_ratio_absmax", "ratio_max",
+                             "switch_raw", "switch_filt", "runlen_raw", "runlen_filt",
+                             "lowfreq_raw", "lowfreq_filt", "entropy", "loss"):
+                    v = np.asarray(met[name], np.float64)
+                    rec[name] = float(v.max() if name in ("log_ratio_absmax", "ratio_max") else v.mean())
+            for name, v in rec.items():
+                hist.setdefault(name, []).append(v)
+            done = step + 1
+            if log_fn is not None:
+                log_fn(done, **{k_: v for k_, v in rec.items() if k_ != "grad_norms"})
+            if done % rl.eval_every == 0 or done == rl.steps:
+                do_eval(done, state["params"])
+            if progress is not None:
+                progress(done, reward=rec["reward"])
+            if ckpt is not None:
+                ckpt.metadata["history"] = hist
+                ckpt.maybe_save(done, state, force=done == rl.steps)
+        if ckpt is not None:
+            ckpt.close()
+        hist["wall_s"] = time.perf_counter() - t0
+        return state["params"], hist
+
+    train.prompt_len = plen
+    return train

@@ -1,0 +1,198 @@
+"""Kalman filter over token log-ratios: spec §8 tests 1-6 (loop/scan/associative_scan parity,
+causality, data-free gains, closed-form limits, steady-state noise, switch frequency)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.rl import (filter_weight_matrix, kalman_filter, kalman_filter_loop, kalman_gains,
+                       steady_state_gain, switch_frequency, mean_run_length,
+                       low_freq_power_fraction)
+from jaxlab.rl.kalman import combine, ema_gains
+
+
+def _ref_filter(z, Q, V, P0, x0):
+    """Textbook scalar Kalman filter, one row, float64, gains recomputed alongside (no table)."""
+    x, P, out = float(x0), float(P0), []
+    for zt in z:
+        Pp = P + Q
+        K = Pp / (Pp + V)
+        x = x + K * (zt - x)
+        P = (1 - K) * Pp
+        out.append(x)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("T", [1, 7, 128])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_filter_matches_float64_loop_in_float32(T, parallel):
+    rng = np.random.default_rng(T)
+    for trial in range(3):
+        Q, V, P0 = 10 ** rng.uniform(-6, 0), 10 ** rng.uniform(-1, 1), rng.uniform(0.1, 2)
+        x0 = rng.normal(size=4)
+        z = rng.normal(size=(4, T)) * 0.5
+        K = kalman_gains(T, Q=Q, V=V, P0=P0)
+        out = np.asarray(kalman_filter(jnp.asarray(z, jnp.float32), K, x0=jnp.asarray(x0, jnp.float32),
+                                       parallel=parallel))
+        ref = np.stack([_ref_filter(z[b], Q, V, P0, x0[b]) for b in range(4)])
+        np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_filter_matches_loop_1e12_in_x64(parallel):
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        for T in (1, 7, 128):
+            Q, V, P0 = 1e-3, 0.7, 1.3
+            z = rng.normal(size=(3, T))
+            K = kalman_gains(T, Q=Q, V=V, P0=P0)
+            out = np.asarray(kalman_filter(jnp.asarray(z), K, x0=0.25, parallel=parallel))
+            assert out.dtype == np.float64
+            ref = np.stack([_ref_filter(z[b], Q, V, P0, 0.25) for b in range(3)])
+            np.testing.assert_allclose(out, ref, atol=1e-12, rtol=0)
+            np.testing.assert_allclose(kalman_filter_loop(z, K, x0=0.25), ref, atol=1e-12, rtol=0)
+
+
+def test_scan_equals_associative_scan_equals_loop_with_padded_rows():
+    rng = np.random.default_rng(1)
+    B, T = 5, 40
+    lengths = np.array([40, 1, 17, 33, 0])
+    mask = np.arange(T)[None, :] < lengths[:, None]
+    z = np.where(mask, rng.normal(size=(B, T)), 0.0).astype(np.float32)
+    K = kalman_gains(T, Q=1e-2, V=1.0, P0=1.0)
+    seq = np.asarray(jax.jit(lambda z, m: kalman_filter(z, K, mask_bt=m, parallel=False))(z, mask))
+    par = np.asarray(jax.jit(lambda z, m: kalman_filter(z, K, mask_bt=m, parallel=True))(z, mask))
+    loop = kalman_filter_loop(z, K, mask_bt=mask)
+    np.testing.assert_allclose(seq, par, atol=1e-6)
+    np.testing.assert_allclose(par, loop, atol=1e-5)
+    for b in range(B):  # batched, padded rows == each row filtered alone at its own length
+        n = lengths[b]
+        if n == 0:
+            np.testing.assert_array_equal(par[b], 0.0)
+            continue
+        alone = np.asarray(kalman_filter(z[b:b + 1, :n], K))[0]
+        np.testing.assert_allclose(par[b, :n], alone, atol=1e-6)
+        np.testing.assert_allclose(par[b, n:], alone[-1], atol=1e-6)  # masked positions hold
+
+
+def test_combine_is_associative():
+    rng = np.random.default_rng(2)
+    e = [tuple(rng.normal(size=3)) for _ in range(3)]
+    e = [(np.array(a), np.array(b)) for a, b, _ in e]
+    left = combine(combine(e[0], e[1]), e[2])
+    right = combine(e[0], combine(e[1], e[2]))
+    np.testing.assert_allclose(left, right, atol=1e-12)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_filter_is_causal(parallel):
+    T = 12
+    K = kalman_gains(T, Q=1e-2, V=1.0, P0=1.0)
+    z = jnp.asarray(np.random.default_rng(3).normal(size=(T,)), jnp.float32)
+    f = lambda z_t: kalman_filter(z_t[None], K, parallel=parallel)[0]
+    J = np.asarray(jax.jacfwd(f)(z))
+    assert np.all(np.triu(J, k=1) == 0.0)
+    assert np.all(np.diag(J) > 0)
+    # Jacobian == the explicit weight matrix W[t, s] = K_s prod_{u=s+1..t} (1 - K_u).
+    np.testing.assert_allclose(J, filter_weight_matrix(K), atol=1e-6)
+    for t in (0, 5, 10):  # changing the future leaves the past bitwise equal
+        z2 = z.at[t + 1:].set(100.0)
+        a, b = np.asarray(f(z)), np.asarray(f(z2))
+        assert np.array_equal(a[:t + 1], b[:t + 1])
+        assert not np.array_equal(a[t + 1:], b[t + 1:])
+
+
+def test_gains_are_data_independent_and_converge_to_steady_state():
+    Q, V = 1e-3, 1.0
+    K = kalman_gains(4000, Q=Q, V=V, P0=1.0)
+    # The same table is the one the filter uses for any data: the filter is linear in z.
+    rng = np.random.default_rng(4)
+    z1, z2 = rng.normal(size=(1, 50)), rng.normal(size=(1, 50))
+    lin = lambda z: np.asarray(kalman_filter(jnp.asarray(z, jnp.float32), K))
+    np.testing.assert_allclose(lin(z1 + 2 * z2), lin(z1) + 2 * lin(z2), atol=1e-5)
+    assert np.all(np.diff(K) <= 0)
+    P = (-Q + math.sqrt(Q * Q + 4 * Q * V)) / 2
+    K_inf = (P + Q) / (P + Q + V)
+    assert steady_state_gain(Q, V) == pytest.approx(K_inf, rel=1e-12)
+    assert K[-1] == pytest.approx(K_inf, rel=1e-6)
+    assert K[-1] >= K_inf * (1 - 1e-9)
+    assert kalman_gains(4000, Q=Q, V=V, P0=1.0) is K  # cached
+
+
+def test_spec_gain_values():
+    K = kalman_gains(1000, Q=1e-6, V=1.0, P0=1.0)
+    np.testing.assert_allclose(K[:5], [0.5, 1 / 3, 0.25, 0.2, 1 / 6], rtol=1e-3)
+    assert K[99] == pytest.approx(0.0099, abs=2e-4)
+    assert K[999] == pytest.approx(0.0013, abs=2e-4)
+    assert kalman_gains(3, Q=0.0, V=1.0, init="first_obs")[0] == 1.0
+
+
+def test_limits_prefix_mean_identity_and_constant():
+    rng = np.random.default_rng(5)
+    T = 64
+    z = rng.normal(size=(3, T)).astype(np.float32)
+    K0 = kalman_gains(T, Q=0.0, V=1.0, P0=1.0)
+    np.testing.assert_allclose(K0, 1.0 / np.arange(2, T + 2), rtol=1e-12)
+    x = np.asarray(kalman_filter(z, K0))
+    np.testing.assert_allclose(x, np.cumsum(z, axis=1) / np.arange(2, T + 2), atol=1e-5)
+    x_id = np.asarray(kalman_filter(z, kalman_gains(T, Q=1e6, V=1.0, P0=1.0)))
+    np.testing.assert_allclose(x_id, z, atol=1e-5)
+    c = np.full((1, 2000), 0.7, np.float32)
+    x_c = np.asarray(kalman_filter(c, kalman_gains(2000, Q=1e-3, V=1.0)))
+    assert abs(x_c[0, -1] - 0.7) < 1e-4
+    # first_obs starts exactly at the first observation
+    x_f = np.asarray(kalman_filter(z, kalman_gains(T, Q=1e-2, V=1.0, init="first_obs")))
+    np.testing.assert_allclose(x_f[:, 0], z[:, 0], atol=1e-7)
+
+
+def test_steady_state_noise_variance():
+    Q, V, c = 1e-4, 1.0, 0.3
+    T = 4000
+    K = kalman_gains(T, Q=Q, V=V, P0=1.0)
+    z = c + jax.random.normal(jax.random.PRNGKey(0), (64, T))
+    x = np.asarray(kalman_filter(z, K))
+    K_inf = steady_state_gain(Q, V)
+    predicted = K_inf / (2 - K_inf) * V
+    measured = np.var(x[:, 1000:] - c)  # pooled over 64 rows (mean error ~0)
+    assert abs(measured / predicted - 1) < 0.2, (measured, predicted)
+
+
+def test_filtering_cuts_switches_and_keeps_slow_drift():
+    k1, k2 = jax.random.split(jax.random.PRNGKey(1))
+    B, T = 32, 200
+    drift = jnp.linspace(0, 0.1, T)[None, :]
+    spikes = jax.random.bernoulli(k1, 0.3, (B, T)) * jax.random.normal(k2, (B, T))
+    z = drift + spikes
+    mask = jnp.ones((B, T), bool)
+    x = kalman_filter(z, kalman_gains(T, Q=1e-3, V=1.0))
+    raw, filt = float(switch_frequency(z, mask)), float(switch_frequency(x, mask))
+    assert raw > 0.3 and filt < raw / 4, (raw, filt)
+    assert float(mean_run_length(x, mask)) > 4 * float(mean_run_length(z, mask))
+    assert float(low_freq_power_fraction(z, mask)) == pytest.approx(0.25, abs=0.05)  # white
+    assert float(low_freq_power_fraction(x, mask)) > 0.8
+    assert float(jnp.mean(x[:, -20:])) == pytest.approx(0.1, abs=0.05)  # still tracks the drift
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(T=0, Q=1.0), "T"), (dict(T=3, Q=-1.0), "Q"), (dict(T=3, Q=1.0, V=0.0), "V"),
+    (dict(T=3, Q=1.0, V=-1.0), "V"), (dict(T=3, Q=1.0, P0=-1.0), "P0"),
+    (dict(T=3, Q=1.0, init="zero"), "init")])
+def test_bad_gain_arguments_raise(kwargs, name):
+    T = kwargs.pop("T")
+    with pytest.raises(ValueError, match=name):
+        kalman_gains(T, **kwargs)
+
+
+def test_bad_filter_inputs_raise():
+    K = kalman_gains(5, Q=1e-2)
+    with pytest.raises(ValueError, match="z_bt"):
+        kalman_filter(jnp.zeros((5,)), K)
+    with pytest.raises(ValueError, match="gains_t"):
+        kalman_filter(jnp.zeros((2, 6)), K)
+    with pytest.raises(ValueError, match="mask_bt"):
+        kalman_filter(jnp.zeros((2, 5)), K, mask_bt=jnp.ones((2, 4), bool))
+    with pytest.raises(ValueError, match="alpha"):
+        ema_gains(5, alpha=1.5)

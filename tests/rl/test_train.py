@@ -1,0 +1,153 @@
+"""RL trainer mechanics on a tiny random LM: on-policy sanity (every method gives the same update),
+mismatch noise, checkpoint resume equals an uninterrupted run."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.lm import LMConfig, CharTokenizer, init, sample, sequences, tasks
+from jaxlab.lm.evaluate import prompts_of
+from jaxlab.rl.losses import get_policy_loss
+from jaxlab.rl.train import (default_rl_config, loss_hparams, make_train, make_update,
+                             mismatch_noise, response_logprobs_entropy)
+
+import ml_collections
+
+TOK = CharTokenizer()
+CFG = LMConfig(vocab_size=TOK.vocab_size, d_model=32, num_layers=1, num_heads=2, d_ff=64, max_len=40)
+
+
+def _config(**rl):
+    c = ml_collections.ConfigDict()
+    c.rl = default_rl_config()
+    c.rl.update(dict(n_prompts=2, group_size=4, max_new_tokens=12, steps=2, eval_every=2,
+                     eval_samples=0, eval_batch=8, ckpt_every=1, n_minibatches=1, epochs=1))
+    c.rl.update(rl)
+    return c
+
+
+def _problems():
+    train = tasks.generate("addsub", 16, seed=0, split="train", digits=1)
+    ev = tasks.generate("addsub", 4, seed=1, split="test", digits=1)
+    return train, ev
+
+
+def test_on_policy_update_is_identical_for_every_method():
+    params = init(jax.random.PRNGKey(0), CFG)
+    train, _ = _problems()
+    prompts = prompts_of(train[:2], TOK, "cot")
+    P, N, G = prompts.shape[1], 12, 4
+    out = sample(params, jax.random.PRNGKey(1), prompts, cfg=CFG, max_new_tokens=N, num_samples=G)
+    seq, mask = sequences(prompts, out)
+    lp, _ = response_logprobs_entropy(params, seq, mask, cfg=CFG, P=P)
+    np.testing.assert_allclose(lp, out.model_logprobs.reshape(-1, N), atol=2e-5)
+    batch = {"seq": seq, "mask": mask, "old_logp": out.logprobs.reshape(-1, N),
+             "adv": jnp.array([1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.0, 0.0])}
+    leaves = {}
+    for method in ("grpo", "gspo", "gmpo", "kpo", "kpo_tr"):
+        rl = _config(method=method).rl
+        loss_fn = get_policy_loss(method, **loss_hparams(rl, N))
+        tx, update = make_update(CFG, rl, P=P, N=N, rows=2 * G, loss_fn=loss_fn)
+        p1, _, met = update(params, tx.init(params), batch, jax.random.PRNGKey(2))
+        leaves[method] = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(p1)])
+        assert float(met["clip_frac"][0]) == 0.0
+        assert float(met["log_ratio_absmax"][0]) < 1e-4
+    ref = leaves["grpo"]
+    assert np.abs(ref - np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(params)])).max() > 0
+    for m, v in leaves.items():
+        np.testing.assert_allclose(v, ref, atol=1e-6, err_msg=m)
+
+
+def test_mismatch_noise_kinds():
+    k = jax.random.PRNGKey(0)
+    assert float(jnp.abs(mismatch_noise(k, (100,), kind="none", scale=0.3)).max()) == 0.0
+    g = mismatch_noise(k, (20000,), kind="gaussian", scale=0.3)
+    assert float(jnp.std(g)) == pytest.approx(0.3, rel=0.05)
+    t = mismatch_noise(k, (20000,), kind="student_t", scale=0.3, df=2.0)
+    assert float(jnp.abs(t).max()) > 10 * float(jnp.abs(g).max()) / 3   # heavy tails
+    with pytest.raises(ValueError, match="noise"):
+        mismatch_noise(k, (3,), kind="cauchy", scale=1.0)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    params = init(jax.random.PRNGKey(0), CFG)
+    train_p, eval_p = _problems()
+    # a random LM never answers correctly; a pluggable reward (token-sum parity) gives signal
+    reward_fn = lambda toks, answers: (toks.sum(1) % 2).astype(np.float32)
+    kw = dict(cfg=CFG, init_params=params, train_problems=train_p, eval_problems=eval_p,
+              reward_fn=reward_fn)
+    c = _config(method="kpo_clipped", noise="student_t", staleness=1, n_minibatches=2, epochs=2)
+    p_full, h_full = make_train(c, **kw)(jax.random.PRNGKey(3))
+    assert len(h_full["reward"]) == 2 and len(h_full["eval"]) == 2
+    assert all(np.isfinite(h_full["grad_norm_max"]))
+    c1 = _config(method="kpo_clipped", noise="student_t", staleness=1, n_minibatches=2, epochs=2,
+                 steps=1)
+    make_train(c1, ckpt_dir=str(tmp_path / "ck"), **kw)(jax.random.PRNGKey(3))
+    p_res, h_res = make_train(c, ckpt_dir=str(tmp_path / "ck"), **kw)(jax.random.PRNGKey(3))
+    a = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(p_full)])
+    b = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(p_res)])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert h_res["reward"] == pytest.approx(h_full["reward"])
+
+
+def test_bad_trainer_config_raises():
+    params = init(jax.random.PRNGKey(0), CFG)
+    train_p, eval_p = _problems()
+    kw = dict(cfg=CFG, init_params=params, train_problems=train_p, eval_problems=eval_p)
+    with pytest.raises(ValueError, match="rl.noise"):
+        make_train(_config(noise="laplace"), **kw)
+    with pytest.raises(ValueError, match="rl.max_new_tokens"):
+        make_train(_config(max_new_tokens=200), **kw)
+    with pytest.raises(ValueError, match="rl.n_minibatches"):
+        make_train(_config(n_minibatches=3), **kw)
+    with pytest.raises(ValueError, match="rl.method"):
+        make_train(_config(method="ppo"), **kw)
+
+
+def test_one_update_moves_logprobs_in_the_advantage_direction():
+    params = init(jax.random.PRNGKey(0), CFG)
+    train, _ = _problems()
+    prompts = prompts_of(train[:2], TOK, "cot")
+    P, N, G = prompts.shape[1], 12, 4
+    out = sample(params, jax.random.PRNGKey(5), prompts, cfg=CFG, max_new_tokens=N, num_samples=G)
+    seq, mask = sequences(prompts, out)
+    adv = jnp.array([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0])
+    batch = {"seq": seq, "mask": mask, "old_logp": out.logprobs.reshape(-1, N), "adv": adv}
+    for method in ("grpo", "kpo_clipped"):
+        rl = _config(method=method, lr=1e-3).rl
+        tx, update = make_update(CFG, rl, P=P, N=N, rows=2 * G,
+                                 loss_fn=get_policy_loss(method, **loss_hparams(rl, N)))
+        p1, _, _ = update(params, tx.init(params), batch, jax.random.PRNGKey(2))
+        lp0, _ = response_logprobs_entropy(params, seq, mask, cfg=CFG, P=P)
+        lp1, _ = response_logprobs_entropy(p1, seq, mask, cfg=CFG, P=P)
+        dseq = np.asarray((lp1 - lp0).sum(1))
+        assert np.all(np.sign(dseq) == np.sign(np.asarray(adv))), (method, dseq)
+
+
+def _digit_share(toks, n=8):
+    digits = np.array([TOK.token_id(str(d)) for d in range(10)])
+    return np.isin(np.asarray(toks)[..., :n], digits).mean(axis=-1)
+
+
+def test_grpo_learns_a_dense_reward_on_three_seeds():
+    """Learning check of the whole loop (sampler -> reward -> advantages -> jitted updates): with the
+    pluggable reward 'share of digits among the first 8 response tokens', 15 GRPO steps raise that share on
+    held-out prompts from ~11% (random LM) by a wide margin on each of 3 seeds."""
+    params = init(jax.random.PRNGKey(0), CFG)
+    train_p, eval_p = _problems()
+    reward_fn = lambda toks, answers: _digit_share(toks).astype(np.float32)
+    c = _config(method="grpo", steps=15, eval_every=100, lr=3e-3, n_prompts=4, group_size=8,
+                max_new_tokens=8, n_minibatches=2, epochs=1, ckpt_every=100)
+    prompts = prompts_of(eval_p, TOK, "cot")
+    share = lambda p, k: float(_digit_share(sample(p, k, prompts, cfg=CFG, max_new_tokens=8,
+                                                   num_samples=16).tokens).mean())
+    before, after = [], []
+    for seed in range(3):
+        p1, h = make_train(c, cfg=CFG, init_params=params, train_problems=train_p, eval_problems=eval_p,
+                           reward_fn=reward_fn)(jax.random.PRNGKey(seed))
+        before.append(share(params, jax.random.PRNGKey(100 + seed)))
+        after.append(share(p1, jax.random.PRNGKey(100 + seed)))
+    print("digit share before", before, "after", after)
+    assert max(before) < 0.25, before
+    assert min(np.array(after) - np.array(before)) > 0.2, (before, after)
