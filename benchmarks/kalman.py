@@ -8,9 +8,7 @@ repeated `block_until_ready` calls, speedups against the NumPy loop measured in 
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import sys
 import time
 
@@ -20,8 +18,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxlab.core.metrics import write_json_atomic  # noqa: E402
-from jaxlab.core.versions import versions  # noqa: E402
+from jaxlab.core.bench import cli, median_time, record  # noqa: E402
 from jaxlab.rl.kalman import kalman_filter, kalman_filter_loop, kalman_gains  # noqa: E402
 
 SIZES = {
@@ -31,13 +28,6 @@ SIZES = {
 }
 
 
-def _median_time(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def run(size: str, out: str | None) -> dict:
@@ -48,7 +38,7 @@ def run(size: str, out: str | None) -> dict:
         z = np.random.default_rng(0).normal(size=(B, T)).astype(np.float32)
         zj = jnp.asarray(z)
         ref = kalman_filter_loop(z, K)
-        t_np = _median_time(lambda: kalman_filter_loop(z, K), max(1, spec["repeats"] // 2))
+        t_np = median_time(lambda: kalman_filter_loop(z, K), max(1, spec["repeats"] // 2))
         for impl, parallel in (("lax.scan", False), ("lax.associative_scan", True)):
             fn = jax.jit(lambda z, parallel=parallel: kalman_filter(z, K, parallel=parallel))
             t0 = time.perf_counter()
@@ -57,28 +47,17 @@ def run(size: str, out: str | None) -> dict:
             err = float(np.max(np.abs(np.asarray(compiled(zj)) - ref)))
             if err > 1e-4:
                 raise AssertionError(f"parity failed for {impl} B={B} T={T}: max err {err}")
-            t = _median_time(lambda: compiled(zj), spec["repeats"])
+            t = median_time(lambda: compiled(zj), spec["repeats"])
             rows.append({"case": {"B": B, "T": T}, "impl": impl, "baseline": "numpy_loop",
                          "median_s": t, "baseline_median_s": t_np, "speedup": t_np / t,
                          "compile_s": compile_s, "max_abs_err": err})
             print(f"B={B:4d} T={T:6d} {impl:22s} {t * 1e3:9.3f} ms  numpy {t_np * 1e3:9.3f} ms  "
                   f"x{t_np / t:7.1f}  compile {compile_s:.2f}s  err {err:.1e}", flush=True)
-    res = {"benchmark": "kalman", "size": size, "device": jax.devices()[0].platform,
-           "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
-           "machine": platform.machine(), "versions": versions(),
-           "xla_flags": os.environ.get("XLA_FLAGS", ""), "dtype": "float32", "rows": rows}
-    if out:
-        write_json_atomic(out, res)
-    return res
+    return record("kalman", size, rows, out, dtype="float32")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    p.add_argument("--out", default=None, help="default results/bench/kalman.json (full) or none (tiny)")
-    a = p.parse_args(argv)
-    out = a.out if a.out is not None else ("results/bench/kalman.json" if a.size == "full" else "")
-    run(a.size, out or None)
+    return cli("kalman", run, SIZES, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -11,17 +11,12 @@ separately, and the median of repeated `block_until_ready` calls is reported.
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.core.metrics import write_json_atomic
-from jaxlab.core.versions import versions
+from jaxlab.core.bench import cli, record, timed
 from jaxlab.lm import CharTokenizer, LMConfig, generate, init, sample
 from jaxlab.lm.evaluate import prompts_of
 
@@ -29,18 +24,6 @@ SIZES = {
     "tiny": dict(d_model=32, num_layers=2, num_heads=4, d_ff=64, B=4, N=8, repeats=1),
     "full": dict(d_model=128, num_layers=4, num_heads=4, d_ff=512, B=128, N=96, repeats=3),
 }
-
-
-def _time(fn, repeats):
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return out, compile_s, statistics.median(times)
 
 
 def run(size: str = "tiny", out_path: str | None = None) -> dict:
@@ -62,9 +45,9 @@ def run(size: str = "tiny", out_path: str | None = None) -> dict:
         raise AssertionError(f"parity failed: same_tokens={same} max_logit_diff={max_diff}")
     kw["return_logits"] = size == "tiny"      # tiny: reuse the parity compile (tests)
     rows = []
-    _, c_cache, t_cache = _time(lambda: sample(params, None, prompts, use_cache=True, **kw).tokens,
+    _, c_cache, t_cache = timed(lambda: sample(params, None, prompts, use_cache=True, **kw).tokens,
                                 s["repeats"])
-    _, c_full, t_full = _time(lambda: sample(params, None, prompts, use_cache=False, **kw).tokens,
+    _, c_full, t_full = timed(lambda: sample(params, None, prompts, use_cache=False, **kw).tokens,
                               s["repeats"])
     rows.append({"case": {"B": B, "P": P, "N": N, "d_model": cfg.d_model,
                           "num_layers": cfg.num_layers},
@@ -73,21 +56,12 @@ def run(size: str = "tiny", out_path: str | None = None) -> dict:
                  "speedup": t_full / t_cache, "compile_s": c_cache, "baseline_compile_s": c_full,
                  "tokens_per_s": B * N / t_cache, "baseline_tokens_per_s": B * N / t_full,
                  "same_tokens": same, "max_logit_diff": max_diff})
-    res = {"benchmark": "lm_sampling", "size": size, "device": jax.devices()[0].platform,
-           "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
-           "xla_flags": os.environ.get("XLA_FLAGS", ""), "versions": versions(), "rows": rows}
-    if out_path:
-        write_json_atomic(out_path, res)
-    return res
+    return record("lm_sampling", size, rows, out_path)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    ap.add_argument("--out", default="results/bench/lm_sampling.json")
-    args = ap.parse_args()
-    r = run(args.size, args.out)
+    r = cli("lm_sampling", run, SIZES, __doc__)
     row = r["rows"][0]
-    print(f"lm_sampling[{args.size}]: cache {row['tokens_per_s']:.0f} tok/s, full recompute "
+    print(f"lm_sampling[{r['size']}]: cache {row['tokens_per_s']:.0f} tok/s, full recompute "
           f"{row['baseline_tokens_per_s']:.0f} tok/s, speedup {row['speedup']:.1f}x "
           f"(same tokens: {row['same_tokens']}, max logit diff {row['max_logit_diff']:.1e})")

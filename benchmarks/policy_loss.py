@@ -9,9 +9,7 @@ is measured (not the LM forward/backward, which dominates a real update step and
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import sys
 import time
 
@@ -21,8 +19,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxlab.core.metrics import write_json_atomic  # noqa: E402
-from jaxlab.core.versions import versions  # noqa: E402
+from jaxlab.core.bench import cli, median_time, record  # noqa: E402
 from jaxlab.rl.losses import POLICY_LOSSES  # noqa: E402
 
 SIZES = {"tiny": dict(cases=[(16, 32)], repeats=5),
@@ -30,13 +27,6 @@ SIZES = {"tiny": dict(cases=[(16, 32)], repeats=5),
 METHODS = ("grpo", "grpo_dual", "gspo", "gspo_token", "gmpo", "kpo", "kpo_clipped", "kpo_tr")
 
 
-def _median_time(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def _vg(name, parallel):
@@ -66,7 +56,7 @@ def run(size: str, out: str | None) -> dict:
             err = float(np.max(np.abs(np.asarray(c(logp, logp, adv, mask)[1]) - g_ref)))
             if err > 1e-6:
                 raise AssertionError(f"on-policy parity failed for {name}: {err}")
-            t = _median_time(lambda: c(logp, old, adv, mask), spec["repeats"])
+            t = median_time(lambda: c(logp, old, adv, mask), spec["repeats"])
             label = name + ("" if not name.startswith("kpo") else ("[assoc]" if parallel else "[scan]"))
             times[label] = (t, compile_s)
         base = times["grpo"][0]
@@ -76,22 +66,11 @@ def run(size: str, out: str | None) -> dict:
                          "speedup": base / t, "compile_s": cs})
             print(f"B={B:4d} T={T:5d} {label:22s} {t * 1e3:8.3f} ms  x{t / base:5.2f} of GRPO  "
                   f"compile {cs:.2f}s", flush=True)
-    res = {"benchmark": "policy_loss", "size": size, "device": jax.devices()[0].platform,
-           "device_kind": jax.devices()[0].device_kind, "cpu_count": os.cpu_count(),
-           "machine": platform.machine(), "versions": versions(),
-           "xla_flags": os.environ.get("XLA_FLAGS", ""), "rows": rows}
-    if out:
-        write_json_atomic(out, res)
-    return res
+    return record("policy_loss", size, rows, out)
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    p.add_argument("--out", default=None, help="default results/bench/policy_loss.json (full) or none (tiny)")
-    a = p.parse_args(argv)
-    out = a.out if a.out is not None else ("results/bench/policy_loss.json" if a.size == "full" else "")
-    run(a.size, out or None)
+    return cli("policy_loss", run, SIZES, __doc__, argv)
 
 
 if __name__ == "__main__":
