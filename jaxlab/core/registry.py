@@ -69,7 +69,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("finance_dataflow", "History Is Not Enough: An Adaptive Dataflow System for Financial Time-Series "
                "Synthesis", "2601.10143", "jaxlab.finance",
                "Drift-aware, planner-scheduled augmentation lowers forecasting error and improves risk-adjusted "
-               "trading returns over training on history alone."),
+               "trading returns over training on history alone.",
+               runner="experiments.finance_dataflow:run", config="experiments/configs/finance_dataflow.py",
+               colab="colabs/finance_dataflow.ipynb", budget_s=240),
     Experiment("robust_trading", "Bayesian Robust Financial Trading with Adversarial Synthetic Market Data", "2601.17008",
                "jaxlab.finance",
                "A macro-conditioned GAN adversary with a Bayesian NFSP agent yields more robust trading under "
