@@ -79,7 +79,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("farl", "Failure-Aware RL: Reliable Offline-to-Online RL with Self-Recovery", "2601.07821",
                "jaxlab.farl",
                "A world-model safety critic with a recovery policy cuts intervention-requiring failures during "
-               "online RL (paper: -73.1%) while raising performance (+11.3%)."),
+               "online RL (paper: -73.1%) while raising performance (+11.3%).",
+               runner="experiments.farl:run", config="experiments/configs/farl.py", colab="colabs/farl.ipynb",
+               budget_s=180),
     Experiment("agentocr", "AgentOCR: Reimagining Agent History via Optical Self-Compression", "2601.04786",
                "jaxlab.agentocr",
                "Rendering agent history as images with a segment optical cache and a self-compression reward keeps "

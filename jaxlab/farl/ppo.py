@@ -1,0 +1,239 @@
+"""Our PPO over vmapped Brax envs inside `lax.scan`, with an optional safety filter (the FARL arms).
+
+Brax's bundled PPO trainer calls JAX APIs that recent JAX removed, so this is written from scratch in the
+purejaxrl style: `make_train(...) -> train(key, arm) -> (state, metrics)`, one jit around a whole iteration
+(rollout scan + GAE + epochs of minibatch updates).
+
+An *arm* is a pytree of scalars so that every arm shares one compiled program:
+  critic: 0 none (vanilla / PPO-Lagrangian), 1 world-model C_H (FARL), 2 model-free twin Q_risk (Recovery RL)
+  recovery: 0 recovery policy, 1 brake (zero action; the FARL-without-recovery ablation)
+  eps_safe: switch threshold (+inf never switches)
+  lagrange_lr: step size of the Lagrange multiplier on the cost (0 disables PPO-Lagrangian)
+  mask_recovery: 1 masks recovery steps out of the policy loss (they still enter GAE and the value loss)
+  learn: 0 freezes every parameter (policy, value, multiplier): the program then only rolls out the initial
+         policy, which is how eps_safe is validated on held-out rollouts of the pretrained task policy
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxlab.farl.networks import GaussianPolicy, TwinRisk, Value, WorldModelMember, gaussian_logp
+from jaxlab.farl.safety import safety_switch, world_model_risk
+
+POLICY = GaussianPolicy()
+VALUE = Value()
+WM_MEMBER = WorldModelMember()
+TWIN = TwinRisk()
+
+
+class Arm(NamedTuple):
+    critic: jax.Array
+    recovery: jax.Array
+    eps_safe: jax.Array
+    lagrange_lr: jax.Array
+    mask_recovery: jax.Array
+    learn: jax.Array
+
+
+def make_arm(name: str, *, eps_wm: float = 0.3, eps_q: float = 0.3, lagrange_lr: float = 0.5,
+             mask_recovery: bool = True, learn: bool = True) -> Arm:
+    """The five arms of the experiment by name (vanilla, ppo_lagrangian, recovery_rl, farl, farl_no_rec)."""
+    table = {
+        "vanilla": (0, 0, jnp.inf, 0.0),
+        "ppo_lagrangian": (0, 0, jnp.inf, lagrange_lr),
+        "recovery_rl": (2, 0, eps_q, 0.0),
+        "farl": (1, 0, eps_wm, 0.0),
+        "farl_no_rec": (1, 1, eps_wm, 0.0),
+    }
+    if name not in table:
+        raise ValueError(f"name: expected one of {sorted(table)}, got {name!r}")
+    c, r, e, lr = table[name]
+    f = lambda v: jnp.asarray(v, jnp.float32)
+    return Arm(jnp.asarray(c, jnp.int32), jnp.asarray(r, jnp.int32), f(e), f(lr), f(float(mask_recovery)),
+               f(float(learn)))
+
+
+# ----------------------------------------------------------------------------------------------- losses
+def gae(reward_t, value_t, next_value_t, done_t, *, gamma: float, lam: float):
+    """Generalised advantage estimation, time-major [T, ...].
+
+    delta_t = r_t + gamma next_value_t - V_t (next_value_t already 0 on termination and V(terminal obs) on
+    truncation); A_t = delta_t + gamma lam (1 - done_t) A_{t+1}. Returns (advantages, returns) [T, ...].
+    """
+    delta = reward_t + gamma * next_value_t - value_t
+
+    def body(a_next, x):
+        d, dn = x
+        a = d + gamma * lam * (1.0 - dn) * a_next
+        return a, a
+
+    _, adv = jax.lax.scan(body, jnp.zeros_like(delta[0]), (delta, done_t), reverse=True)
+    return adv, adv + value_t
+
+
+def ppo_policy_loss(logp_new, logp_old, adv, mask, *, clip: float = 0.2):
+    """Masked clipped surrogate: -sum(mask min(rho A, clip(rho) A)) / max(sum(mask), 1). All [N] -> scalar.
+
+    mask = 0 on recovery steps: they contribute exactly zero policy gradient.
+    """
+    rho = jnp.exp(logp_new - logp_old)
+    surr = jnp.minimum(rho * adv, jnp.clip(rho, 1.0 - clip, 1.0 + clip) * adv)
+    return -jnp.sum(mask * surr) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+# ------------------------------------------------------------------------------------------- the helpers
+def wm_step(wm_params, obs_e, act_e):
+    """World-model ensemble step: member e maps (obs_e[e], act_e[e]) -> (next obs [E, D], failure prob [E])."""
+    delta, _, logit = jax.vmap(WM_MEMBER.apply)(wm_params, obs_e, act_e)
+    return obs_e + delta, jax.nn.sigmoid(logit)
+
+
+def wm_risk(wm_params, pi_params, obs, action, *, horizon: int, gamma_risk: float, mode: str = "max"):
+    """FARL C_H for one (obs [D], action [A]) with the ensemble (params stacked [E, ...])."""
+    n_e = jax.tree.leaves(wm_params)[0].shape[0]
+    rep = lambda x: jnp.broadcast_to(x, (n_e,) + x.shape)
+    policy = lambda o: POLICY.apply(pi_params, o)[0]
+    return world_model_risk(lambda s, a: wm_step(wm_params, s, a), policy, rep(obs), rep(action),
+                            horizon=horizon, gamma_risk=gamma_risk, mode=mode)
+
+
+class TrainState(NamedTuple):
+    pi_params: Any
+    v_params: Any
+    pi_opt: Any
+    v_opt: Any
+    env_state: Any
+    lam: jax.Array
+    failures: jax.Array
+    key: jax.Array
+
+
+def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs: int = 4,
+               minibatches: int = 4, lr: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
+               clip: float = 0.2, horizon: int = 5, gamma_risk: float = 0.9, cost_budget: float = 0.0,
+               risk_mode: str = "max", trace: bool = False):
+    """Builds `train(key, arm, pre) -> (TrainState, metrics [iterations])`.
+
+    pre: dict of frozen/pretrained parameters: pi (task policy init), v (value init), rec (recovery policy),
+    wm (world-model ensemble, stacked [E, ...]), q (twin risk critic).
+    trace: also return per-step traces [iterations, rollout_len, num_envs] in metrics["trace"]: risk_wm (the
+    world-model C_H, computed only when arm.critic == 1, else 0), risk_q (max of the twin critics, always
+    computed: it is cheap), cost, done, flag, and obs ([..., 12], the observation the step acted on).
+    """
+    if num_envs * rollout_len % minibatches:
+        raise ValueError(f"minibatches: expected to divide num_envs*rollout_len={num_envs * rollout_len}")
+    pi_tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(lr))
+    v_tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(lr))
+    v_env_step = jax.vmap(env.step)
+
+    def risk_of(arm, pre, pi_params, obs, a_task):
+        """-> (risk used by the switch, WM C_H (0 unless critic == 1), twin-critic max) each [N]."""
+        def wm(_):
+            f = lambda o, a: wm_risk(pre["wm"], pi_params, o, a, horizon=horizon, gamma_risk=gamma_risk,
+                                     mode=risk_mode)
+            return jax.vmap(f)(obs, a_task)
+
+        r_wm = jax.lax.cond(arm.critic == 1, wm, lambda _: jnp.zeros(obs.shape[0]), None)
+        r_q = jnp.max(TWIN.apply(pre["q"], obs, a_task), axis=-1)
+        risk = jnp.where(arm.critic == 1, r_wm, jnp.where(arm.critic == 2, r_q, 0.0))
+        return risk, r_wm, r_q
+
+    def rollout(ts: TrainState, arm, pre):
+        def step(carry, _):
+            env_state, key = carry
+            key, k_act = jax.random.split(key)
+            obs = env_state.obs
+            mean, log_std = POLICY.apply(ts.pi_params, obs)
+            a_task = mean + jnp.exp(log_std) * jax.random.normal(k_act, mean.shape)
+            logp = gaussian_logp(mean, log_std, a_task)
+            a_rec = jnp.where(arm.recovery == 0, POLICY.apply(pre["rec"], obs)[0], 0.0)
+            risk, r_wm, r_q = risk_of(arm, pre, ts.pi_params, obs, jnp.clip(a_task, -1.0, 1.0))
+            action, flag = safety_switch(risk, a_task, a_rec, eps_safe=arm.eps_safe)
+            nxt = v_env_step(env_state, jnp.clip(action, -1.0, 1.0))
+            tr = dict(obs=obs, action=a_task, logp=logp, reward=nxt.reward, cost=nxt.info["cost"], done=nxt.done,
+                      trunc=nxt.info["truncation"], terminal_obs=nxt.info["terminal_obs"], flag=flag, risk=risk,
+                      risk_wm=r_wm, risk_q=r_q,
+                      ep_done_return=nxt.info["ep_done_return"], ep_success=nxt.info["ep_success"])
+            return (nxt, key), tr
+
+        (env_state, key), traj = jax.lax.scan(step, (ts.env_state, ts.key), None, length=rollout_len)
+        return env_state, key, traj
+
+    def iteration(ts: TrainState, arm, pre):
+        env_state, key, tr = rollout(ts, arm, pre)
+        v = lambda o: VALUE.apply(ts.v_params, o)
+        value_t = v(tr["obs"])
+        v_next_obs = jnp.concatenate([value_t[1:], v(env_state.obs)[None]], 0)
+        next_value = jnp.where(tr["done"] > 0, tr["trunc"] * v(tr["terminal_obs"]), v_next_obs)
+        shaped = tr["reward"] - ts.lam * tr["cost"]
+        adv, ret = gae(shaped, value_t, next_value, tr["done"], gamma=gamma, lam=gae_lambda)
+        mask = jnp.where(arm.mask_recovery > 0, 1.0 - tr["flag"], 1.0)
+        flat = lambda x: x.reshape((-1,) + x.shape[2:])
+        batch = dict(obs=flat(tr["obs"]), action=flat(tr["action"]), logp=flat(tr["logp"]), adv=flat(adv),
+                     ret=flat(ret), mask=flat(mask))
+        n = batch["adv"].shape[0]
+        m = batch["mask"]
+        mu = jnp.sum(batch["adv"] * m) / jnp.maximum(m.sum(), 1.0)
+        sd = jnp.sqrt(jnp.sum(m * (batch["adv"] - mu) ** 2) / jnp.maximum(m.sum(), 1.0)) + 1e-8
+        batch["adv"] = (batch["adv"] - mu) / sd
+
+        def pi_loss(p, mb):
+            mean, log_std = POLICY.apply(p, mb["obs"])
+            return ppo_policy_loss(gaussian_logp(mean, log_std, mb["action"]), mb["logp"], mb["adv"], mb["mask"],
+                                   clip=clip)
+
+        def v_loss(p, mb):
+            return 0.5 * jnp.mean((VALUE.apply(p, mb["obs"]) - mb["ret"]) ** 2)
+
+        def epoch(carry, k):
+            pi_p, v_p, pi_o, v_o = carry
+            perm = jax.random.permutation(k, n)
+            mbs = jax.tree.map(lambda x: x[perm].reshape((minibatches, n // minibatches) + x.shape[1:]), batch)
+
+            def mb_step(c, mb):
+                pi_p, v_p, pi_o, v_o = c
+                lp, gp = jax.value_and_grad(pi_loss)(pi_p, mb)
+                lv, gv = jax.value_and_grad(v_loss)(v_p, mb)
+                up, pi_o = pi_tx.update(gp, pi_o, pi_p)
+                uv, v_o = v_tx.update(gv, v_o, v_p)
+                return (optax.apply_updates(pi_p, up), optax.apply_updates(v_p, uv), pi_o, v_o), (lp, lv)
+
+            return jax.lax.scan(mb_step, (pi_p, v_p, pi_o, v_o), mbs)
+
+        key, k_ep = jax.random.split(key)
+        (pi_p, v_p, pi_o, v_o), (lp, lv) = jax.lax.scan(
+            epoch, (ts.pi_params, ts.v_params, ts.pi_opt, ts.v_opt), jax.random.split(k_ep, epochs))
+        cost_rate = tr["cost"].mean()
+        lam = jnp.maximum(0.0, ts.lam + arm.lagrange_lr * (cost_rate - cost_budget))
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(arm.learn > 0, a, b), new, old)
+        pi_p, v_p, pi_o, v_o, lam = keep((pi_p, v_p, pi_o, v_o, lam),
+                                         (ts.pi_params, ts.v_params, ts.pi_opt, ts.v_opt, ts.lam))
+        failures = ts.failures + tr["cost"].sum()
+        n_done = jnp.maximum(tr["done"].sum(), 1.0)
+        metrics = dict(failures=tr["cost"].sum(), cum_failures=failures, trigger_rate=tr["flag"].mean(),
+                       reward=tr["reward"].mean(), episodes=tr["done"].sum(),
+                       ep_return=tr["ep_done_return"].sum() / n_done, success=tr["ep_success"].sum() / n_done,
+                       lam=lam, pi_loss=lp.mean(), v_loss=lv.mean())
+        if trace:
+            metrics["trace"] = {k: tr[k] for k in ("risk_wm", "risk_q", "cost", "done", "flag", "obs")}
+        return TrainState(pi_p, v_p, pi_o, v_o, env_state, lam, failures, key), metrics
+
+    def init(key, pre):
+        k_env, k = jax.random.split(key)
+        env_state = jax.vmap(env.reset)(jax.random.split(k_env, num_envs))
+        return TrainState(pre["pi"], pre["v"], pi_tx.init(pre["pi"]), v_tx.init(pre["v"]), env_state,
+                          jnp.zeros(()), jnp.zeros(()), k)
+
+    def train(key, arm: Arm, pre):
+        ts = init(key, pre)
+        return jax.lax.scan(lambda t, _: iteration(t, arm, pre), ts, None, length=iterations)
+
+    train.init = init
+    train.iteration = iteration
+    return train
