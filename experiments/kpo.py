@@ -118,6 +118,7 @@ def run(config, workdir: str) -> dict:
     results, hists = {}, {}
     prog = Progress(len(specs) * len(seeds), desc="kpo runs")
     done = lambda sp, sd: os.path.exists(os.path.join(workdir, "runs", sp["cond"], f"{sp['label']}_s{sd}.json"))
+    n_total = len(specs)
     if config.summarize_only:   # report the finished runs only (a long study still in progress)
         specs = [sp for sp in specs if all(done(sp, sd) for sd in seeds)]
         if not specs:
@@ -215,7 +216,9 @@ def run(config, workdir: str) -> dict:
             f"held-out avg@{k} under {main_cond} stress: "
             + ", ".join(fmt(main_cond, m) for m in config.methods if (main_cond, m) in have)
             + f" (SFT start {sft_ev[f'avg@{k}']:.3f})")
-    return {"seeds": seeds, "claims": claims,
+    partial = {"partial": f"{len(specs)} of {n_total} method x condition specs finished (summarize_only)"} \
+        if len(specs) < n_total else {}
+    return {"seeds": seeds, "claims": claims, **partial,
             "tables": {"main": table,
                        "sft_start": [{"greedy": sft_ev["greedy_acc"], f"avg@{k}": sft_ev[f"avg@{k}"],
                                       f"pass@{k}": sft_ev[f"pass@{k}"], "sft_cached": sft_info["cached"]}]},

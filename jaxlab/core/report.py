@@ -147,6 +147,8 @@ def papers_table(full_dir: str = "results/full") -> str:
         if status == "done":
             headline = (data.get("headline") or overall_verdicts(data)).replace("|", "/")
             status = f"full results ({len(data.get('seeds', []))} seeds)"
+            if data.get("partial"):
+                status = f"partial full results: {data['partial']}"
         elif status == "missing":
             status = "implemented (quick)"
         exp_link = f"`experiments/{exp.name}.py`" if exp.implemented else "—"
