@@ -15,7 +15,7 @@ import numpy as np
 from jaxlab.core import plots
 from jaxlab.core.checkpoint import Checkpointer
 from jaxlab.core.metrics import MetricsWriter, Progress, read_json, write_json_atomic
-from jaxlab.core.summary import claim, mean_std
+from jaxlab.core.summary import claim, combine_claims, mean_std
 from jaxlab.fusion import policy as PL
 from jaxlab.fusion import pour as P
 from jaxlab.fusion.mi import estimate_mi
@@ -25,21 +25,34 @@ def _policy_config(config, variant):
     return PL.PolicyConfig(variant=variant, obs_horizon=config.obs_horizon, pred_horizon=config.pred_horizon,
                            action_horizon=config.action_horizon, num_inference_steps=config.num_inference_steps,
                            batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
-                           train_steps=config.train_steps, denoiser=config.denoiser)
+                           train_steps=config.train_steps, denoiser=config.denoiser,
+                           num_diffusion_steps=config.num_diffusion_steps, tokenizer=config.tokenizer,
+                           mlp_hidden=tuple(config.mlp_hidden))
 
 
 def train_and_eval(config, variant, data, workdir, writer):
-    """Trains all seeds of one variant (vmapped), resumable per chunk; returns (ema params [S], per-seed metrics)."""
+    """Trains all seeds of one variant (vmapped), resumable per chunk. After every chunk the EMA policies are
+    evaluated on validation episodes (key ``val_seed``); the chunk with the best mean validation success is the
+    training budget used for the test evaluation (key ``eval_seed``). Returns (net, ema params [S], metrics)."""
     cfg = _policy_config(config, variant)
     net, init, train_chunk = PL.make_train(cfg, data)
     seeds = jnp.asarray(config.seeds)
-    states = jax.vmap(init)(jax.vmap(jax.random.PRNGKey)(seeds))
+    states = jax.jit(jax.vmap(init))(jax.vmap(jax.random.PRNGKey)(seeds))
     vchunk = jax.vmap(train_chunk, in_axes=(0, 0, None))
-    ckpt = Checkpointer(os.path.join(workdir, "ckpt", variant), save_every=1, keep=1,
-                        metadata={"variant": variant, "seeds": list(config.seeds)})
-    done = 0
+    act = PL.make_policy_fn(net, cfg)
+    ev_fn = jax.jit(jax.vmap(lambda prm, k: PL.rollout_policy(act, prm, k, config.n_eval, cfg), in_axes=(0, None)))
+    meta = {"variant": variant, "seeds": list(config.seeds)}
+    ckpt = Checkpointer(os.path.join(workdir, "ckpt", variant), save_every=1, keep=1, metadata=meta)
+    best_ckpt = Checkpointer(os.path.join(workdir, "ckpt", "best", variant), save_every=1, keep=1, metadata=meta)
+    hist_path = os.path.join(workdir, "variants", f"{variant}_val.json")
+    done, hist, best = 0, {"val_success": [], "best_chunk": -1}, states.ema
     if ckpt.latest_step() is not None:
         done, states = ckpt.restore(states)
+        if os.path.exists(hist_path):
+            hist = read_json(hist_path)
+            hist["val_success"] = hist["val_success"][:done]
+        if best_ckpt.latest_step() is not None:
+            _, best = best_ckpt.restore(best)
     n_chunks = -(-config.train_steps // config.chunk)
     prog = Progress(n_chunks, desc=f"fusion/{variant}", every_s=30.0)
     for c in range(done, n_chunks):
@@ -47,16 +60,24 @@ def train_and_eval(config, variant, data, workdir, writer):
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s + 7919), c))(seeds)
         states, losses = vchunk(states, keys, n)
         loss = float(losses[:, -max(n // 5, 1):].mean())
-        writer.write((c + 1) * config.chunk, **{f"loss/{variant}": loss})
+        val = float(np.mean(np.asarray(ev_fn(states.ema, jax.random.PRNGKey(config.val_seed))["success"])))
+        writer.write(min((c + 1) * config.chunk, config.train_steps),
+                     **{f"loss/{variant}": loss, f"val_success/{variant}": val})
+        hist["val_success"].append(val)
+        if hist["best_chunk"] < 0 or val > hist["val_success"][hist["best_chunk"]]:
+            hist["best_chunk"], best = c, states.ema
+            best_ckpt.maybe_save(c + 1, best, force=True)
+            best_ckpt.wait()
+        write_json_atomic(hist_path, hist)
         ckpt.maybe_save(c + 1, states, force=True)
-        prog.update(loss=round(loss, 4))
+        prog.update(loss=round(loss, 4), val=round(val, 3))
     ckpt.wait()
     prog.close()
-    act = PL.make_policy_fn(net, cfg)
-    ev = jax.jit(jax.vmap(lambda prm, k: PL.rollout_policy(act, prm, k, config.n_eval, cfg), in_axes=(0, None)))(
-        states.ema, jax.random.PRNGKey(config.eval_seed))
+    ev = ev_fn(best, jax.random.PRNGKey(config.eval_seed))
     out = {k: np.asarray(v).mean(axis=1).tolist() for k, v in ev.items()}
-    return net, states.ema, out
+    out["best_steps"] = min((hist["best_chunk"] + 1) * config.chunk, config.train_steps)
+    out["val_success"] = hist["val_success"]
+    return net, best, out
 
 
 def mi_analysis(config, net, ema, variant):
@@ -68,10 +89,11 @@ def mi_analysis(config, net, ema, variant):
     y = np.asarray(fill)[keep]
     half = n // 2
     res = {}
+    embs = jax.jit(jax.vmap(lambda prm, o: net.apply(prm, o, method=PL.PolicyNet.embeddings),
+                            in_axes=(0, None)))(ema, obs)  # each [S, n, k]
     for s_i, seed in enumerate(config.seeds):
-        prm = jax.tree.map(lambda x: x[s_i], ema)
-        emb = jax.jit(lambda o: net.apply(prm, o, method=PL.PolicyNet.embeddings))(obs)
-        for name, z in emb.items():
+        for name, zz in embs.items():
+            z = zz[s_i]
             z_tr, z_te = _pca(np.asarray(z[:half]), np.asarray(z[half:]), config.mi_pca_dims)
             for m in config.mi_methods:
                 r = estimate_mi(jax.random.PRNGKey(seed), z_tr, y[:half], z_te, y[half:], method=m,
@@ -110,7 +132,7 @@ def _mi_frames(config):
 
 
 def run(config, workdir):
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
     data = PL.expert_dataset(jax.random.PRNGKey(config.data_seed), config.n_demos, obs_horizon=config.obs_horizon,
                              pred_horizon=config.pred_horizon, action_noise=config.action_noise)
@@ -142,10 +164,14 @@ def run(config, workdir):
             claims.append(claim("hier_vs_flat_symmetric_error", "Same, measured by final fill error", "fill_error",
                                 ours=("havp", err["havp"]), baselines={v: err[v] for v in base},
                                 higher_is_better=False))
-        noa = {v: succ[v] for v in config.variants if v.endswith("_noaudio")}
-        if noa:
-            claims.append(claim("audio_needed", "Audio-free variants fail on the audio-dependent task",
-                                "success_rate", ours=("havp", succ["havp"]), baselines=noa, higher_is_better=True))
+        pairs = [(v, v + "_noaudio") for v in config.variants
+                 if not v.endswith("_noaudio") and v + "_noaudio" in succ]
+        if pairs:
+            parts = [claim(f"audio_needed/{v}", f"{v} with audio beats {n}", "success_rate", ours=(v, succ[v]),
+                           baselines={n: succ[n]}, higher_is_better=True) for v, n in pairs]
+            claims.append(combine_claims("audio_needed", "Audio-free variants fail on the audio-dependent task: "
+                                         "every fusion variant with audio beats its audio-free counterpart",
+                                         parts))
     mi_rows = []
     for k, rs in sorted(mi.items()):
         vals = [r["mi"] for r in rs]
@@ -165,7 +191,8 @@ def run(config, workdir):
         em, es = mean_std(err[v])
         om, _ = mean_std(results[v]["overflow"])
         table.append({"method": v, "success_mean": sm, "success_std": ss, "fill_error_mean": em,
-                      "fill_error_std": es, "overflow_rate": om})
+                      "fill_error_std": es, "overflow_rate": om, "train_steps_by_val": results[v].get("best_steps"),
+                      "val_success_curve": results[v].get("val_success")})
     figs = [os.path.relpath(plots.grouped_bars(
         os.path.join(workdir, "figures", "success.png"), list(config.variants),
         {"success": ([r["success_mean"] for r in table], [r["success_std"] for r in table])},
@@ -180,7 +207,8 @@ def run(config, workdir):
     h = next(r for r in table if r["method"] == config.variants[0])
     headline = (f"pour: {h['method']} success {h['success_mean']:.2f}±{h['success_std']:.2f} "
                 f"(best {best['method']} {best['success_mean']:.2f}); {len(config.seeds)} seeds, "
-                f"{config.train_steps} steps, {time.time() - t0:.0f}s")
+                f"{config.train_steps} steps, {time.time() - t0:.0f}s wall, "
+                f"{time.process_time() - c0:.0f}s CPU")
     return {"seeds": list(config.seeds), "claims": claims, "tables": {"main": table, "mi": mi_rows},
             "figures": figs, "headline": headline}
 

@@ -48,7 +48,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("fusion", "Hierarchical Audio-Visual-Proprioceptive Fusion for Precise Robotic Manipulation",
                "2602.13640", "jaxlab.fusion, jaxlab.diffusion",
                "Audio-first hierarchical fusion feeding a diffusion policy beats flat and symmetric fusion on "
-               "tasks whose state is carried by sound."),
+               "tasks whose state is carried by sound.",
+               runner="experiments.fusion:run", config="experiments/configs/fusion.py", colab="colabs/fusion.ipynb",
+               budget_s=180),
     Experiment("kpo", "Online Causal Kalman Filtering for Stable and Effective Policy Optimization", "2602.10609",
                "jaxlab.rl",
                "Kalman-filtered token importance ratios make policy optimization more stable than GRPO/GSPO/GMPO "

@@ -72,6 +72,41 @@ class AudioEncoder(nn.Module):
         return x.reshape(x.shape[0], -1, self.d)
 
 
+class PatchVisionEncoder(nn.Module):
+    """ViT-style patch embedding (cheap on CPU): non-overlapping p x p patches -> Dense + learned position ->
+    mish -> Dense. image: [B, H, W, C] (H, W divisible by p) -> tokens [B, (H/p)(W/p), d]."""
+
+    d: int = 32
+    patch: int = 6
+
+    @nn.compact
+    def __call__(self, x):
+        B, H, W, C = x.shape
+        p = self.patch
+        if H % p or W % p:
+            raise ValueError(f"image side must be divisible by patch={p}, got {H}x{W}")
+        x = x.reshape(B, H // p, p, W // p, p, C).transpose(0, 1, 3, 2, 4, 5).reshape(B, (H // p) * (W // p), -1)
+        pos = self.param("pos", nn.initializers.normal(0.02), (x.shape[1], self.d))
+        return nn.Dense(self.d)(_mish(nn.Dense(self.d)(x) + pos))
+
+
+class PatchAudioEncoder(nn.Module):
+    """Log-mel -> n_tokens time tokens: frames edge-padded to a multiple of n_tokens and mean-pooled in groups,
+    then Dense over the mel axis + learned position -> mish -> Dense. logmel: [B, F, M] -> [B, n_tokens, d]."""
+
+    d: int = 32
+    n_tokens: int = 8
+
+    @nn.compact
+    def __call__(self, x):
+        B, F, M = x.shape
+        g = -(-F // self.n_tokens)
+        x = jnp.pad(x, ((0, 0), (0, g * self.n_tokens - F), (0, 0)), mode="edge")
+        x = x.reshape(B, self.n_tokens, g, M).mean(axis=2)
+        pos = self.param("pos", nn.initializers.normal(0.02), (self.n_tokens, self.d))
+        return nn.Dense(self.d)(_mish(nn.Dense(self.d)(x) + pos))
+
+
 class ProprioEncoder(nn.Module):
     """MLP -> one token. proprio: [B, P] -> [B, 1, d]."""
 
@@ -176,13 +211,19 @@ class FusionEncoder(nn.Module):
     rank: int = 4
     image_size: int = 24
     proprio_dim: int = 6
+    tokenizer: str = "patch"   # "patch" (patch/time-group embeddings, default) or "conv" (3-layer CNNs)
 
     def setup(self):
         self.base, self.use_audio = parse_variant(self.variant)
-        self.vision = VisionEncoder(self.d)
+        if self.tokenizer == "patch":
+            self.vision = PatchVisionEncoder(self.d)
+        elif self.tokenizer == "conv":
+            self.vision = VisionEncoder(self.d)
+        else:
+            raise ValueError(f"tokenizer must be 'patch' or 'conv', got {self.tokenizer!r}")
         self.proprio_enc = ProprioEncoder(self.d)
         if self.use_audio:
-            self.audio = AudioEncoder(self.d)
+            self.audio = PatchAudioEncoder(self.d) if self.tokenizer == "patch" else AudioEncoder(self.d)
         if self.base in ("stage1", "havp") and self.use_audio:
             self.branch_v = AudioConditionedBranch(self.d)
             self.branch_p = AudioConditionedBranch(self.d)

@@ -3,6 +3,8 @@
 split and evaluated on a held-out split, with bootstrap intervals over held-out rows."""
 
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -106,9 +108,23 @@ def estimate_mi(key, z_train, y_train, z_test, y_test, *, method: str = "infonce
     critic = SeparableCritic(hidden) if critic == "separable" else Critic(hidden)
     k_init, k_train, k_eval, k_boot = jax.random.split(key, 4)
     params = critic.init(k_init, z_train[:2], y_train[:2])
+    train, point_fn, boot_fn = _mi_fns(critic, method, batch, lr, ema, eval_batches)
+    params = train(params, jnp.asarray(z_train), jnp.asarray(y_train), jax.random.split(k_train, steps))
+    zs, ys = jnp.asarray(z_test), jnp.asarray(y_test)
+    point = float(point_fn(params, zs, ys, k_eval))
+    boots = np.asarray(boot_fn(params, zs, ys, jax.random.split(k_boot, n_boot))) if n_boot else np.array([point])
+    out = {"mi": point, "lo": float(np.quantile(boots, 0.025)), "hi": float(np.quantile(boots, 0.975))}
+    if method == "infonce":
+        out["cap"] = float(np.log(batch))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _mi_fns(critic, method: str, batch: int, lr: float, ema: float, eval_batches: int):
+    """Jitted (train, point, bootstrap) functions, built once per estimator setting so that repeated calls with
+    equal shapes (seeds, embeddings) reuse one compilation. The data are arguments, not baked-in constants."""
     tx = optax.adam(lr)
     bound = infonce_bound if method == "infonce" else dv_bound
-    zt, yt = jnp.asarray(z_train), jnp.asarray(y_train)
 
     def loss_fn(params, z, y, ma):
         s = _pair_scores(critic, params, z, y)
@@ -121,38 +137,35 @@ def estimate_mi(key, z_train, y_train, z_test, y_test, *, method: str = "infonce
         # MINE's bias-corrected gradient: d/dtheta log E[e^T] ~ d/dtheta E[e^T] / moving average
         return -(joint - off / ma), ma
 
-    def step(carry, k):
-        params, opt_state, ma = carry
-        idx = jax.random.choice(k, zt.shape[0], (batch,), replace=False)
-        (_, ma), g = jax.value_and_grad(loss_fn, has_aux=True)(params, zt[idx], yt[idx], ma)
-        upd, opt_state = tx.update(g, opt_state, params)
-        return (optax.apply_updates(params, upd), opt_state, ma), None
+    @jax.jit
+    def train(params, zt, yt, keys):
+        def step(carry, k):
+            params, opt_state, ma = carry
+            idx = jax.random.choice(k, zt.shape[0], (batch,), replace=False)
+            (_, ma), g = jax.value_and_grad(loss_fn, has_aux=True)(params, zt[idx], yt[idx], ma)
+            upd, opt_state = tx.update(g, opt_state, params)
+            return (optax.apply_updates(params, upd), opt_state, ma), None
 
-    (params, _, _), _ = jax.jit(lambda c, ks: jax.lax.scan(step, c, ks))(
-        (params, tx.init(params), jnp.ones(())), jax.random.split(k_train, steps))
+        (params, _, _), _ = jax.lax.scan(step, (params, tx.init(params), jnp.ones(())), keys)
+        return params
 
-    zs, ys = jnp.asarray(z_test), jnp.asarray(y_test)
+    def batches_bound(params, zs, ys, rows, k):
+        """Bound averaged over ``eval_batches`` random held-out batches drawn from ``rows``."""
+        def one(kk):
+            idx = rows[jax.random.choice(kk, rows.shape[0], (batch,), replace=False)]
+            return bound(_pair_scores(critic, params, zs[idx], ys[idx]))
+        return jnp.mean(jax.vmap(one)(jax.random.split(k, eval_batches)))
 
     @jax.jit
-    def evaluate(rows_key):
-        """Bound averaged over ``eval_batches`` random held-out batches drawn from the given row subset."""
-        k_rows, k_b = rows_key
-        rows = jax.random.choice(k_rows, zs.shape[0], (zs.shape[0],), replace=True)
+    def point(params, zs, ys, k):
+        return batches_bound(params, zs, ys, jnp.arange(zs.shape[0]), k)
 
-        def one(k):
-            idx = rows[jax.random.choice(k, zs.shape[0], (batch,), replace=False)]
-            return bound(_pair_scores(critic, params, zs[idx], ys[idx]))
-        return jnp.mean(jax.vmap(one)(jax.random.split(k_b, eval_batches)))
+    @jax.jit
+    def boot(params, zs, ys, keys):
+        def one(kk):
+            k_rows, k_b = kk, jax.random.fold_in(kk, 1)
+            rows = jax.random.choice(k_rows, zs.shape[0], (zs.shape[0],), replace=True)
+            return batches_bound(params, zs, ys, rows, k_b)
+        return jax.lax.map(one, keys)
 
-    def one_batchset(k):
-        idx_sets = jax.vmap(lambda kk: jax.random.choice(kk, zs.shape[0], (batch,), replace=False))(
-            jax.random.split(k, eval_batches))
-        return jnp.mean(jax.vmap(lambda idx: bound(_pair_scores(critic, params, zs[idx], ys[idx])))(idx_sets))
-
-    point = float(jax.jit(one_batchset)(k_eval))
-    boots = np.asarray([float(evaluate((kk, jax.random.fold_in(kk, 1))))
-                        for kk in jax.random.split(k_boot, n_boot)]) if n_boot else np.array([point])
-    out = {"mi": point, "lo": float(np.quantile(boots, 0.025)), "hi": float(np.quantile(boots, 0.975))}
-    if method == "infonce":
-        out["cap"] = float(np.log(batch))
-    return out
+    return train, point, boot

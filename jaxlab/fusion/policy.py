@@ -76,13 +76,16 @@ class PolicyNet(nn.Module):
     down_dims: tuple = (32, 64)
     proprio_dim: int = 6
     denoiser_kind: str = "unet"
+    tokenizer: str = "patch"
+    mlp_hidden: tuple = (128, 128, 128)
 
     def setup(self):
-        self.encoder = FusionEncoder(self.variant, out=self.cond_dim, proprio_dim=self.proprio_dim)
+        self.encoder = FusionEncoder(self.variant, out=self.cond_dim, proprio_dim=self.proprio_dim,
+                                     tokenizer=self.tokenizer)
         if self.denoiser_kind == "unet":
             self.denoiser = D.ConditionalUnet1D(down_dims=self.down_dims)
         elif self.denoiser_kind == "mlp":
-            self.denoiser = D.MLPDenoiser()
+            self.denoiser = D.MLPDenoiser(hidden=tuple(self.mlp_hidden))
         else:
             raise ValueError(f"denoiser must be 'unet' or 'mlp', got {self.denoiser_kind!r}")
 
@@ -122,6 +125,8 @@ class PolicyConfig(NamedTuple):
     down_dims: tuple = (32, 64)
     denoiser: str = "unet"   # "unet" (ConditionalUnet1D) or "mlp" (MLPDenoiser)
     ema_power: float = 0.75
+    tokenizer: str = "patch"  # encoder tokenizer: "patch" (cheap, default) or "conv"
+    mlp_hidden: tuple = (128, 128, 128)
 
 
 def action_normalizer(p: P.PourParams = P.PourParams()) -> D.Normalizer:
@@ -141,7 +146,7 @@ def make_train(cfg: PolicyConfig, dataset):
     if act_all.ndim != 3 or act_all.shape[1:] != (cfg.pred_horizon, 1):
         raise ValueError(f"dataset actions must be [N, {cfg.pred_horizon}, 1], got {act_all.shape}")
     net = PolicyNet(cfg.variant, down_dims=tuple(cfg.down_dims), proprio_dim=obs_all.proprio.shape[-1],
-                    denoiser_kind=cfg.denoiser)
+                    denoiser_kind=cfg.denoiser, tokenizer=cfg.tokenizer, mlp_hidden=tuple(cfg.mlp_hidden))
     sched = D.make_schedule(cfg.num_diffusion_steps, "cosine")
     lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup, max(cfg.train_steps, cfg.warmup + 1))
     tx = optax.adamw(lr, b1=0.95, b2=0.999, weight_decay=cfg.weight_decay)

@@ -96,3 +96,19 @@ def test_bad_inputs_raise():
         enc.apply(p, obs._replace(image=jnp.zeros((B, 32, 32, 2))))
     with pytest.raises(ValueError, match="obs.proprio"):
         enc.apply(p, obs._replace(proprio=jnp.zeros((B, 4))))
+
+
+@pytest.mark.parametrize("tokenizer,n_v,n_a", [("patch", 16, 8), ("conv", 9, 16)])
+def test_tokenizers_token_counts_and_patch_layout(tokenizer, n_v, n_a):
+    enc = E.FusionEncoder("havp", tokenizer=tokenizer)
+    obs = _obs()
+    p = enc.init(jax.random.PRNGKey(0), obs)
+    a, v, pp = enc.apply(p, obs, method=lambda m, o: m.tokens(o))
+    assert a.shape == (B, n_a, 32) and v.shape == (B, n_v, 32) and pp.shape == (B, 1, 32)
+    if tokenizer == "patch":
+        # changing one pixel changes exactly one vision token (non-overlapping 6x6 patches, row-major)
+        v2 = enc.apply(p, obs._replace(image=obs.image.at[:, 7, 13, 0].add(1.0)), method=lambda m, o: m.tokens(o)[1])
+        changed = np.nonzero(np.abs(np.asarray(v2 - v)).max(axis=(0, 2)) > 1e-6)[0]
+        np.testing.assert_array_equal(changed, [1 * 4 + 2])
+    with pytest.raises(ValueError, match="tokenizer"):
+        E.FusionEncoder("havp", tokenizer="vit").init(jax.random.PRNGKey(0), obs)
