@@ -11,18 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlab.core.bench import median_time
 from jaxlab.core.metrics import write_json_atomic
 from jaxlab.farl.envs import make_env
 from jaxlab.farl.ppo import POLICY, TWIN, VALUE, WM_MEMBER, make_arm, make_train
-
-
-def _median(fn, reps):
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
 
 
 def main(size):
@@ -44,7 +36,7 @@ def main(size):
         return s.obs
 
     t0 = time.perf_counter(); loop1(); c1 = time.perf_counter() - t0
-    base = _median(loop1, reps) / T  # seconds per single env-step
+    base = median_time(loop1, reps) / T  # seconds per single env-step
     rows = []
     for n in sizes:
         s = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), n))
@@ -66,7 +58,7 @@ def main(size):
             np.testing.assert_allclose(np.asarray(vloop()), np.asarray(scan(s)), atol=1e-4)
             # single env vs env 0 of the batch over a short prefix (contacts make long horizons chaotic)
             np.testing.assert_allclose(np.asarray(vloop(10))[0], np.asarray(loop1(10)), atol=1e-4)
-        tv, ts_ = _median(vloop, reps), _median(lambda: scan(s), reps)
+        tv, ts_ = median_time(vloop, reps), median_time(lambda: scan(s), reps)
         for impl, med, comp in (("jit(vmap(step)) loop", tv, cv), ("jit(lax.scan(vmap(step)))", ts_, cs)):
             rows.append({"case": {"num_envs": n, "steps": T}, "impl": impl, "baseline": "python loop of jit(step)",
                          "median_s": med, "baseline_median_s": base * n * T, "env_steps_per_s": n * T / med,
@@ -81,7 +73,7 @@ def main(size):
     tj = jax.jit(train)
     for arm in ("vanilla", "farl"):
         t0 = time.perf_counter(); jax.block_until_ready(tj(jax.random.PRNGKey(0), make_arm(arm), pre)); comp = time.perf_counter() - t0
-        med = _median(lambda: tj(jax.random.PRNGKey(0), make_arm(arm), pre), reps)
+        med = median_time(lambda: tj(jax.random.PRNGKey(0), make_arm(arm), pre), reps)
         rows.append({"case": {"num_envs": n, "rollout_len": L, "arm": arm}, "impl": "ppo iteration (rollout+update)",
                      "baseline": "python loop of jit(step)", "median_s": med, "baseline_median_s": base * n * L,
                      "env_steps_per_s": n * L / med, "speedup": base * n * L / med, "compile_s": comp})
