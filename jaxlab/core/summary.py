@@ -108,5 +108,12 @@ def combine_claims(id: str, claim: str, parts: Sequence[dict], note: str = "") -
     """A claim whose verdict combines several sub-claims (e.g. one per data set or setting)."""
     if not parts:
         raise ValueError("parts: expected at least one sub-claim")
-    return {"id": id, "claim": claim, "parts": list(parts),
+    return {"id": id, "claim": claim, "parts": list(parts), "n_seeds": n_seeds(parts),
             "verdict": overall([p["verdict"] for p in parts]), "note": note}
+
+
+def n_seeds(parts: Sequence[dict]) -> int:
+    """The fewest per-seed values behind any leaf of (possibly nested) sub-claims, so that a combined
+    claim states how many seeds support its weakest part."""
+    counts = [p["n_seeds"] if "parts" in p else len(p["ours"]["values"]) for p in parts]
+    return int(min(counts))

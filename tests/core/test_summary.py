@@ -38,6 +38,11 @@ def test_no_worse_and_overall():
     assert summary.overall(["not reproduced", "not reproduced"]) == "not reproduced"
     parts = summary.combine_claims("z", "", [c, mixed])
     assert parts["verdict"] == "mixed"
+    assert parts["n_seeds"] == min(len(c["ours"]["values"]), 3)
+    two = summary.claim("w", "", "acc", ours=("a", [0.9, 0.91]), baselines={"b": [0.5, 0.5]},
+                        higher_is_better=True)
+    nested = summary.combine_claims("n", "", [parts, two])
+    assert nested["n_seeds"] == 2        # the weakest leaf, through the nesting
 
 
 def test_bad_inputs():
