@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxlab.core import nets
 
-class MLP(nn.Module):
-    hidden: Sequence[int]
-    out: int
 
-    @nn.compact
-    def __call__(self, x):
-        for h in self.hidden:
-            x = nn.tanh(nn.Dense(h)(x))
-        return nn.Dense(self.out)(x)
+MLP = functools.partial(nets.MLP, activation=nn.tanh)   # tanh hidden layers (PPO networks)
 
 
 class GaussianPolicy(nn.Module):

@@ -16,19 +16,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxlab.core import nets
 from jaxlab.l2d import decision, experts, losses
 
 
-class MLP(nn.Module):
-    """``x [B, d] -> logits [B, K + J_max]`` with ReLU hidden layers."""
-    hidden: Sequence[int]
-    out: int
-
-    @nn.compact
-    def __call__(self, x):
-        for h in self.hidden:
-            x = nn.relu(nn.Dense(h)(x))
-        return nn.Dense(self.out)(x)
+MLP = nets.MLP          # ReLU hidden layers: ``x [B, d] -> logits [B, K + J_max]``
 
 
 def theory_masses(acc_table, mask, labels, eta=None):
