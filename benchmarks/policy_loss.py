@@ -5,10 +5,14 @@
 Each method is `jit(value_and_grad(loss))` w.r.t. the [B, T] log-probs; parity first (on-policy every
 method must give GRPO's gradient), compile timed apart, median of repeated calls. The loss alone
 is measured (not the LM forward/backward, which dominates a real update step and would dilute the ratio).
+A second table times the whole jitted RL update of `jaxlab.rl.train.make_update` (teacher-forced LM
+forward + backward + loss + Adam, one minibatch) for GRPO and the KPO losses on the miniature LMs (the
+quick SFT size d=64 L=3 and the full one d=128 L=4): the overhead a training run actually pays.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -22,8 +26,9 @@ import numpy as np  # noqa: E402
 from jaxlab.core.bench import cli, median_time, record  # noqa: E402
 from jaxlab.rl.losses import POLICY_LOSSES  # noqa: E402
 
-SIZES = {"tiny": dict(cases=[(16, 32)], repeats=5),
-         "full": dict(cases=[(128, 96), (256, 1024), (256, 4096)], repeats=21)}
+SIZES = {"tiny": dict(cases=[(16, 32)], repeats=5, lm=[(32, 1, 16, 24)]),
+         "full": dict(cases=[(128, 96), (256, 1024), (256, 4096)], repeats=21,
+                      lm=[(64, 3, 128, 40), (128, 4, 128, 96)])}   # (d_model, layers, rows, new tokens)
 METHODS = ("grpo", "grpo_dual", "gspo", "gspo_token", "gmpo", "kpo", "kpo_clipped", "kpo_tr")
 
 
@@ -47,7 +52,7 @@ def run(size: str, out: str | None) -> dict:
         adv = jnp.asarray(rng.normal(size=B), jnp.float32)
         g_ref = np.asarray(_vg("grpo", True)(logp, logp, adv, mask)[1])
         variants = [(m, True) for m in METHODS] + [(m, False) for m in METHODS if m.startswith("kpo")]
-        times = {}
+        compiled = {}
         for name, parallel in variants:
             f = _vg(name, parallel)
             t0 = time.perf_counter()
@@ -56,9 +61,14 @@ def run(size: str, out: str | None) -> dict:
             err = float(np.max(np.abs(np.asarray(c(logp, logp, adv, mask)[1]) - g_ref)))
             if err > 1e-6:
                 raise AssertionError(f"on-policy parity failed for {name}: {err}")
-            t = median_time(lambda: c(logp, old, adv, mask), spec["repeats"])
             label = name + ("" if not name.startswith("kpo") else ("[assoc]" if parallel else "[scan]"))
-            times[label] = (t, compile_s)
+            compiled[label] = (c, compile_s)
+        # round robin over the methods (each sample = median of 5 calls), so load changes hit all alike
+        samples = {lb: [] for lb in compiled}
+        for _ in range(spec["repeats"]):
+            for lb, (c, _) in compiled.items():
+                samples[lb].append(median_time(lambda c=c: c(logp, old, adv, mask), 5))
+        times = {lb: (float(np.median(v)), compiled[lb][1]) for lb, v in samples.items()}
         base = times["grpo"][0]
         for label, (t, cs) in times.items():
             rows.append({"case": {"B": B, "T": T}, "impl": label, "baseline": "grpo", "median_s": t,
@@ -66,7 +76,57 @@ def run(size: str, out: str | None) -> dict:
                          "speedup": base / t, "compile_s": cs})
             print(f"B={B:4d} T={T:5d} {label:22s} {t * 1e3:8.3f} ms  x{t / base:5.2f} of GRPO  "
                   f"compile {cs:.2f}s", flush=True)
+    rows += update_rows(spec)
     return record("policy_loss", size, rows, out)
+
+
+def update_rows(spec) -> list[dict]:
+    """Whole RL update step (LM forward/backward + loss + Adam) per method, relative to GRPO's."""
+    import ml_collections
+    from jaxlab.lm import CharTokenizer, LMConfig, init
+    from jaxlab.rl.train import default_rl_config, loss_hparams, make_update
+    from jaxlab.rl.losses import get_policy_loss
+    tok = CharTokenizer()
+    rows = []
+    for d, L, R, N in spec["lm"]:
+        P = 16
+        cfg = LMConfig(vocab_size=tok.vocab_size, d_model=d, num_layers=L, num_heads=4, d_ff=4 * d,
+                       max_len=P + N)
+        params = init(jax.random.PRNGKey(0), cfg)
+        rng = np.random.default_rng(1)
+        lengths = rng.integers(N // 2, N + 1, size=R)
+        resp = np.arange(N)[None] < lengths[:, None]
+        batch = {"seq": jnp.asarray(rng.integers(4, tok.vocab_size, size=(R, P + N))),
+                 "mask": jnp.asarray(np.concatenate([np.zeros((R, P), bool), resp], 1)),
+                 "old_logp": jnp.asarray(np.where(resp, -np.abs(rng.normal(size=(R, N))), 0.0), jnp.float32),
+                 "adv": jnp.asarray(rng.normal(size=R), jnp.float32)}
+        fns, compile_s = {}, {}
+        for method in ("grpo", "kpo", "kpo_clipped", "kpo_tr"):
+            rl = default_rl_config()
+            rl.update(method=method, n_minibatches=1, epochs=1)
+            tx, update = make_update(cfg, rl, P=P, N=N, rows=R,
+                                     loss_fn=get_policy_loss(method, **loss_hparams(rl, N)),
+                                     diagnostics=False)
+            opt = tx.init(params)
+            fns[method] = functools.partial(update, params, opt, batch, jax.random.PRNGKey(2))
+            t0 = time.perf_counter()
+            jax.block_until_ready(fns[method]())
+            compile_s[method] = time.perf_counter() - t0
+        # round robin over the methods, so that load changes on a shared machine hit all of them alike
+        samples = {m: [] for m in fns}
+        for _ in range(spec["repeats"]):
+            for m, f in fns.items():
+                samples[m].append(median_time(f, 1))
+        times = {m: (float(np.median(v)), compile_s[m]) for m, v in samples.items()}
+        base = times["grpo"][0]
+        for method, (t, cs) in times.items():
+            rows.append({"case": {"what": "RL update step", "d_model": d, "layers": L, "rows": R,
+                                  "new_tokens": N}, "impl": method + "_update", "baseline": "grpo_update",
+                         "median_s": t, "baseline_median_s": base, "ratio_vs_baseline": t / base,
+                         "speedup": base / t, "compile_s": cs})
+            print(f"update d={d} L={L} rows={R} N={N} {method:12s} {t * 1e3:8.2f} ms  x{t / base:5.2f} of GRPO"
+                  f"  compile {cs:.2f}s", flush=True)
+    return rows
 
 
 def main(argv=None):

@@ -130,8 +130,13 @@ def cached_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int):
     return _UPDATE_CACHE[key]
 
 
-def make_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int, loss_fn: Callable):
+def make_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int, loss_fn: Callable,
+                diagnostics: bool = True):
     """Jitted `update(params, opt_state, batch, key) -> (params, opt_state, metrics [mu])`.
+
+    diagnostics: also filter every update's log-ratios with the fixed diagnostic filter (Q/V =
+    `rl.diag_Q`) and report switch frequency / run length / low-frequency power before and after
+    (the trainer needs them; False leaves only the loss's own metrics, for benchmarks).
 
     batch: dict seq [R, P+N] int, mask [R, P+N] bool (response mask, zero rows = skipped),
     old_logp [R, N], adv [R]. mu = epochs * n_minibatches Adam steps on random minibatches.
@@ -148,6 +153,8 @@ def make_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int, loss_fn: Callab
         logp, ent = response_logprobs_entropy(params, b["seq"], b["mask"], cfg=cfg, P=P)
         m = b["mask"][:, P:]
         loss, met = loss_fn(logp, b["old_logp"], b["adv"], m)
+        if not diagnostics:
+            return loss, dict(met, loss=loss)
         z = jax.lax.stop_gradient(jnp.where(m, jnp.clip(logp - b["old_logp"], -rl.log_ratio_clip,
                                                         rl.log_ratio_clip), 0.0))
         x = kalman_filter(z, diag_K, mask_bt=m)
