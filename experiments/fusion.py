@@ -1,7 +1,13 @@
-"""HAVP-style audio-visual-proprioceptive fusion + diffusion policy on Pour-to-level (arXiv 2602.13640 miniature).
+"""HAVP-style audio-visual-proprioceptive fusion + diffusion policy (arXiv 2602.13640 miniature) on two tasks:
+Pour-to-level (the fill is heard) and the Brax/mjx latch cabinet (the release click is heard, not seen).
 
-For every fusion variant: train a diffusion policy on scripted demonstrations (seeds vmapped), evaluate it in
-closed loop (DDIM), then estimate I(embedding; fill) on held-out frames. Claims are checked by code.
+For every task and fusion variant: train a diffusion policy on scripted demonstrations (seeds vmapped), evaluate
+it in closed loop (DDIM), then estimate I(embedding; hidden state) on held-out frames (pour: fill level; cabinet:
+latch-released flag). Claims are checked by code.
+
+Workdir layout: the pour task writes at the workdir root (ckpt/, variants/, figures/, so the committed pour full
+results under results/full/fusion/ stay valid and are reused), the cabinet task under ``<workdir>/cabinet/``;
+one summary.json / metrics.jsonl at the root covers both.
 Run: python experiments/fusion.py --config=experiments/configs/fusion.py:quick --workdir=results/adhoc/fusion
 """
 
@@ -16,6 +22,7 @@ from jaxlab.core import plots
 from jaxlab.core.checkpoint import Checkpointer
 from jaxlab.core.metrics import MetricsWriter, Progress, read_json, write_json_atomic
 from jaxlab.core.summary import claim, combine_claims, mean_std
+from jaxlab.fusion import cabinet as C
 from jaxlab.fusion import policy as PL
 from jaxlab.fusion import pour as P
 from jaxlab.fusion.mi import estimate_mi
@@ -30,17 +37,37 @@ def _policy_config(config, variant):
                            mlp_hidden=tuple(config.mlp_hidden))
 
 
-def train_and_eval(config, variant, data, workdir, writer):
+def task_config(config, task):
+    """The flat config of one task: the top level is pour's; ``config.cabinet`` overrides it for the cabinet."""
+    if task == "pour":
+        return config
+    if task != "cabinet":
+        raise ValueError(f"tasks: expected 'pour' or 'cabinet', got {task!r}")
+    c = config.copy_and_resolve_references()
+    with c.unlocked():
+        for k, v in config.cabinet.items():
+            c[k] = v
+    return c
+
+
+def _env(task):
+    return PL.task_params(task)
+
+
+def train_and_eval(config, variant, data, workdir, writer, task="pour"):
     """Trains all seeds of one variant (vmapped), resumable per chunk. After every chunk the EMA policies are
     evaluated on validation episodes (key ``val_seed``); the chunk with the best mean validation success is the
     training budget used for the test evaluation (key ``eval_seed``). Returns (net, ema params [S], metrics)."""
     cfg = _policy_config(config, variant)
-    net, init, train_chunk = PL.make_train(cfg, data)
+    env = _env(task)
+    tag = variant if task == "pour" else f"{task}/{variant}"
+    net, init, train_chunk = PL.make_train(cfg, data, env)
     seeds = jnp.asarray(config.seeds)
     states = jax.jit(jax.vmap(init))(jax.vmap(jax.random.PRNGKey)(seeds))
     vchunk = jax.vmap(train_chunk, in_axes=(0, 0, None))
-    act = PL.make_policy_fn(net, cfg)
-    ev_fn = jax.jit(jax.vmap(lambda prm, k: PL.rollout_policy(act, prm, k, config.n_eval, cfg), in_axes=(0, None)))
+    act = PL.make_policy_fn(net, cfg, env)
+    ev_fn = jax.jit(jax.vmap(lambda prm, k: PL.rollout_policy(act, prm, k, config.n_eval, cfg, env),
+                             in_axes=(0, None)))
     meta = {"variant": variant, "seeds": list(config.seeds)}
     ckpt = Checkpointer(os.path.join(workdir, "ckpt", variant), save_every=1, keep=1, metadata=meta)
     best_ckpt = Checkpointer(os.path.join(workdir, "ckpt", "best", variant), save_every=1, keep=1, metadata=meta)
@@ -54,7 +81,7 @@ def train_and_eval(config, variant, data, workdir, writer):
         if best_ckpt.latest_step() is not None:
             _, best = best_ckpt.restore(best)
     n_chunks = -(-config.train_steps // config.chunk)
-    prog = Progress(n_chunks, desc=f"fusion/{variant}", every_s=30.0)
+    prog = Progress(n_chunks, desc=f"fusion/{tag}", every_s=30.0)
     for c in range(done, n_chunks):
         n = min(config.chunk, config.train_steps - c * config.chunk)
         keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s + 7919), c))(seeds)
@@ -62,7 +89,7 @@ def train_and_eval(config, variant, data, workdir, writer):
         loss = float(losses[:, -max(n // 5, 1):].mean())
         val = float(np.mean(np.asarray(ev_fn(states.ema, jax.random.PRNGKey(config.val_seed))["success"])))
         writer.write(min((c + 1) * config.chunk, config.train_steps),
-                     **{f"loss/{variant}": loss, f"val_success/{variant}": val})
+                     **{f"loss/{tag}": loss, f"val_success/{tag}": val})
         hist["val_success"].append(val)
         if hist["best_chunk"] < 0 or val > hist["val_success"][hist["best_chunk"]]:
             hist["best_chunk"], best = c, states.ema
@@ -80,13 +107,11 @@ def train_and_eval(config, variant, data, workdir, writer):
     return net, best, out
 
 
-def mi_analysis(config, net, ema, variant):
-    """I(embedding; fill) on held-out pouring frames (flow > 0) for each seed's frozen encoder."""
-    obs, fill, flow = _mi_frames(config)
-    keep = np.asarray(flow) > 0
-    n = int(keep.sum())
-    obs = jax.tree.map(lambda x: x[keep], obs)
-    y = np.asarray(fill)[keep]
+def mi_analysis(config, net, ema, variant, task="pour"):
+    """I(embedding; hidden state) on held-out frames for each seed's frozen encoder. Pour: fill level on pouring
+    frames (flow > 0); cabinet: latch-released flag on the decisions r-1..r+2 around the release step r."""
+    obs, y = _mi_frames(config) if task == "pour" else _cabinet_data(config)[1:]
+    n = y.shape[0]
     half = n // 2
     res = {}
     embs = jax.jit(jax.vmap(lambda prm, o: net.apply(prm, o, method=PL.PolicyNet.embeddings),
@@ -115,6 +140,38 @@ def _pca(z_train, z_test, k):
 _MI_CACHE = {}
 
 
+def _cabinet_data(config):
+    """Cabinet demonstrations and held-out MI frames from ONE jitted batch of expert episodes (one mjx compile):
+    episodes [0, n_demos) are the training demonstrations, the next ``mi_episodes`` are held out for the MI
+    analysis. MI frames: decisions t in {r-1, r, r+1, r+2} (r = release step), label = latch released before the
+    decision (0, 0, 1, 1); the door moves less than half a pixel until r+2, so only audio can tell.
+    Returns (dataset (PolicyObs [N, ...], actions [N, Tp, 1]), MI PolicyObs [M, ...], MI labels [M])."""
+    key = ("cabinet", config.data_seed, config.n_demos, config.mi_episodes, config.obs_horizon,
+           config.pred_horizon, config.action_noise)
+    if key not in _MI_CACHE:
+        env = _env("cabinet")
+        n = config.n_demos + config.mi_episodes
+
+        @jax.jit
+        def make(keys):
+            trajs = jax.vmap(lambda k: C.rollout_expert(k, env, action_noise=config.action_noise))(keys)
+            obs, act = jax.vmap(lambda tr: PL.trajectory_dataset(
+                tr, obs_horizon=config.obs_horizon, pred_horizon=config.pred_horizon))(trajs)
+            return obs, act, trajs.states.release_t[:, -1]
+
+        obs, act, r = make(jax.random.split(jax.random.PRNGKey(config.data_seed), n))
+        flat = lambda x: x[:config.n_demos].reshape((-1,) + x.shape[2:])  # noqa: E731
+        data = (jax.tree.map(flat, obs), flat(act))
+        r = np.asarray(r)
+        ok = np.zeros(n, bool)
+        ok[config.n_demos:] = (r[config.n_demos:] >= 1) & (r[config.n_demos:] + 2 < env.horizon)
+        ep = np.repeat(np.nonzero(ok)[0], 4)
+        t = np.tile(np.arange(-1, 3), int(ok.sum())) + r[ep]
+        y = (t >= r[ep] + 1).astype(np.float32)
+        _MI_CACHE[key] = (data, jax.tree.map(lambda x: x[ep, t], obs), y)
+    return _MI_CACHE[key]
+
+
 def _mi_frames(config):
     key = (config.mi_episodes, config.obs_horizon, config.pred_horizon)
     if key not in _MI_CACHE:
@@ -127,90 +184,156 @@ def _mi_frames(config):
         # flow and are dropped by the flow > 0 filter, so their label (shifted copy) is never used
         fill = jnp.concatenate([trajs.states.fill[:, :1], trajs.states.fill[:, :-1]], axis=1)
         flow = jnp.concatenate([jnp.zeros_like(trajs.states.flow[:, :1]), trajs.states.flow[:, :-1]], axis=1)
-        _MI_CACHE[key] = (jax.tree.map(flat, obs), flat(fill), flat(flow))
+        obs, fill, flow = jax.tree.map(flat, obs), flat(fill), flat(flow)
+        keep = np.asarray(flow) > 0
+        _MI_CACHE[key] = (jax.tree.map(lambda x: x[keep], obs), np.asarray(fill)[keep])
     return _MI_CACHE[key]
 
 
-def run(config, workdir):
-    t0, c0 = time.time(), time.process_time()
-    os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
-    data = PL.expert_dataset(jax.random.PRNGKey(config.data_seed), config.n_demos, obs_horizon=config.obs_horizon,
-                             pred_horizon=config.pred_horizon, action_noise=config.action_noise)
-    results, mi = {}, {}
-    with MetricsWriter(os.path.join(workdir, "metrics.jsonl")) as writer:
-        for variant in config.variants:
-            cache = os.path.join(workdir, "variants", f"{variant}.json")
-            if os.path.exists(cache) and variant not in config.mi_variants:
-                results[variant] = read_json(cache)
-                continue
-            net, ema, results[variant] = train_and_eval(config, variant, data, workdir, writer)
-            write_json_atomic(cache, results[variant])
-            if variant in config.mi_variants:
-                mi.update(mi_analysis(config, net, ema, variant))
-            writer.write(0, **{f"success/{variant}": float(np.mean(results[variant]["success"]))})
+def _mi_rows(mi):
+    rows = []
+    for k, rs in sorted(mi.items()):
+        vals = [r["mi"] for r in rs]
+        m, s = mean_std(vals)
+        variant, emb, method = k.split("/")
+        rows.append({"variant": variant, "embedding": emb, "estimator": method, "mi_mean": m, "mi_std": s,
+                     "ci_lo_seed0": rs[0]["lo"], "ci_hi_seed0": rs[0]["hi"]})
+    return rows
 
+
+def run_task(config, workdir, task, writer):
+    """Trains, evaluates and analyses every variant of one task (resumable: per-variant JSON results, MI results
+    and orbax checkpoints under ``workdir``). Returns (results per variant, MI dict)."""
+    os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+    env = _env(task)
+    data = None
+    results, mi = {}, {}
+    for variant in config.variants:
+        cache = os.path.join(workdir, "variants", f"{variant}.json")
+        mi_cache = os.path.join(workdir, "variants", f"{variant}_mi.json")
+        need_mi = variant in config.mi_variants
+        if os.path.exists(cache) and (not need_mi or os.path.exists(mi_cache)):
+            results[variant] = read_json(cache)
+            if need_mi:
+                mi.update(read_json(mi_cache))
+            continue
+        if data is None and task == "cabinet":
+            data = _cabinet_data(config)[0]
+        elif data is None:
+            data = PL.expert_dataset(jax.random.PRNGKey(config.data_seed), config.n_demos,
+                                     obs_horizon=config.obs_horizon, pred_horizon=config.pred_horizon,
+                                     action_noise=config.action_noise, p=env)
+        net, ema, results[variant] = train_and_eval(config, variant, data, workdir, writer, task)
+        write_json_atomic(cache, results[variant])
+        if need_mi:
+            res = mi_analysis(config, net, ema, variant, task)
+            write_json_atomic(mi_cache, res)
+            mi.update(res)
+        tag = variant if task == "pour" else f"{task}/{variant}"
+        writer.write(0, **{f"success/{tag}": float(np.mean(results[variant]["success"]))})
+    return results, mi
+
+
+# task -> (error metric, its description, higher is better?, third column of the table)
+_TASK_METRICS = {"pour": ("fill_error", "final fill error", False, "overflow"),
+                 "cabinet": ("slam", "slam rate", False, "timeout")}
+
+
+def task_claims(task, config, results, mi):
+    """The paper's claims on one task, verdicts computed by ``jaxlab.core.summary.claim``. Pour keeps its
+    original claim ids; cabinet ids are prefixed ``cabinet/``."""
+    pre = "" if task == "pour" else f"{task}/"
+    err_key, err_name, _, _ = _TASK_METRICS[task]
     succ = {v: results[v]["success"] for v in config.variants}
-    err = {v: results[v]["fill_error"] for v in config.variants}
+    err = {v: results[v][err_key] for v in config.variants}
+    hidden = "the fill level" if task == "pour" else "the latch release"
     claims = []
     if "havp" in succ:
         base = {v: succ[v] for v in ("concat", "transformer") if v in succ}
         if base:
-            claims.append(claim("hier_vs_flat_symmetric",
-                                "Hierarchical (audio-first + higher-order) fusion beats flat and symmetric fusion "
-                                "when audio carries the task state", "success_rate", ours=("havp", succ["havp"]),
+            claims.append(claim(pre + "hier_vs_flat_symmetric",
+                                f"[{task}] Hierarchical (audio-first + higher-order) fusion beats flat and symmetric "
+                                "fusion when audio carries the task state", "success_rate", ours=("havp", succ["havp"]),
                                 baselines=base, higher_is_better=True,
-                                note="Pour-to-level; HAVP-style = our reconstruction (stage 1 cross-attn+FiLM, "
-                                     "stage 2 LMF)."))
-            claims.append(claim("hier_vs_flat_symmetric_error", "Same, measured by final fill error", "fill_error",
+                                note="HAVP-style = our reconstruction (stage 1 cross-attn+FiLM, stage 2 LMF)."))
+            claims.append(claim(pre + "hier_vs_flat_symmetric_error", f"Same, measured by {err_name}", err_key,
                                 ours=("havp", err["havp"]), baselines={v: err[v] for v in base},
                                 higher_is_better=False))
         pairs = [(v, v + "_noaudio") for v in config.variants
                  if not v.endswith("_noaudio") and v + "_noaudio" in succ]
         if pairs:
-            parts = [claim(f"audio_needed/{v}", f"{v} with audio beats {n}", "success_rate", ours=(v, succ[v]),
+            parts = [claim(f"{pre}audio_needed/{v}", f"{v} with audio beats {n}", "success_rate", ours=(v, succ[v]),
                            baselines={n: succ[n]}, higher_is_better=True) for v, n in pairs]
-            claims.append(combine_claims("audio_needed", "Audio-free variants fail on the audio-dependent task: "
-                                         "every fusion variant with audio beats its audio-free counterpart",
-                                         parts))
-    mi_rows = []
-    for k, rs in sorted(mi.items()):
-        vals = [r["mi"] for r in rs]
-        m, s = mean_std(vals)
-        variant, emb, method = k.split("/")
-        mi_rows.append({"variant": variant, "embedding": emb, "estimator": method, "mi_mean": m, "mi_std": s,
-                        "ci_lo_seed0": rs[0]["lo"], "ci_hi_seed0": rs[0]["hi"]})
+            claims.append(combine_claims(pre + "audio_needed", f"[{task}] Audio-free variants fail on the "
+                                         "audio-dependent task: every fusion variant with audio beats its audio-free "
+                                         "counterpart", parts))
+            if task == "cabinet":
+                parts = [claim(f"{pre}audio_free_slams_more/{v}", f"{n} slams more than {v}", "slam_rate",
+                               ours=(v, err[v]), baselines={n: err[n]}, higher_is_better=False) for v, n in pairs]
+                claims.append(combine_claims(pre + "audio_free_slams_more", "[cabinet] Audio-free variants slam "
+                                             "the door more often than their audio twins", parts))
     if "havp/audio/infonce" in mi and "havp/vision/infonce" in mi:
-        claims.append(claim("mi_audio_vs_vision", "Audio embeddings carry more information about the hidden fill "
-                            "than vision embeddings (MI analysis)", "infonce_nats",
+        claims.append(claim(pre + "mi_audio_vs_vision", f"[{task}] Audio embeddings carry more information about "
+                            f"{hidden} than vision embeddings (MI analysis)", "infonce_nats",
                             ours=("havp/audio", [r["mi"] for r in mi["havp/audio/infonce"]]),
                             baselines={"havp/vision": [r["mi"] for r in mi["havp/vision/infonce"]]},
                             higher_is_better=True))
+    return claims
+
+
+def task_table(task, config, results):
+    err_key, _, _, third = _TASK_METRICS[task]
     table = []
     for v in config.variants:
-        sm, ss = mean_std(succ[v])
-        em, es = mean_std(err[v])
-        om, _ = mean_std(results[v]["overflow"])
-        table.append({"method": v, "success_mean": sm, "success_std": ss, "fill_error_mean": em,
-                      "fill_error_std": es, "overflow_rate": om, "train_steps_by_val": results[v].get("best_steps"),
+        sm, ss = mean_std(results[v]["success"])
+        em, es = mean_std(results[v][err_key])
+        om, _ = mean_std(results[v][third])
+        table.append({"method": v, "success_mean": sm, "success_std": ss, f"{err_key}_mean": em,
+                      f"{err_key}_std": es, f"{third}_rate": om, "train_steps_by_val": results[v].get("best_steps"),
                       "val_success_curve": results[v].get("val_success")})
+    return table
+
+
+def task_figures(task, config, workdir, table, mi_rows):
+    sub = "" if task == "pour" else task
+    title = {"pour": "Pour-to-level", "cabinet": "Latch cabinet"}[task]
+    y = {"pour": "fill", "cabinet": "released"}[task]
     figs = [os.path.relpath(plots.grouped_bars(
-        os.path.join(workdir, "figures", "success.png"), list(config.variants),
+        os.path.join(workdir, sub, "figures", "success.png"), list(config.variants),
         {"success": ([r["success_mean"] for r in table], [r["success_std"] for r in table])},
-        ylabel="success rate", title="Pour-to-level: success by fusion variant"), workdir)]
+        ylabel="success rate", title=f"{title}: success by fusion variant"), workdir)]
     if mi_rows:
         figs.append(os.path.relpath(plots.grouped_bars(
-            os.path.join(workdir, "figures", "mi.png"), [f"{r['variant']}/{r['embedding']}/{r['estimator']}"
-                                                        for r in mi_rows],
-            {"I(z; fill)": ([r["mi_mean"] for r in mi_rows], [r["mi_std"] for r in mi_rows])},
-            ylabel="nats", title="MI with the hidden fill (held-out frames)"), workdir))
-    best = max(table, key=lambda r: r["success_mean"])
-    h = next(r for r in table if r["method"] == config.variants[0])
-    headline = (f"pour: {h['method']} success {h['success_mean']:.2f}±{h['success_std']:.2f} "
-                f"(best {best['method']} {best['success_mean']:.2f}); {len(config.seeds)} seeds, "
-                f"{config.train_steps} steps, {time.time() - t0:.0f}s wall, "
-                f"{time.process_time() - c0:.0f}s CPU")
-    return {"seeds": list(config.seeds), "claims": claims, "tables": {"main": table, "mi": mi_rows},
-            "figures": figs, "headline": headline}
+            os.path.join(workdir, sub, "figures", "mi.png"), [f"{r['variant']}/{r['embedding']}/{r['estimator']}"
+                                                              for r in mi_rows],
+            {f"I(z; {y})": ([r["mi_mean"] for r in mi_rows], [r["mi_std"] for r in mi_rows])},
+            ylabel="nats", title=f"{title}: MI with the hidden state (held-out frames)"), workdir))
+    return figs
+
+
+def run(config, workdir):
+    t0, c0 = time.time(), time.process_time()
+    tasks = [t.strip() for t in str(config.get("tasks", "pour")).split(",") if t.strip()]
+    claims, tables, figs, heads, seeds = [], {}, [], [], []
+    with MetricsWriter(os.path.join(workdir, "metrics.jsonl")) as writer:
+        for task in tasks:
+            tc = task_config(config, task)
+            tdir = workdir if task == "pour" else os.path.join(workdir, task)
+            results, mi = run_task(tc, tdir, task, writer)
+            claims += task_claims(task, tc, results, mi)
+            table, mi_rows = task_table(task, tc, results), _mi_rows(mi)
+            pre = "" if task == "pour" else f"{task}_"
+            tables[pre + "main"], tables[pre + "mi"] = table, mi_rows
+            figs += task_figures(task, tc, workdir, table, mi_rows)
+            seeds = sorted(set(seeds) | set(tc.seeds))
+            err_key = _TASK_METRICS[task][0]
+            best = max(table, key=lambda r: r["success_mean"])
+            h = next(r for r in table if r["method"] == tc.variants[0])
+            heads.append(f"{task}: {h['method']} success {h['success_mean']:.2f}±{h['success_std']:.2f} "
+                         f"({err_key} {h[err_key + '_mean']:.2f}; best {best['method']} {best['success_mean']:.2f}; "
+                         f"{len(tc.seeds)} seeds, {tc.train_steps} steps)")
+    headline = "; ".join(heads) + f"; {time.time() - t0:.0f}s wall, {time.process_time() - c0:.0f}s CPU"
+    return {"seeds": seeds, "claims": claims, "tables": tables, "figures": figs, "headline": headline}
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                "Audio-first hierarchical fusion feeding a diffusion policy beats flat and symmetric fusion on "
                "tasks whose state is carried by sound.",
                runner="experiments.fusion:run", config="experiments/configs/fusion.py", colab="colabs/fusion.ipynb",
-               budget_s=180),
+               budget_s=270),
     Experiment("kpo", "Online Causal Kalman Filtering for Stable and Effective Policy Optimization", "2602.10609",
                "jaxlab.rl",
                "Kalman-filtered token importance ratios make policy optimization more stable than GRPO/GSPO/GMPO "

@@ -15,11 +15,30 @@ import jax.numpy as jnp
 import optax
 
 from jaxlab import diffusion as D
+from jaxlab.fusion import cabinet as C
 from jaxlab.fusion import pour as P
 from jaxlab.fusion.audio import log_mel
 from jaxlab.fusion.encoders import FusionEncoder, PolicyObs, parse_variant
 
 LOGMEL_SHIFT, LOGMEL_SCALE = 8.0, 4.0  # log(mel + 1e-6) -> (x + 8) / 4, roughly [-1.5, 2.5]
+
+
+def task_module(p):
+    """The task module (``pour`` or ``cabinet``) of a params tuple (PourParams / CabinetParams)."""
+    if isinstance(p, C.CabinetParams):
+        return C
+    if isinstance(p, P.PourParams):
+        return P
+    raise ValueError(f"p must be PourParams or CabinetParams, got {type(p).__name__}")
+
+
+def task_params(task: str):
+    """Default params of a task by name: 'pour' or 'cabinet'."""
+    if task == "pour":
+        return P.PourParams()
+    if task == "cabinet":
+        return C.CabinetParams()
+    raise ValueError(f"task must be 'pour' or 'cabinet', got {task!r}")
 
 
 def chunk_indices(t, *, obs_horizon: int, pred_horizon: int, length: int):
@@ -55,11 +74,14 @@ def trajectory_dataset(traj: P.Trajectory, *, obs_horizon: int, pred_horizon: in
 
 
 def expert_dataset(key, n_episodes: int, *, obs_horizon: int, pred_horizon: int, action_noise: float = 0.02,
-                   p: P.PourParams = P.PourParams()):
-    """Demonstrations flattened over episodes: PolicyObs [N, ...], actions [N, Tp, 1], N = episodes * T."""
+                   p=P.PourParams()):
+    """Demonstrations flattened over episodes: PolicyObs [N, ...], actions [N, Tp, 1], N = episodes * T.
+    ``p``: PourParams or CabinetParams selects the task."""
+    M = task_module(p)
+
     @jax.jit
     def make(keys):
-        trajs = jax.vmap(lambda k: P.rollout_expert(k, p, action_noise=action_noise))(keys)
+        trajs = jax.vmap(lambda k: M.rollout_expert(k, p, action_noise=action_noise))(keys)
         return jax.vmap(lambda tr: trajectory_dataset(tr, obs_horizon=obs_horizon, pred_horizon=pred_horizon))(
             trajs)
 
@@ -129,19 +151,23 @@ class PolicyConfig(NamedTuple):
     mlp_hidden: tuple = (128, 128, 128)
 
 
-def action_normalizer(p: P.PourParams = P.PourParams()) -> D.Normalizer:
+def action_normalizer(p=P.PourParams()) -> D.Normalizer:
+    """Min-max normaliser of the task's action range: pour [-max_dtheta, max_dtheta], cabinet [0, max_force]."""
+    if task_module(p) is C:
+        return D.Normalizer(jnp.array([0.0]), jnp.array([p.max_force]))
     return D.Normalizer(jnp.array([-p.max_dtheta]), jnp.array([p.max_dtheta]))
 
 
-def make_train(cfg: PolicyConfig, dataset):
+def make_train(cfg: PolicyConfig, dataset, p=P.PourParams()):
     """Returns (init(key) -> TrainState, train_chunk(state, key, n) -> (state, losses [n])).
 
     dataset: (PolicyObs [N, ...], actions [N, Tp, 1]) raw actions; normalised to [-1, 1] inside.
     Both functions are pure; ``train_chunk`` is one jit around a ``lax.scan`` of whole update steps and can
-    be vmapped over seeds (``jax.vmap(train_chunk, in_axes=(0, 0, None))``)."""
+    be vmapped over seeds (``jax.vmap(train_chunk, in_axes=(0, 0, None))``). ``p`` (the task params) sets
+    the action range."""
     parse_variant(cfg.variant)
     obs_all, act_all = dataset
-    norm = action_normalizer()
+    norm = action_normalizer(p)
     act_all = norm.normalize(act_all)
     if act_all.ndim != 3 or act_all.shape[1:] != (cfg.pred_horizon, 1):
         raise ValueError(f"dataset actions must be [N, {cfg.pred_horizon}, 1], got {act_all.shape}")
@@ -177,10 +203,10 @@ def make_train(cfg: PolicyConfig, dataset):
     return net, init, train_chunk
 
 
-def make_policy_fn(net: PolicyNet, cfg: PolicyConfig):
+def make_policy_fn(net: PolicyNet, cfg: PolicyConfig, p=P.PourParams()):
     """(params, PolicyObs [B, ...], key) -> raw action chunks [B, Tp, 1] by DDIM (eta 0) in one scan."""
     sched = D.make_schedule(cfg.num_diffusion_steps, "cosine")
-    norm = action_normalizer()
+    norm = action_normalizer(p)
 
     def act(params, obs: PolicyObs, key, num_inference_steps=cfg.num_inference_steps, sampler="ddim"):
         cond = net.apply(params, obs, method=PolicyNet.encode)
@@ -195,16 +221,17 @@ def make_policy_fn(net: PolicyNet, cfg: PolicyConfig):
     return act
 
 
-def rollout_policy(act_fn, params, key, n_episodes: int, cfg: PolicyConfig, p: P.PourParams = P.PourParams(),
-                   **act_kw):
+def rollout_policy(act_fn, params, key, n_episodes: int, cfg: PolicyConfig, p=P.PourParams(), **act_kw):
     """Closed-loop evaluation of ``n_episodes`` episodes vmapped: outer scan over chunks (re-plan), inner scan over
-    Ta executed steps; the observation ring buffer keeps the last To frames (audio included).
-    Returns dict of [n_episodes] arrays: success, fill_error, overflow."""
+    Ta executed steps; the observation ring buffer keeps the last To frames (audio included). ``p`` selects the
+    task (PourParams / CabinetParams). Returns the task's ``episode_metrics``, a dict of [n_episodes] arrays:
+    pour: success, fill_error, overflow; cabinet: success, slam, timeout."""
+    M = task_module(p)
     To, Ta = cfg.obs_horizon, cfg.action_horizon
     n_chunks = -(-p.horizon // Ta)
     k_reset, k_obs, k_loop = jax.random.split(key, 3)
-    s = jax.vmap(lambda k: P.reset(k, p))(jax.random.split(k_reset, n_episodes))
-    o = jax.vmap(lambda st, k: P.observe(st, k, p))(s, jax.random.split(k_obs, n_episodes))
+    s = jax.vmap(lambda k: M.reset(k, p))(jax.random.split(k_reset, n_episodes))
+    o = jax.vmap(lambda st, k: M.observe(st, k, p))(s, jax.random.split(k_obs, n_episodes))
     ring = jax.tree.map(lambda x: jnp.repeat(x[:, None], To, axis=1), o)  # [B, To, ...]
 
     def chunk_body(carry, k):
@@ -217,9 +244,9 @@ def rollout_policy(act_fn, params, key, n_episodes: int, cfg: PolicyConfig, p: P
             s, ring, t = c
             a, kk = inp
             live = t < p.horizon
-            s_new = jax.vmap(lambda st, ai: P.step(st, ai, p))(s, a)
+            s_new = jax.vmap(lambda st, ai: M.step(st, ai, p))(s, a)
             s = jax.tree.map(lambda new, old: jnp.where(live, new, old), s_new, s)
-            o = jax.vmap(lambda st, k2: P.observe(st, k2, p))(s, jax.random.split(kk, a.shape[0]))
+            o = jax.vmap(lambda st, k2: M.observe(st, k2, p))(s, jax.random.split(kk, a.shape[0]))
             ring = jax.tree.map(lambda r, x: jnp.concatenate([r[:, 1:], x[:, None]], axis=1), ring, o)
             return (s, ring, t + 1), None
 
@@ -229,5 +256,4 @@ def rollout_policy(act_fn, params, key, n_episodes: int, cfg: PolicyConfig, p: P
 
     (s, _, _), _ = jax.lax.scan(chunk_body, (s, ring, jnp.zeros((), jnp.int32)),
                                 jax.random.split(k_loop, n_chunks))
-    succ, err = jax.vmap(lambda st: P.success(st, p))(s)
-    return {"success": succ.astype(jnp.float32), "fill_error": err, "overflow": s.overflow.astype(jnp.float32)}
+    return jax.vmap(lambda st: M.episode_metrics(st, p))(s)

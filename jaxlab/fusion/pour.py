@@ -131,6 +131,12 @@ def success(s: PourState, p: PourParams = PourParams()):
     return (err < p.success_tol) & ~s.overflow, err
 
 
+def episode_metrics(s: PourState, p: PourParams = PourParams()):
+    """Per-episode metrics of a final state (float arrays): success, fill_error, overflow."""
+    succ, err = success(s, p)
+    return {"success": succ.astype(jnp.float32), "fill_error": err, "overflow": s.overflow.astype(jnp.float32)}
+
+
 # ------------------------------------------------------------------ scripted expert (oracle dynamics, audio fill)
 class ExpertState(NamedTuple):
     phase: jnp.ndarray   # 0 tilt up until flow, 1 one more tilt step, 2 hold, 3 stop (tilt back)

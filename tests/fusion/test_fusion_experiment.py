@@ -18,6 +18,21 @@ def test_config_sizes_and_variants():
         fcfg.get_config("medium")
 
 
+def test_cabinet_task_config_overrides():
+    from experiments import fusion
+
+    q, f = fcfg.get_config("quick"), fcfg.get_config("full")
+    assert [t.strip() for t in q.tasks.split(",")] == ["pour", "cabinet"]
+    cq, cf = fusion.task_config(q, "cabinet"), fusion.task_config(f, "cabinet")
+    assert fusion.task_config(q, "pour") is q  # pour = the top level, unchanged (committed full results stay valid)
+    assert sorted(cf.variants) == sorted(FUSION_VARIANTS) and len(cf.seeds) >= 3 and cf.n_eval >= 50
+    assert {"havp", "concat", "havp_noaudio"} <= set(cq.variants) and len(cq.seeds) >= 3
+    assert cq.n_demos == q.cabinet.n_demos and cq.obs_horizon == q.obs_horizon  # override + inherited field
+    assert cf.train_steps > cq.train_steps and cq.mi_variants == ["havp"]
+    with pytest.raises(ValueError, match="tasks"):
+        fusion.task_config(q, "drawer")
+
+
 @pytest.mark.slow
 def test_experiment_runs_end_to_end(tmp_path):
     from experiments import fusion
@@ -28,10 +43,18 @@ def test_experiment_runs_end_to_end(tmp_path):
     c.n_demos, c.train_steps, c.chunk, c.n_eval = 4, 10, 5, 2
     c.num_inference_steps = 2
     c.mi_variants, c.mi_episodes, c.mi_steps, c.mi_boot = ["havp"], 16, 20, 2
+    cab = c.cabinet
+    cab.variants = ["havp", "concat", "havp_noaudio"]
+    cab.n_demos, cab.train_steps, cab.chunk, cab.n_eval, cab.mi_episodes = 4, 10, 5, 2, 40
     out = fusion.run(c, str(tmp_path))
     ids = {cl["id"] for cl in out["claims"]}
     assert {"hier_vs_flat_symmetric", "audio_needed", "mi_audio_vs_vision"} <= ids
+    assert {"cabinet/hier_vs_flat_symmetric", "cabinet/audio_needed", "cabinet/audio_free_slams_more",
+            "cabinet/mi_audio_vs_vision"} <= ids
+    assert {r["method"] for r in out["tables"]["cabinet_main"]} == set(cab.variants)
+    assert os.path.exists(tmp_path / "cabinet" / "variants" / "havp_mi.json")
     assert all(cl["verdict"] in ("reproduced", "not reproduced", "mixed") for cl in out["claims"])
     assert all(os.path.exists(tmp_path / f) for f in out["figures"])
     # the training budget is picked on validation episodes after every chunk (2 chunks here)
-    assert all(len(r["val_success_curve"]) == 2 and r["train_steps_by_val"] in (5, 10) for r in out["tables"]["main"])
+    assert all(len(r["val_success_curve"]) == 2 and r["train_steps_by_val"] in (5, 10)
+               for t in ("main", "cabinet_main") for r in out["tables"][t])
