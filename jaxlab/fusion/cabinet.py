@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.fusion.audio import SR
-from jaxlab.fusion.pour import Obs
+from jaxlab.fusion.pour import Obs, scan_expert
 from jaxlab.fusion.raster import box_coverage
 
 
@@ -293,22 +293,10 @@ def rollout_expert(key, p: CabinetParams = CabinetParams(), *, action_noise: flo
                    light: bool = True) -> Trajectory:
     """One expert episode in a ``lax.scan``; DART-style executed-action noise N(0, action_noise^2) with clean
     labels. ``light`` drops the bulky physics state from the returned states (``ps`` keeps q and qd only)."""
-    k_reset, k_obs, k_loop = jax.random.split(key, 3)
-    s0 = reset(k_reset, p)
-    o0 = observe(s0, k_obs, p)
-
-    def body(carry, k):
-        s, es, o = carry
-        k1, k2 = jax.random.split(k)
-        a, es = expert_action(es, s, o, p)
-        a_exec = jnp.clip(a + action_noise * jax.random.normal(k1, ()), 0.0, p.max_force)
-        s = step(s, a_exec, p)
-        o = observe(s, k2, p)
-        rec = s._replace(ps=PhysQ(s.ps.q, s.ps.qd)) if light else s
-        return (s, es, o), (rec, o, a, a_exec)
-
-    _, (ss, oo, aa, ee) = jax.lax.scan(body, (s0, expert_init(), o0), jax.random.split(k_loop, p.horizon))
-    return Trajectory(o0, ss, oo, aa, ee)
+    record = (lambda s: s._replace(ps=PhysQ(s.ps.q, s.ps.qd))) if light else (lambda s: s)
+    return Trajectory(*scan_expert(key, p, reset=reset, observe=observe, step=step, expert_init=expert_init,
+                                   expert_action=expert_action, low=0.0, high=p.max_force,
+                                   action_noise=action_noise, record=record))
 
 
 class PhysQ(NamedTuple):

@@ -188,9 +188,13 @@ class Trajectory(NamedTuple):
     executed: jnp.ndarray
 
 
-def rollout_expert(key, p: PourParams = PourParams(), *, action_noise: float = 0.0) -> Trajectory:
-    """One expert episode in a ``lax.scan``; with ``action_noise`` > 0 the executed action is perturbed by
-    N(0, action_noise^2) while the recorded label stays the expert's (DART-style corrections)."""
+def scan_expert(key, p, *, reset, observe, step, expert_init, expert_action, low: float, high: float,
+                action_noise: float = 0.0, record=lambda s: s):
+    """One scripted-expert episode of any task in a ``lax.scan`` (pour and cabinet share it).
+
+    The executed action is the expert's plus N(0, action_noise^2), clipped to [low, high]; the recorded
+    label stays the expert's (DART-style corrections). ``record(state)`` is what is stored per step.
+    Returns (first_obs, states [T], obs [T], labels [T], executed [T]) for the task's ``Trajectory``."""
     k_reset, k_obs, k_loop = jax.random.split(key, 3)
     s0 = reset(k_reset, p)
     o0 = observe(s0, k_obs, p)
@@ -199,13 +203,21 @@ def rollout_expert(key, p: PourParams = PourParams(), *, action_noise: float = 0
         s, es, o = carry
         k1, k2 = jax.random.split(k)
         a, es = expert_action(es, s, o, p)
-        a_exec = jnp.clip(a + action_noise * jax.random.normal(k1, ()), -p.max_dtheta, p.max_dtheta)
+        a_exec = jnp.clip(a + action_noise * jax.random.normal(k1, ()), low, high)
         s = step(s, a_exec, p)
         o = observe(s, k2, p)
-        return (s, es, o), (s, o, a, a_exec)
+        return (s, es, o), (record(s), o, a, a_exec)
 
     _, (ss, oo, aa, ee) = jax.lax.scan(body, (s0, expert_init(), o0), jax.random.split(k_loop, p.horizon))
-    return Trajectory(o0, ss, oo, aa, ee)
+    return o0, ss, oo, aa, ee
+
+
+def rollout_expert(key, p: PourParams = PourParams(), *, action_noise: float = 0.0) -> Trajectory:
+    """One expert episode in a ``lax.scan``; with ``action_noise`` > 0 the executed action is perturbed by
+    N(0, action_noise^2) while the recorded label stays the expert's (DART-style corrections)."""
+    return Trajectory(*scan_expert(key, p, reset=reset, observe=observe, step=step, expert_init=expert_init,
+                                   expert_action=expert_action, low=-p.max_dtheta, high=p.max_dtheta,
+                                   action_noise=action_noise))
 
 
 def check_action(action, p: PourParams = PourParams()):
