@@ -4,6 +4,8 @@ Conditions (each one stress axis, plus a control):
   on_policy  mu = 1 update per rollout batch, no staleness, no noise (every method ~ identical)
   noise      mu = 8, Student-t(2) x 0.3 train-inference mismatch on the old log-probs (lr 3e-5)
   drift      mu = 8, staleness 2, lr x 3 (1e-4), no noise: the ratios move because the policy moves
+  learn      the learning regime (32 prompts x G=8, mu = 2, lr 5e-5, 40 steps): GRPO raises accuracy here
+  learn_noise  the same under the Student-t(2) x 0.3 mismatch noise
 quick: the quick SFT model (jaxlab.lm quick config), one condition pair, 2 seeds, a few steps.
 full:  the quick SFT model family, 3 seeds, 6 methods + ours, 3 conditions, plus a Q/V sweep and the
        grad="through" / fixed-alpha EMA ablations under noise (sized for ~2-3 CPU-hours, resumable).
@@ -30,6 +32,12 @@ CONDITIONS = {
     "on_policy": dict(n_minibatches=1, epochs=1, staleness=0, noise="none"),
     "noise": dict(n_minibatches=4, epochs=2, staleness=0, noise="student_t", noise_scale=0.3),
     "drift": dict(n_minibatches=4, epochs=2, staleness=2, noise="none", lr=1e-4),
+    # the learning regime of tests/rl/test_learning.py (chosen on validation problems): 32 prompts per
+    # step, mu = 2, lr 5e-5, 40 steps -- GRPO learns here, unlike at 16 prompts per step
+    "learn": dict(n_prompts=32, n_minibatches=2, epochs=1, staleness=0, noise="none", lr=5e-5,
+                  steps=40, eval_every=20),
+    "learn_noise": dict(n_prompts=32, n_minibatches=2, epochs=1, staleness=0, noise="student_t",
+                        noise_scale=0.3, lr=5e-5, steps=40, eval_every=20),
 }
 
 
@@ -45,7 +53,11 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.rl = default_rl_config()
     c.rl.update(steps=80, n_prompts=16, group_size=8, max_new_tokens=40, lr=3e-5, eval_every=20,
                 eval_samples=8, eval_batch=256, ckpt_every=10, kpo_Q=1e-2, diag_Q=1e-2)
-    c.conditions = ["noise", "drift", "on_policy"]   # the order the runs go in (main stress first)
+    c.conditions = ["noise", "drift", "on_policy", "learn", "learn_noise"]   # run order
+    # methods per condition where not all of `methods` run (the learning regime was added later)
+    c.condition_methods = ml_collections.ConfigDict(dict(
+        learn=["grpo", "kpo_clipped", "kpo_tr"],
+        learn_noise=["grpo", "grpo_dual", "kpo_clipped", "kpo_tr", "gspo", "gmpo"]))
     c.methods = ["grpo", "kpo_clipped", "grpo_dual", "kpo_tr", "gspo", "gmpo", "kpo"]  # run order
     c.gspo_wide_eps = 1e-2          # the GSPO eps sweep point for short responses (spec A8)
     c.qv_sweep = [1e-6, 1e-3, 1e-2, 1e-1]   # full only, under `noise`, kpo_clipped
