@@ -50,8 +50,9 @@ def task_config(config, task):
     return c
 
 
-def _env(task):
-    return PL.task_params(task)
+def _tag(task, variant):
+    """Metric / progress name of a variant: pour keeps the bare name, other tasks are prefixed."""
+    return variant if task == "pour" else f"{task}/{variant}"
 
 
 def train_and_eval(config, variant, data, workdir, writer, task="pour"):
@@ -59,8 +60,8 @@ def train_and_eval(config, variant, data, workdir, writer, task="pour"):
     evaluated on validation episodes (key ``val_seed``); the chunk with the best mean validation success is the
     training budget used for the test evaluation (key ``eval_seed``). Returns (net, ema params [S], metrics)."""
     cfg = _policy_config(config, variant)
-    env = _env(task)
-    tag = variant if task == "pour" else f"{task}/{variant}"
+    env = PL.task_params(task)
+    tag = _tag(task, variant)
     net, init, train_chunk = PL.make_train(cfg, data, env)
     seeds = jnp.asarray(config.seeds)
     states = jax.jit(jax.vmap(init))(jax.vmap(jax.random.PRNGKey)(seeds))
@@ -149,7 +150,7 @@ def _cabinet_data(config):
     key = ("cabinet", config.data_seed, config.n_demos, config.mi_episodes, config.obs_horizon,
            config.pred_horizon, config.action_noise)
     if key not in _MI_CACHE:
-        env = _env("cabinet")
+        env = PL.task_params("cabinet")
         n = config.n_demos + config.mi_episodes
 
         @jax.jit
@@ -205,7 +206,7 @@ def run_task(config, workdir, task, writer):
     """Trains, evaluates and analyses every variant of one task (resumable: per-variant JSON results, MI results
     and orbax checkpoints under ``workdir``). Returns (results per variant, MI dict)."""
     os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
-    env = _env(task)
+    env = PL.task_params(task)
     data = None
     results, mi = {}, {}
     for variant in config.variants:
@@ -229,21 +230,21 @@ def run_task(config, workdir, task, writer):
             res = mi_analysis(config, net, ema, variant, task)
             write_json_atomic(mi_cache, res)
             mi.update(res)
-        tag = variant if task == "pour" else f"{task}/{variant}"
+        tag = _tag(task, variant)
         writer.write(0, **{f"success/{tag}": float(np.mean(results[variant]["success"]))})
     return results, mi
 
 
-# task -> (error metric, its description, higher is better?, third column of the table)
-_TASK_METRICS = {"pour": ("fill_error", "final fill error", False, "overflow"),
-                 "cabinet": ("slam", "slam rate", False, "timeout")}
+# task -> (error metric (lower is better), its description, third column of the table)
+_TASK_METRICS = {"pour": ("fill_error", "final fill error", "overflow"),
+                 "cabinet": ("slam", "slam rate", "timeout")}
 
 
 def task_claims(task, config, results, mi):
     """The paper's claims on one task, verdicts computed by ``jaxlab.core.summary.claim``. Pour keeps its
     original claim ids; cabinet ids are prefixed ``cabinet/``."""
     pre = "" if task == "pour" else f"{task}/"
-    err_key, err_name, _, _ = _TASK_METRICS[task]
+    err_key, err_name, _ = _TASK_METRICS[task]
     succ = {v: results[v]["success"] for v in config.variants}
     err = {v: results[v][err_key] for v in config.variants}
     hidden = "the fill level" if task == "pour" else "the latch release"
@@ -282,7 +283,7 @@ def task_claims(task, config, results, mi):
 
 
 def task_table(task, config, results):
-    err_key, _, _, third = _TASK_METRICS[task]
+    err_key, _, third = _TASK_METRICS[task]
     table = []
     for v in config.variants:
         sm, ss = mean_std(results[v]["success"])

@@ -289,13 +289,18 @@ class Trajectory(NamedTuple):
     executed: jnp.ndarray
 
 
+def action_bounds(p: CabinetParams = CabinetParams()) -> tuple[float, float]:
+    """(low, high) of the pull force: [0, max_force]."""
+    return 0.0, p.max_force
+
+
 def rollout_expert(key, p: CabinetParams = CabinetParams(), *, action_noise: float = 0.0,
                    light: bool = True) -> Trajectory:
     """One expert episode in a ``lax.scan``; DART-style executed-action noise N(0, action_noise^2) with clean
     labels. ``light`` drops the bulky physics state from the returned states (``ps`` keeps q and qd only)."""
     record = (lambda s: s._replace(ps=PhysQ(s.ps.q, s.ps.qd))) if light else (lambda s: s)
     return Trajectory(*scan_expert(key, p, reset=reset, observe=observe, step=step, expert_init=expert_init,
-                                   expert_action=expert_action, low=0.0, high=p.max_force,
+                                   expert_action=expert_action, bounds=action_bounds(p),
                                    action_noise=action_noise, record=record))
 
 

@@ -152,10 +152,9 @@ class PolicyConfig(NamedTuple):
 
 
 def action_normalizer(p=P.PourParams()) -> D.Normalizer:
-    """Min-max normaliser of the task's action range: pour [-max_dtheta, max_dtheta], cabinet [0, max_force]."""
-    if task_module(p) is C:
-        return D.Normalizer(jnp.array([0.0]), jnp.array([p.max_force]))
-    return D.Normalizer(jnp.array([-p.max_dtheta]), jnp.array([p.max_dtheta]))
+    """Min-max normaliser of the task's action range (``action_bounds`` of the task module of ``p``)."""
+    low, high = task_module(p).action_bounds(p)
+    return D.Normalizer(jnp.array([low]), jnp.array([high]))
 
 
 def make_train(cfg: PolicyConfig, dataset, p=P.PourParams()):

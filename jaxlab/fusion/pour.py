@@ -188,11 +188,16 @@ class Trajectory(NamedTuple):
     executed: jnp.ndarray
 
 
-def scan_expert(key, p, *, reset, observe, step, expert_init, expert_action, low: float, high: float,
+def action_bounds(p: PourParams = PourParams()) -> tuple[float, float]:
+    """(low, high) of the tilt increment: [-max_dtheta, max_dtheta]."""
+    return -p.max_dtheta, p.max_dtheta
+
+
+def scan_expert(key, p, *, reset, observe, step, expert_init, expert_action, bounds: tuple[float, float],
                 action_noise: float = 0.0, record=lambda s: s):
     """One scripted-expert episode of any task in a ``lax.scan`` (pour and cabinet share it).
 
-    The executed action is the expert's plus N(0, action_noise^2), clipped to [low, high]; the recorded
+    The executed action is the expert's plus N(0, action_noise^2), clipped to ``bounds`` = (low, high); the recorded
     label stays the expert's (DART-style corrections). ``record(state)`` is what is stored per step.
     Returns (first_obs, states [T], obs [T], labels [T], executed [T]) for the task's ``Trajectory``."""
     k_reset, k_obs, k_loop = jax.random.split(key, 3)
@@ -203,7 +208,7 @@ def scan_expert(key, p, *, reset, observe, step, expert_init, expert_action, low
         s, es, o = carry
         k1, k2 = jax.random.split(k)
         a, es = expert_action(es, s, o, p)
-        a_exec = jnp.clip(a + action_noise * jax.random.normal(k1, ()), low, high)
+        a_exec = jnp.clip(a + action_noise * jax.random.normal(k1, ()), *bounds)
         s = step(s, a_exec, p)
         o = observe(s, k2, p)
         return (s, es, o), (record(s), o, a, a_exec)
@@ -216,7 +221,7 @@ def rollout_expert(key, p: PourParams = PourParams(), *, action_noise: float = 0
     """One expert episode in a ``lax.scan``; with ``action_noise`` > 0 the executed action is perturbed by
     N(0, action_noise^2) while the recorded label stays the expert's (DART-style corrections)."""
     return Trajectory(*scan_expert(key, p, reset=reset, observe=observe, step=step, expert_init=expert_init,
-                                   expert_action=expert_action, low=-p.max_dtheta, high=p.max_dtheta,
+                                   expert_action=expert_action, bounds=action_bounds(p),
                                    action_noise=action_noise))
 
 

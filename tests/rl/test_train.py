@@ -33,13 +33,19 @@ def _problems():
     return train, ev
 
 
-def test_on_policy_update_is_identical_for_every_method():
+def _rollout(sample_key):
+    """A random tiny LM's rollout on 2 prompts x G=4: (params, P, N, G, out, seq, mask)."""
     params = init(jax.random.PRNGKey(0), CFG)
     train, _ = _problems()
     prompts = prompts_of(train[:2], TOK, "cot")
     P, N, G = prompts.shape[1], 12, 4
-    out = sample(params, jax.random.PRNGKey(1), prompts, cfg=CFG, max_new_tokens=N, num_samples=G)
+    out = sample(params, jax.random.PRNGKey(sample_key), prompts, cfg=CFG, max_new_tokens=N, num_samples=G)
     seq, mask = sequences(prompts, out)
+    return params, P, N, G, out, seq, mask
+
+
+def test_on_policy_update_is_identical_for_every_method():
+    params, P, N, G, out, seq, mask = _rollout(1)
     lp, _ = response_logprobs_entropy(params, seq, mask, cfg=CFG, P=P)
     np.testing.assert_allclose(lp, out.model_logprobs.reshape(-1, N), atol=2e-5)
     batch = {"seq": seq, "mask": mask, "old_logp": out.logprobs.reshape(-1, N),
@@ -106,12 +112,7 @@ def test_bad_trainer_config_raises():
 
 
 def test_one_update_moves_logprobs_in_the_advantage_direction():
-    params = init(jax.random.PRNGKey(0), CFG)
-    train, _ = _problems()
-    prompts = prompts_of(train[:2], TOK, "cot")
-    P, N, G = prompts.shape[1], 12, 4
-    out = sample(params, jax.random.PRNGKey(5), prompts, cfg=CFG, max_new_tokens=N, num_samples=G)
-    seq, mask = sequences(prompts, out)
+    params, P, N, G, out, seq, mask = _rollout(5)
     adv = jnp.array([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0])
     batch = {"seq": seq, "mask": mask, "old_logp": out.logprobs.reshape(-1, N), "adv": adv}
     for method in ("grpo", "kpo_clipped"):
