@@ -61,11 +61,17 @@ def run_one(exp: registry.Experiment, suite: str, workdir: str, timeout: float |
     start = time.perf_counter()
     log_path = os.path.join(exp_dir, "log.txt")
     with open(log_path, "w") as log:
+        # Its own process group: a timeout, Ctrl-C or SIGTERM here stops the experiment and every
+        # process it started, so nothing orphaned keeps writing into the workdir.
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
-            rc = proc.returncode
+            rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            _stop_group(proc)
             rc = None
+        except BaseException:
+            _stop_group(proc)
+            raise
     wall = time.perf_counter() - start
     if rc == 0 and os.path.exists(os.path.join(exp_dir, "summary.json")):
         return True, wall, ""
@@ -75,7 +81,36 @@ def run_one(exp: registry.Experiment, suite: str, workdir: str, timeout: float |
     return False, wall, f"{reason}\n{tail}"
 
 
+def _stop_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+    """SIGTERM to the child's process group (it keeps its last checkpoint), SIGKILL after `grace_s`."""
+    import signal
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv) -> None:
+    import signal
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        _main(argv)
+    except KeyboardInterrupt:
+        fail("jaxlab.reproduce: interrupted; the running experiment was stopped with its last checkpoint "
+             "kept; run the same command to resume", code=130)
+
+
+def _main(argv) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}")
     if _LIST.value:

@@ -17,3 +17,19 @@ def test_readme_python_snippets_run():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("README_OK")
+
+
+def test_readme_launch_example_runs_exactly_as_printed():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    section = text.split("## Launching an experiment", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    command = block.replace("\\\n", " ").strip()
+    assert command.startswith(".venv/bin/python -m experiments.") and "--config.seeds=" in command
+    # The README's interpreter is the Makefile's venv; run the same command line with this interpreter.
+    command = command.replace(".venv/bin/python", sys.executable, 1)
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    workdir = re.search(r"--workdir=(\S+)", command).group(1)
+    import json
+    summary = json.load(open(os.path.join(workdir, "summary.json")))
+    assert summary["seeds"] == [0, 1, 2] and summary["claims"]

@@ -76,6 +76,7 @@ def run_experiment(paper: str, run_fn: RunFn, config: ml_collections.ConfigDict,
                    suite: str) -> dict:
     """Runs one experiment and writes `workdir/summary.json` (atomically) and `workdir/config.json`."""
     ensure_workdir(workdir)
+    lock_workdir(workdir)
     metrics_lib.write_json_atomic(os.path.join(workdir, "config.json"), config_lib.config_to_dict(config))
     start = time.perf_counter()
     summary = validate_summary(run_fn(config, workdir), paper)
@@ -87,56 +88,136 @@ def run_experiment(paper: str, run_fn: RunFn, config: ml_collections.ConfigDict,
     return out
 
 
-_CONFIG_ARG = re.compile(r"^--config=(.+)$")
-_OVERRIDE_ARG = re.compile(r"^--config\.([A-Za-z0-9_.]+)(?:=.*)?$")
+_OVERRIDE_ARG = re.compile(r"^--config\.([A-Za-z0-9_.]+)(=(.*))?$", re.S)
 
 
-def _preflight(argv: list[str], default: str) -> tuple[str, str]:
-    """Checks the config file, size and override keys before absl applies them (clear errors)."""
-    spec = default
-    for arg in argv[1:]:
-        m = _CONFIG_ARG.match(arg)
-        if m:
-            spec = m.group(1)
+def split_config_args(argv: list[str], default: str) -> tuple[str, str, dict, list[str]]:
+    """Separates `--config=<file>[:size]` and `--config.<key>=<value>` from the other flags.
+
+    Returns (config path, size, {key: value string}, remaining argv for absl). `--config <file>` (space
+    form) works too; an override without `=value` is a ConfigError naming it.
+    """
+    spec, overrides, rest = default, {}, [argv[0]] if argv else ["experiment"]
+    args = list(argv[1:])
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--config":
+            if i + 1 >= len(args):
+                raise config_lib.ConfigError("--config: expected a config file, e.g. --config=path.py:quick")
+            spec, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("--config="):
+            spec = arg[len("--config="):]
+        elif arg.startswith("--config."):
+            m = _OVERRIDE_ARG.match(arg)
+            if m is None or m.group(2) is None:
+                raise config_lib.ConfigError(f"{arg}: expected --config.<key>=<value>")
+            overrides[m.group(1)] = m.group(3)
+        else:
+            rest.append(arg)
+        i += 1
     path, _, size = spec.partition(":")
-    size = size or "quick"
-    base = config_lib.load_config(path, size)
-    keys = [m.group(1) for m in map(_OVERRIDE_ARG.match, argv[1:]) if m]
-    config_lib.check_keys(base, keys)
-    return path, size
+    return path, size or "quick", overrides, rest
+
+
+_lock_handles: dict[str, Any] = {}
+
+
+def lock_workdir(workdir: str) -> None:
+    """Takes an exclusive lock on `workdir/.lock` for this process; a second run on the same workdir
+    gets a WorkdirError naming it (and the pid holding it) instead of two runs writing one folder."""
+    import fcntl
+    path = os.path.join(workdir, ".lock")
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise WorkdirError(f"workdir {workdir!r} is in use by another run (pid {holder}); wait for it to "
+                           f"finish or pick another --workdir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    _lock_handles[os.path.abspath(workdir)] = f
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM behaves like Ctrl-C: unwind, keep checkpoints
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def usage(paper: str, default: str) -> str:
+    """The --help text: the experiment's docstring, its flags and every config key with its default."""
+    main_doc = (sys.modules.get("__main__").__doc__ or "").strip()
+    lines = [f"python -m experiments.{paper} [--config=FILE[:quick|full]] [--config.KEY=VALUE ...] [--workdir=DIR]",
+             "", main_doc, "", "flags:",
+             f"  --config=FILE[:SIZE]      config file and size (default {default})",
+             "  --config.<key>=<value>    override one key; lists as --config.seeds=0,1,2 or '(0, 1, 2)'",
+             f"  --workdir=DIR             outputs (default results/adhoc/{paper}); the same command resumes,",
+             "                            a new workdir starts fresh", ""]
+    try:
+        path, _, size = default.partition(":")
+        flat = config_lib.config_to_dict(config_lib.load_config(path, size or "quick"))
+        lines.append(f"config keys ({default}):")
+        lines += [f"  --config.{k}={v}" for k, v in _flatten(flat)]
+    except config_lib.ConfigError as e:
+        lines.append(f"(config keys unavailable: {e})")
+    return "\n".join(lines)
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out += _flatten(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
 
 
 def launch(paper: str, run_fn: RunFn, argv: list[str] | None = None) -> None:
     """absl entry point for `python -m experiments.<paper>` (see the module docstring)."""
+    import signal
+
     from absl import app, flags
-    from ml_collections import config_flags
 
     default = f"experiments/configs/{paper}.py:quick"
-    config_flag = config_flags.DEFINE_config_file(
-        "config", default=default, help_string="config file and size, e.g. path.py:quick", lock_config=True)
+    flags.DEFINE_string("config", default, "config file and size, e.g. experiments/configs/"
+                        f"{paper}.py:full; override any key with --config.<key>=<value> (lists: "
+                        "--config.seeds=0,1,2)")
     workdir_flag = flags.DEFINE_string("workdir", os.path.join("results", "adhoc", paper),
-                                       "where metrics.jsonl, summary.json and figures/ go")
-    state: dict[str, str] = {}
+                                       "where metrics.jsonl, summary.json and figures/ go; rerunning the "
+                                       "same command resumes; a new workdir starts fresh")
+    state: dict[str, Any] = {}
 
     def parse(argv_: list[str]) -> list[str]:
+        if any(a in ("--help", "-h", "--helpshort", "-?") for a in argv_[1:]):
+            print(usage(paper, default))
+            sys.exit(0)
         try:
-            _, state["suite"] = _preflight(argv_, default)
-            rest = flags.FLAGS(argv_)
-            config_flag.value  # noqa: B018 (forces the lazy load so errors surface here)
+            path, size, overrides, rest = split_config_args(argv_, default)
+            rest = flags.FLAGS(rest)
+            state["config"] = config_lib.load_config(path, size, overrides)
+            state["suite"] = size
         except config_lib.ConfigError as e:
             fail(str(e))
         except flags.Error as e:
             fail(f"bad flag: {e}")
-        except (AttributeError, KeyError) as e:
-            fail(f"unknown config key: {e}")
         return rest
 
     def main(_):
         if not os.environ.get("JAXLAB_DEBUG"):
             from absl import logging
             logging.set_verbosity(logging.WARNING)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
-            summary = run_experiment(paper, run_fn, config_flag.value, workdir_flag.value, state["suite"])
+            summary = run_experiment(paper, run_fn, state["config"], workdir_flag.value, state["suite"])
+        except KeyboardInterrupt:
+            fail(f"{paper}: interrupted; completed checkpoints and cell records are kept in "
+                 f"{workdir_flag.value!r}; run the same command to resume", code=130)
         except USER_ERRORS as e:
             if os.environ.get("JAXLAB_DEBUG"):
                 traceback.print_exc()

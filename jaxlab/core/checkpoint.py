@@ -15,12 +15,17 @@ JSON (`meta`). A directory that exists but cannot be read as checkpoints is repo
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
 import orbax.checkpoint as ocp
 
 from jaxlab.core.metrics import to_builtin
 from jaxlab.core.versions import versions
+
+
+def _is_orbax_tmp(name: str) -> bool:
+    return ".orbax-checkpoint-tmp" in name
 
 
 class CheckpointError(ValueError):
@@ -48,6 +53,12 @@ class Checkpointer:
         if os.path.exists(self.directory) and not os.path.isdir(self.directory):
             raise CheckpointError(f"checkpoint directory {directory!r} is a file, not a directory")
         existing = [e for e in os.listdir(self.directory)] if os.path.isdir(self.directory) else []
+        # An interrupted asynchronous save leaves `<step>.orbax-checkpoint-tmp*`: incomplete by
+        # construction (orbax renames it only when the save finished), so it is removed and the run
+        # resumes from the last complete checkpoint (one run per workdir holds the lock).
+        for e in [e for e in existing if _is_orbax_tmp(e)]:
+            shutil.rmtree(os.path.join(self.directory, e), ignore_errors=True)
+        existing = [e for e in existing if not _is_orbax_tmp(e)]
         stray = [e for e in existing if not e.isdigit() and not e.startswith(".")]
         if stray:
             raise CheckpointError(
@@ -56,7 +67,7 @@ class Checkpointer:
         try:
             self._manager = ocp.CheckpointManager(
                 self.directory,
-                options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True,
                                                      enable_async_checkpointing=True),
                 item_names=("state", "meta"))
         except Exception as e:  # orbax raises various types for unreadable directories
@@ -92,14 +103,18 @@ class Checkpointer:
         except Exception as e:
             raise CheckpointError(f"metadata of checkpoint {step} in {self.directory!r} is unreadable") from e
 
-    def maybe_save(self, step: int, state: Any, *, force: bool = False) -> bool:
-        """Saves when `step % save_every == 0` or `force`; returns whether it saved."""
+    def maybe_save(self, step: int, state: Any, *, force: bool = False, meta: dict | None = None) -> bool:
+        """Saves when `step % save_every == 0` or `force`; returns whether it saved.
+
+        `meta` (JSON-able) is stored with this checkpoint only, beside the constructor's metadata
+        (e.g. the training history up to `step`, so state and history restore together)."""
         if not force and step % self.save_every != 0:
             return False
         if step in self.all_steps():
             return False
+        record = {**self.metadata, **to_builtin(meta or {}), "step": step}
         self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                         meta=ocp.args.JsonSave({**self.metadata, "step": step})),
+                                                         meta=ocp.args.JsonSave(record)),
                            force=True)
         return True
 

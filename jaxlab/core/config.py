@@ -82,17 +82,69 @@ def _coerce(key: str, old: Any, new: Any) -> Any:
         if not isinstance(new, str):
             raise ConfigError(f"config key {key!r}: expected str, got {new!r}")
         return new
-    if isinstance(old, (tuple, list)) and isinstance(new, str):
-        import ast
-        try:
-            new = ast.literal_eval(new)
-        except (ValueError, SyntaxError):
-            raise ConfigError(f"config key {key!r}: expected a {type(old).__name__}, got {new!r}") from None
     if isinstance(old, (tuple, list)):
-        if not isinstance(new, (tuple, list)):
-            raise ConfigError(f"config key {key!r}: expected a {type(old).__name__}, got {new!r}")
-        return type(old)(new)
+        return type(old)(_coerce_sequence(key, old, new))
     return new
+
+
+def _coerce_sequence(key: str, old, new) -> list:
+    """A list/tuple override: "0,1,2", "(0, 1, 2)", "[0.1, 0.2]" or a sequence; elements take the
+    type of the old elements (int, float, str) when the old value has any."""
+    want = f"a comma-separated {type(old).__name__} like 0,1,2 or (0, 1, 2)"
+    if isinstance(new, str):
+        text = new.strip()
+        if text.startswith(("(", "[")):
+            import ast
+            try:
+                new = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ConfigError(f"config key {key!r}: expected {want}, got {new!r}") from None
+            if not isinstance(new, (tuple, list)):
+                new = [new]
+        else:
+            new = [part.strip() for part in text.split(",") if part.strip()] if text else []
+    if not isinstance(new, (tuple, list)):
+        raise ConfigError(f"config key {key!r}: expected {want}, got {new!r}")
+    kinds = {type(v) for v in old}
+    if len(kinds) == 1 and not isinstance(old[0], (list, tuple, dict)):
+        return [_coerce(f"{key}[{i}]", old[0], v) for i, v in enumerate(new)]
+    return list(new)
+
+
+def _is_count(name: str) -> bool:
+    return (name.startswith(("num_", "n_")) or name.endswith(("_size", "steps", "epochs", "_every"))
+            or name in ("chunk", "steps", "epochs", "batch_size", "minibatches", "group_size"))
+
+
+def validate_value(key: str, old: Any, new: Any) -> None:
+    """Range checks on an overridden value, by the key's name (one `ConfigError` naming the key):
+    seeds non-empty and unique; learning rates finite and > 0; counts (num_*, n_*, *_size, *steps,
+    *epochs, *_every, chunk) >= 1 when their default is >= 1; every float finite when its default is."""
+    import math
+    name = key.rsplit(".", 1)[-1]
+    if name == "seeds":
+        seeds = list(new)
+        if not seeds:
+            raise ConfigError(f"config key {key!r}: expected at least one seed")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"config key {key!r}: expected unique seeds, got {seeds}")
+        if any(not isinstance(x, int) or x < 0 for x in seeds):
+            raise ConfigError(f"config key {key!r}: expected non-negative integer seeds, got {seeds}")
+        return
+    values = list(new) if isinstance(new, (list, tuple)) else [new]
+    defaults = list(old) if isinstance(old, (list, tuple)) else [old]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v) and all(
+                isinstance(d, (int, float)) and math.isfinite(d) for d in defaults):
+            raise ConfigError(f"config key {key!r}: expected a finite number, got {v}")
+        if (name in ("lr", "learning_rate") or name.endswith("_lr")) and not v > 0:
+            raise ConfigError(f"config key {key!r}: expected a learning rate > 0, got {v}")
+        if _is_count(name) and all(isinstance(d, (int, float)) and d >= 1 for d in defaults) and v < 1:
+            raise ConfigError(f"config key {key!r}: expected a count >= 1, got {v}")
+    if isinstance(new, (list, tuple)) and defaults and not values and _is_count(name):
+        raise ConfigError(f"config key {key!r}: expected at least one value")
 
 
 def load_config(path: str, size: str = "quick", overrides: dict[str, Any] | None = None
@@ -121,7 +173,9 @@ def load_config(path: str, size: str = "quick", overrides: dict[str, Any] | None
         old = _lookup(config, key)
         parent, leaf = (key.rsplit(".", 1) if "." in key else ("", key))
         node = config if not parent else _lookup(config, parent)
-        node[leaf] = _coerce(key, old, value)
+        value = _coerce(key, old, value)
+        validate_value(key, old, value)
+        node[leaf] = value
     config.lock()
     return config
 

@@ -88,6 +88,24 @@ def data_parallel_step(step_fn: Callable, mesh: Mesh, axis: str = DATA, donate_s
     return step
 
 
+def constrain_batch(tree: Any, axis: str = DATA) -> Any:
+    """Inside a jitted step: splits every leaf's leading axis over the current mesh's `axis`.
+
+    A no-op when no mesh with that axis is set (`jax.set_mesh`, as `core.loop.run(mesh=...)` does) or
+    when a leading axis does not divide, so the same step runs on one device and on many.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or axis not in mesh.axis_names:
+        return tree
+    n = mesh.shape[axis]
+
+    def one(x):
+        if getattr(x, "ndim", 0) == 0 or x.shape[0] % n:
+            return x
+        return jax.lax.with_sharding_constraint(x, P(axis))
+    return jax.tree.map(one, tree)
+
+
 def pmean_grads(grads: Any, axis: str = DATA) -> Any:
     """Averages a gradient pytree over the mesh axis (inside shard_map)."""
     return jax.lax.pmean(grads, axis)

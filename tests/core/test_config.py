@@ -47,3 +47,13 @@ def test_config_hash_is_stable_and_sensitive():
     assert config_lib.config_hash(a) != config_lib.config_hash(c)
     assert len(config_lib.config_hash(a)) == 12
     assert config_lib.config_hash(ml_collections.ConfigDict({"x": 1})) == config_lib.config_hash({"x": 1})
+
+
+@pytest.mark.parametrize("form", ["0,1,2", "(0, 1, 2)", "[0,1,2]", " 0, 1 ,2 "])
+def test_list_overrides_in_every_form(form):
+    assert list(config_lib.load_config(TOY, "quick", {"seeds": form}).seeds) == [0, 1, 2]
+
+
+def test_single_element_and_float_lists():
+    assert list(config_lib.load_config(TOY, "quick", {"seeds": "(5,)"}).seeds) == [5]
+    assert list(config_lib.load_config(TOY, "quick", {"seeds": "7"}).seeds) == [7]

@@ -1,5 +1,7 @@
 """Config of the toy experiment used by the core tests."""
 
+import os
+
 import ml_collections
 
 from jaxlab.core.config import check_size
@@ -15,5 +17,5 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.batch = 16
     c.dim = 4
     c.fail_at_step = -1      # simulate a crash after this step (tests only)
-    c.sleep_per_chunk = 0.0  # slows the loop so a test can SIGKILL it mid-run
+    c.sleep_per_chunk = float(os.environ.get("JAXLAB_TOY_SLEEP", 0.0))  # slows the loop so a test can kill it
     return c

@@ -1,0 +1,237 @@
+"""One training contract for every paper: `Trainer(init, step)` of pure functions, run by `run(...)`.
+
+    trainer = Trainer(init=lambda key: ..., step=bind(update, hp=hparams))
+    state, history = run(trainer, key, steps=1000, chunk=100, eval_fn=..., ckpt_dir=workdir + "/ckpt")
+
+* `init(key) -> state`: any pytree (a `flax.struct.dataclass` TrainState); the state carries its own
+  PRNG key, so `step` needs no key argument.
+* `step(state, batch) -> (state, metrics)`: pure and jit-able; `batch` is None unless a host
+  `collect(state, step_index) -> batch` provides one (a Python environment, the LM text verifier).
+  `metrics` is a dict of scalars (or [S] arrays under `vmap_seeds`).
+
+Without `collect`, each chunk of `chunk` steps is ONE jitted `lax.scan`. With `collect`, the host step
+and the jitted update alternate. After every chunk: the metrics are checked for non-finite values
+(`NonFiniteError` names the first step and quantity, before anything is saved), `eval_fn(state)` runs,
+`log_fn(step, record)` receives the chunk means plus the eval, progress is printed, and with `ckpt_dir`
+the state and the history are checkpointed together (orbax, async), so the same call resumes.
+
+Jitted functions are keyed by their static arguments: wrap hyperparameters with `bind(fn, hp=...)`
+(hashable by value, not identity), so rebuilding a trainer with equal hyperparameters reuses
+`jax.jit`'s own compile cache instead of a hand-keyed module-level cache.
+
+Multi-device: pass `mesh` (a `jax.sharding.Mesh` with a "data" axis). The state is replicated, a
+collected batch is split along its leading axis, and inside the step `sharding.constrain_batch`
+splits arrays the step generates itself; XLA inserts the gradient all-reduce.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import numpy as np
+
+from jaxlab.core import metrics as metrics_lib
+
+PyTree = Any
+
+
+class Trainer(NamedTuple):
+    """`init(key) -> state` and `step(state, batch) -> (state, metrics)`, both pure."""
+    init: Callable[[jax.Array], PyTree]
+    step: Callable[[PyTree, Any], tuple[PyTree, dict]]
+
+
+class NonFiniteError(ValueError):
+    """Training produced a NaN or infinite metric; the message names the step and the quantity."""
+
+
+class bind:  # noqa: N801  (reads like functools.partial)
+    """`functools.partial` that hashes and compares by value: `bind(update, hp=hp)`.
+
+    Keyword values must be hashable (NamedTuples of numbers, tuples, strings). Two trainers built with
+    equal hyperparameters then share one `jax.jit` cache entry.
+    """
+
+    def __init__(self, fn: Callable, /, **kwargs: Any):
+        self.fn, self.kwargs = fn, kwargs
+        self._key = (fn, tuple(sorted(kwargs.items())))
+        hash(self._key)  # fail early on an unhashable hyperparameter
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **self.kwargs, **kwargs)
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, bind) and self._key == other._key
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"bind({getattr(self.fn, '__name__', self.fn)}, {args})"
+
+
+def _vmapped_init(keys, *, init):
+    return jax.vmap(init)(keys)
+
+
+def _vmapped_step(state, batch, *, step):
+    return jax.vmap(step, in_axes=(0, None))(state, batch)
+
+
+def vmap_seeds(trainer: Trainer) -> Trainer:
+    """The same trainer over a leading seed axis: `init(keys [S, 2])`, every state leaf gains [S, ...].
+
+    The batch (if any) is shared by all seeds; metrics become [S] arrays. One compile for all seeds.
+    """
+    return Trainer(init=bind(_vmapped_init, init=trainer.init), step=bind(_vmapped_step, step=trainer.step))
+
+
+@functools.partial(jax.jit, static_argnames=("step", "length"))
+def scan_steps(state: PyTree, *, step: Callable, length: int) -> tuple[PyTree, dict]:
+    """`length` steps of `step(state, None)` as one `lax.scan`; metrics stacked on a leading [length] axis."""
+    def body(s, _):
+        return step(s, None)
+    return jax.lax.scan(body, state, None, length=length)
+
+
+@functools.partial(jax.jit, static_argnames=("step",))
+def _jit_step(state, batch, *, step):
+    return step(state, batch)
+
+
+def check_finite(metrics: dict, first_step: int) -> None:
+    """Raises NonFiniteError naming the first step (1-based) and metric that is NaN or infinite.
+
+    Args:
+      metrics: {name: array [n, ...]} for the n steps that end a chunk starting at `first_step`.
+    """
+    bad = None
+    for name, value in metrics.items():
+        arr = np.asarray(value)
+        if not np.issubdtype(arr.dtype, np.floating) or arr.size == 0:
+            continue
+        finite = np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1) if arr.ndim else np.isfinite(arr)
+        if not np.all(finite):
+            i = int(np.argmin(finite)) if arr.ndim else 0
+            if bad is None or i < bad[0]:
+                bad = (i, name)
+    if bad is not None:
+        raise NonFiniteError(f"training produced a non-finite {bad[1]!r} at step {first_step + bad[0]}; "
+                             f"stopping before any checkpoint of it is written")
+
+
+def _mean_record(metrics: dict) -> dict:
+    out = {}
+    for k, v in metrics.items():
+        arr = np.asarray(v, dtype=np.float64)
+        out[k] = float(arr.mean()) if arr.size else math.nan
+    return out
+
+
+def _history_append(history: dict, start: int, metrics: dict, n: int) -> None:
+    history["step"].extend(range(start + 1, start + n + 1))
+    for k, v in metrics.items():
+        history.setdefault(k, []).extend(np.asarray(v).tolist())
+
+
+def _restore(ckpt, state_target):
+    step, state = ckpt.restore(state_target)
+    meta = ckpt.restore_metadata(step)
+    history = meta.get("history") or {"step": [], "eval": []}
+    return int(step), state, history
+
+
+def _mesh_context(mesh):
+    return jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext()
+
+
+def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
+        collect: Optional[Callable[[PyTree, int], Any]] = None,
+        eval_fn: Optional[Callable[[PyTree], dict]] = None,
+        ckpt_dir: Optional[str] = None, log_fn: Optional[Callable[[int, dict], None]] = None,
+        progress: bool | str = True, mesh=None, keep: int = 2) -> tuple[PyTree, dict]:
+    """Runs `steps` updates in chunks of `chunk`; returns (final state, history).
+
+    Args:
+      trainer: `Trainer(init, step)`.
+      key: PRNG key for `init` (ignored when resuming from a checkpoint).
+      steps: total number of updates (>= 0).
+      chunk: updates between host syncs (evaluation, logging, checkpoint), >= 1.
+      collect: optional host step `collect(state, step_index) -> batch` run before every update.
+      eval_fn: optional `eval_fn(state) -> dict of floats`, after every chunk.
+      ckpt_dir: orbax checkpoints of (state, history) after every chunk; resumed when present.
+      log_fn: optional `log_fn(step, record)` with the chunk's metric means and the eval.
+      progress: True, False or a description string for the progress line.
+      mesh: optional Mesh with a "data" axis (state replicated, batch split on its leading axis).
+      keep: checkpoints kept.
+    Returns:
+      state and history {"step": [...], metric: [per step], "eval": [{"step": s, ...}]}.
+    Raises:
+      ValueError for steps < 0 or chunk < 1; NonFiniteError when a metric goes NaN/inf.
+    """
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps: expected an integer >= 0, got {steps!r}")
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk: expected an integer >= 1, got {chunk!r}")
+    from jaxlab.core import sharding as sharding_lib
+    ckpt = None
+    with _mesh_context(mesh):
+        state = jax.jit(trainer.init)(key)
+        if mesh is not None:
+            state = sharding_lib.replicate(state, mesh)
+        done, history = 0, {"step": [], "eval": []}
+        if ckpt_dir is not None:
+            from jaxlab.core.checkpoint import Checkpointer
+            ckpt = Checkpointer(ckpt_dir, save_every=1, keep=keep)
+            if ckpt.latest_step() is not None:
+                done, state, history = _restore(ckpt, state)
+        desc = progress if isinstance(progress, str) else "train"
+        bar = metrics_lib.Progress(steps, desc=desc) if progress else None
+        if bar is not None and done:
+            bar.update(min(done, steps))
+        try:
+            while done < steps:
+                n = min(chunk, steps - done)
+                if collect is None:
+                    state, metrics = scan_steps(state, step=trainer.step, length=n)
+                else:
+                    state, metrics = _collected_chunk(trainer.step, state, collect, done, n, mesh)
+                metrics = jax.device_get(metrics)
+                check_finite(metrics, done + 1)
+                _history_append(history, done, metrics, n)
+                done += n
+                record = _mean_record(metrics)
+                if eval_fn is not None:
+                    ev = {k: float(v) for k, v in eval_fn(state).items()}
+                    history["eval"].append({"step": done, **ev})
+                    record.update({f"eval/{k}": v for k, v in ev.items()})
+                if ckpt is not None:
+                    ckpt.maybe_save(done, state, force=True, meta={"history": history})
+                if log_fn is not None:
+                    log_fn(done, record)
+                if bar is not None:
+                    bar.update(n, **{k: v for k, v in list(record.items())[:3]})
+        finally:
+            if bar is not None:
+                bar.close()
+            if ckpt is not None:
+                ckpt.close()
+    return state, history
+
+
+def _collected_chunk(step, state, collect, start, n, mesh):
+    from jaxlab.core import sharding as sharding_lib
+    out = []
+    for i in range(n):
+        batch = collect(state, start + i)
+        if mesh is not None:
+            batch = sharding_lib.shard_batch(batch, mesh)
+        state, m = _jit_step(state, batch, step=step)
+        out.append(m)
+    return state, jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *out)

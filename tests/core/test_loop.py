@@ -1,0 +1,126 @@
+"""core.loop: one training contract (scan in chunks, host collect, resume, vmap over seeds, meshes)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.core import loop
+from jaxlab.core.checkpoint import Checkpointer
+from jaxlab.core.testing import run_with_fake_devices
+from tests.core.toy_experiment import ToyHParams, make_trainer, update
+
+HP = ToyHParams(lr=0.05, batch=16, dim=4)
+
+
+def _manual(hp, key, steps):
+    """The reference: a plain Python loop over the un-jitted step."""
+    state = make_trainer(hp).init(key)
+    losses = []
+    for _ in range(steps):
+        state, m = update(state, None, hp=hp)
+        losses.append(float(m["loss"]))
+    return state, losses
+
+
+def test_scan_chunks_equal_a_python_loop_and_history_is_per_step():
+    state, history = loop.run(make_trainer(HP), jax.random.key(0), steps=23, chunk=5, progress=False)
+    ref, ref_losses = _manual(HP, jax.random.key(0), 23)
+    np.testing.assert_allclose(np.asarray(state[0]), np.asarray(ref[0]), rtol=1e-5, atol=1e-6)
+    assert history["step"] == list(range(1, 24)) and int(state[3]) == 23
+    np.testing.assert_allclose(history["loss"], ref_losses, rtol=1e-4)
+    assert history["loss"][-1] < 0.05 * history["loss"][0]        # it learns
+
+
+def test_resume_is_bitwise_and_keeps_the_history(tmp_path):
+    full, h_full = loop.run(make_trainer(HP), jax.random.key(1), steps=30, chunk=10, progress=False)
+    ck = str(tmp_path / "ckpt")
+    loop.run(make_trainer(HP), jax.random.key(1), steps=20, chunk=10, ckpt_dir=ck, progress=False)
+    assert Checkpointer(ck, save_every=1).latest_step() == 20
+    evals = []
+    resumed, h = loop.run(make_trainer(HP), jax.random.key(99), steps=30, chunk=10, ckpt_dir=ck, progress=False,
+                          eval_fn=lambda s: {"w0": s[0][0]}, log_fn=lambda step, rec: evals.append(step))
+    np.testing.assert_array_equal(np.asarray(resumed[0]), np.asarray(full[0]))   # the key of the resumed call is unused
+    assert h["loss"] == h_full["loss"] and h["step"] == list(range(1, 31))
+    assert evals == [30] and h["eval"][-1]["step"] == 30
+
+
+def test_interrupted_save_leaves_tmp_folder_that_does_not_block_resume(tmp_path):
+    ck = tmp_path / "ckpt"
+    loop.run(make_trainer(HP), jax.random.key(2), steps=10, chunk=10, ckpt_dir=str(ck), progress=False)
+    (ck / "20.orbax-checkpoint-tmp-123").mkdir()                  # what a kill during an async save leaves
+    (ck / "20.orbax-checkpoint-tmp-123" / "partial").write_text("x")
+    state, _ = loop.run(make_trainer(HP), jax.random.key(2), steps=20, chunk=10, ckpt_dir=str(ck), progress=False)
+    assert int(state[3]) == 20 and not (ck / "20.orbax-checkpoint-tmp-123").exists()
+    assert sorted(p.name for p in ck.iterdir() if p.name.isdigit()) == ["10", "20"]
+
+
+def test_collect_feeds_host_batches():
+    def step(state, batch):
+        return state + batch.sum(), {"got": batch.sum()}
+
+    seen = []
+
+    def collect(state, i):
+        seen.append(i)
+        return jnp.full((4,), float(i))
+
+    trainer = loop.Trainer(init=lambda key: jnp.float32(0.0), step=step)
+    state, history = loop.run(trainer, jax.random.key(0), steps=5, chunk=2, collect=collect, progress=False)
+    assert seen == [0, 1, 2, 3, 4]
+    assert float(state) == 4 * (0 + 1 + 2 + 3 + 4) and history["got"] == [0.0, 4.0, 8.0, 12.0, 16.0]
+
+
+def test_vmap_seeds_equals_separate_runs():
+    keys = jax.random.split(jax.random.key(3), 3)
+    states, history = loop.run(loop.vmap_seeds(make_trainer(HP)), keys, steps=12, chunk=4, progress=False)
+    assert np.asarray(history["loss"]).shape == (12, 3)
+    for i in range(3):
+        one, _ = loop.run(make_trainer(HP), keys[i], steps=12, chunk=4, progress=False)
+        np.testing.assert_allclose(np.asarray(states[0][i]), np.asarray(one[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_stops_at_once_naming_step_and_quantity(tmp_path):
+    def step(state, _):
+        nxt = state["x"] + 1.0
+        return {"x": nxt}, {"loss": jnp.where(nxt >= 7, jnp.nan, nxt), "ok": nxt}
+
+    trainer = loop.Trainer(init=lambda key: {"x": jnp.float32(0.0)}, step=step)
+    ck = str(tmp_path / "ckpt")
+    with pytest.raises(loop.NonFiniteError, match=r"'loss' at step 7"):
+        loop.run(trainer, jax.random.key(0), steps=20, chunk=5, ckpt_dir=ck, progress=False)
+    assert Checkpointer(ck, save_every=1).latest_step() == 5       # the NaN chunk was never saved
+
+
+def test_equal_hyperparameters_reuse_one_compile_and_bad_arguments():
+    loop.run(make_trainer(ToyHParams(lr=0.031)), jax.random.key(0), steps=3, chunk=3, progress=False)
+    size = loop.scan_steps._cache_size()
+    loop.run(make_trainer(ToyHParams(lr=0.031)), jax.random.key(1), steps=3, chunk=3, progress=False)
+    assert loop.scan_steps._cache_size() == size                  # rebuilt trainer, same jit entry
+    loop.run(make_trainer(ToyHParams(lr=0.032)), jax.random.key(1), steps=3, chunk=3, progress=False)
+    assert loop.scan_steps._cache_size() == size + 1
+    assert loop.bind(update, hp=HP) == loop.bind(update, hp=ToyHParams(lr=0.05, batch=16, dim=4))
+    with pytest.raises(TypeError):
+        loop.bind(update, hp=[1, 2])                              # unhashable hyperparameters
+    with pytest.raises(ValueError, match="chunk"):
+        loop.run(make_trainer(HP), jax.random.key(0), steps=3, chunk=0)
+    with pytest.raises(ValueError, match="steps"):
+        loop.run(make_trainer(HP), jax.random.key(0), steps=-1, chunk=1)
+
+
+def test_eight_fake_devices_give_the_same_parameters_as_one():
+    code = """
+import jax, numpy as np
+from jaxlab.core import loop, sharding
+from tests.core.toy_experiment import ToyHParams, make_trainer
+assert jax.device_count() == 8
+hp = ToyHParams(lr=0.05, batch=16, dim=4)
+one, _ = loop.run(make_trainer(hp), jax.random.key(0), steps=20, chunk=10, progress=False)
+mesh = sharding.make_mesh(8)
+many, _ = loop.run(make_trainer(hp), jax.random.key(0), steps=20, chunk=10, progress=False, mesh=mesh)
+np.testing.assert_allclose(np.asarray(many[0]), np.asarray(one[0]), rtol=1e-5, atol=1e-6)
+print("OK", len(many[0].sharding.device_set))
+"""
+    proc = run_with_fake_devices(code, n=8)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OK 8" in proc.stdout
