@@ -1,4 +1,6 @@
-"""Every notebook in colabs/ runs top to bottom in smoke mode (JAXLAB_SMOKE=1) without a cell error.
+"""Every notebook in colabs/ runs top to bottom in smoke mode (JAXLAB_SMOKE=1) without a cell error,
+from a temporary directory (so a notebook that only works from the repo root fails), starting with the
+one install cell of `jaxlab.core.colab` and forcing no matplotlib backend.
 
 A notebook can also name strings its outputs must contain, in its metadata:
 `{"jaxlab": {"expect": ["class mass by J", ...]}}` (so a notebook that silently prints nothing fails).
@@ -14,7 +16,22 @@ NOTEBOOKS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "cola
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
-def test_notebook_runs_in_smoke_mode(path, monkeypatch):
+def test_notebook_starts_with_the_one_install_cell(path):
+    import nbformat
+
+    from jaxlab.core import colab
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].source == colab.install_cell(), f"{path}: run `python -m jaxlab.core.colab {path}`"
+    assert "jaxlab/jaxlab" in colab.install_cell() and colab.source_url() in code[0].source
+    for c in code:
+        assert "matplotlib.use(" not in c.source, f"{path}: a notebook must not force a matplotlib backend"
+        if c is not code[0]:
+            assert "pip install" not in c.source, f"{path}: only the install cell installs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
+def test_notebook_runs_in_smoke_mode(path, monkeypatch, tmp_path):
     import nbclient
     import nbformat
 
@@ -28,7 +45,8 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch):
     monkeypatch.setenv("JAXLAB_SMOKE", "1")
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
     monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": root}})
+    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError on any cell error
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     errors = [o for o in outputs if o.get("output_type") == "error"]

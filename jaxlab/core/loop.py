@@ -155,7 +155,8 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
         collect: Optional[Callable[[PyTree, int], Any]] = None,
         eval_fn: Optional[Callable[[PyTree], dict]] = None,
         ckpt_dir: Optional[str] = None, log_fn: Optional[Callable[[int, dict], None]] = None,
-        progress: bool | str = True, mesh=None, keep: int = 2) -> tuple[PyTree, dict]:
+        progress: bool | str = True, mesh=None, keep: int = 2, writer=None,
+        tags: Optional[dict] = None) -> tuple[PyTree, dict]:
     """Runs `steps` updates in chunks of `chunk`; returns (final state, history).
 
     Args:
@@ -170,6 +171,10 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
       progress: True, False or a description string for the progress line.
       mesh: optional Mesh with a "data" axis (state replicated, batch split on its leading axis).
       keep: checkpoints kept.
+      writer: optional `core.metrics.MetricsWriter`; each chunk's record is written with `tags` (e.g.
+        {"seed": 0}); on resume, that run's records past the restored step are truncated first, so
+        metrics.jsonl never holds a step twice.
+      tags: fields identifying this run in the metrics file.
     Returns:
       state and history {"step": [...], metric: [per step], "eval": [{"step": s, ...}]}.
     Raises:
@@ -191,6 +196,8 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
             ckpt = Checkpointer(ckpt_dir, save_every=1, keep=keep)
             if ckpt.latest_step() is not None:
                 done, state, history = _restore(ckpt, state)
+        if writer is not None:
+            writer.truncate_after(done, **(tags or {}))
         desc = progress if isinstance(progress, str) else "train"
         bar = metrics_lib.Progress(steps, desc=desc) if progress else None
         if bar is not None and done:
@@ -213,6 +220,8 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
                     record.update({f"eval/{k}": v for k, v in ev.items()})
                 if ckpt is not None:
                     ckpt.maybe_save(done, state, force=True, meta={"history": history})
+                if writer is not None:
+                    writer.write(done, **(tags or {}), **record)
                 if log_fn is not None:
                     log_fn(done, record)
                 if bar is not None:

@@ -77,22 +77,66 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 class MetricsWriter:
-    """Appends one JSON object per call to a JSONL file: {"step": int, **scalars}; flushed every line."""
+    """Appends one JSON object per call to a JSONL file: {"step": int, **scalars}; flushed every line.
 
-    def __init__(self, path: str | os.PathLike):
+    Every numeric value also goes to TensorBoard event files in `<dir of path>/tb/` (tensorboardX), one
+    schema for every experiment: the tag is `<seed/cell/method prefix>/<key>`, the step is `step`.
+    Opening an existing file drops a last line that was cut mid-write. After a resume from step S,
+    `truncate_after(S, seed=0)` removes that run's records past S, so no step appears twice.
+    """
+
+    PREFIX_KEYS = ("cell", "method", "arm", "task", "seed")
+
+    def __init__(self, path: str | os.PathLike, *, tensorboard: bool = True):
         path = os.fspath(path)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = path
+        if os.path.exists(path):
+            records, cut = _read_records(path)
+            if cut:
+                self._rewrite(records)
         self._f = open(path, "a")
+        self._tb = None
+        if tensorboard:
+            try:
+                from tensorboardX import SummaryWriter
+                self._tb = SummaryWriter(os.path.join(os.path.dirname(os.path.abspath(path)), "tb"))
+            except ImportError:  # the optional dependency is missing: JSONL only
+                self._tb = None
+
+    def _rewrite(self, records: list[dict]) -> None:
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in records))
 
     def write(self, step: int, **scalars: Any) -> None:
         record = {"step": int(step), **to_builtin(scalars)}
         self._f.write(json.dumps(record) + "\n")
         self._f.flush()
+        if self._tb is not None:
+            prefix = "/".join(f"{k}{record[k]}" if k == "seed" else str(record[k])
+                              for k in self.PREFIX_KEYS if k in record)
+            for k, v in record.items():
+                if k != "step" and k not in self.PREFIX_KEYS and isinstance(v, (int, float)) \
+                        and not isinstance(v, bool):
+                    self._tb.add_scalar(f"{prefix}/{k}" if prefix else k, v, int(step))
+
+    def truncate_after(self, step: int, **match: Any) -> int:
+        """Drops records with `step` > step whose fields equal `match` (e.g. seed=0); returns how many."""
+        self._f.flush()
+        records, _ = _read_records(self.path)
+        keep = [r for r in records
+                if not (r.get("step", -1) > step and all(r.get(k) == v for k, v in match.items()))]
+        if len(keep) != len(records):
+            self._f.close()
+            self._rewrite(keep)
+            self._f = open(self.path, "a")
+        return len(records) - len(keep)
 
     def close(self) -> None:
         if not self._f.closed:
             self._f.close()
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
     def __enter__(self) -> "MetricsWriter":
         return self
@@ -101,9 +145,27 @@ class MetricsWriter:
         self.close()
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
+def _read_records(path: str | os.PathLike) -> tuple[list[dict], bool]:
+    """(records, whether a cut last line was dropped); a corrupt line elsewhere is a ValueError."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.read().split("\n")
+    records, cut = [], False
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if i == len(lines) - 1 or all(not rest.strip() for rest in lines[i + 1:]):
+                cut = True                    # the last line, cut mid-write by a kill
+                continue
+            raise ValueError(f"{os.fspath(path)}: line {i + 1} is not JSON") from None
+    return records, cut
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a metrics file; a last line cut mid-write is dropped."""
+    return _read_records(path)[0]
 
 
 def _fmt_time(seconds: float) -> str:

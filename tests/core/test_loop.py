@@ -1,5 +1,7 @@
 """core.loop: one training contract (scan in chunks, host collect, resume, vmap over seeds, meshes)."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -124,3 +126,22 @@ print("OK", len(many[0].sharding.device_set))
     proc = run_with_fake_devices(code, n=8)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK 8" in proc.stdout
+
+
+def test_metrics_after_resume_hold_each_step_once(tmp_path):
+    from jaxlab.core.metrics import MetricsWriter, read_jsonl
+    path, ck = str(tmp_path / "metrics.jsonl"), str(tmp_path / "ckpt")
+    with MetricsWriter(path) as w:
+        loop.run(make_trainer(HP), jax.random.key(0), steps=10, chunk=5, ckpt_dir=ck, writer=w, tags={"seed": 0},
+                 progress=False)
+        w.write(15, seed=0, loss=1.0)                                # written, then killed before its save
+        w.write(15, seed=1, loss=2.0)                                # another run's record stays
+    with open(path, "a") as f:
+        f.write('{"step": 20, "seed": 0, "lo')                       # a line cut mid-write
+    with MetricsWriter(path) as w:
+        loop.run(make_trainer(HP), jax.random.key(0), steps=20, chunk=5, ckpt_dir=ck, writer=w, tags={"seed": 0},
+                 progress=False)
+    rows = read_jsonl(path)
+    assert [r["step"] for r in rows if r["seed"] == 0] == [5, 10, 15, 20]
+    assert [r["step"] for r in rows if r["seed"] == 1] == [15]
+    assert os.listdir(tmp_path / "tb")                               # TensorBoard events beside the JSONL
