@@ -1,6 +1,8 @@
-"""Matplotlib (Agg) helpers: curves with mean ± std bands over seeds, grouped bars, plain lines.
+"""Matplotlib helpers: curves with mean ± std bands over seeds, grouped bars, plain lines.
 
-Every helper writes a PNG through a temporary file + rename and returns the path.
+Every helper writes a PNG through a temporary file + rename and returns the path. They draw on
+`matplotlib.figure.Figure` objects (no pyplot state, no backend chosen at import), so importing jaxlab
+never changes the backend of a notebook or a user's session.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ import os
 import tempfile
 from typing import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _subplots(figsize):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
 
 
 def _save(fig, path: str) -> str:
@@ -25,7 +29,6 @@ def _save(fig, path: str) -> str:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
         os.replace(tmp, path)
     finally:
-        plt.close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
@@ -35,7 +38,7 @@ def curves(path: str, x: Sequence[float], series: Mapping[str, np.ndarray], *, x
            title: str = "", logy: bool = False) -> str:
     """One line per method: the mean over seeds with a ± std band. series[name]: [S, T] (or [T])."""
     x = np.asarray(x)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots((6, 4))
     for name, values in series.items():
         v = np.atleast_2d(np.asarray(values, dtype=np.float64))
         if v.shape[-1] != x.shape[0]:
@@ -59,7 +62,7 @@ def grouped_bars(path: str, groups: Sequence[str], series: Mapping[str, tuple[Se
     n = len(series)
     width = 0.8 / max(n, 1)
     xs = np.arange(len(groups))
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) * max(n, 1) * 0.5), 4))
+    fig, ax = _subplots((max(6, 1.2 * len(groups) * max(n, 1) * 0.5), 4))
     for i, (name, (means, stds)) in enumerate(series.items()):
         means, stds = np.asarray(means, np.float64), np.asarray(stds, np.float64)
         if means.shape != (len(groups),) or stds.shape != (len(groups),):
@@ -76,7 +79,7 @@ def grouped_bars(path: str, groups: Sequence[str], series: Mapping[str, tuple[Se
 def lines(path: str, x: Sequence[float], series: Mapping[str, Sequence[float]], *, xlabel: str, ylabel: str,
           title: str = "") -> str:
     """Plain lines, one per series (no seeds)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots((6, 4))
     for name, values in series.items():
         ax.plot(x, values, label=name)
     ax.set_xlabel(xlabel)
