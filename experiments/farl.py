@@ -4,7 +4,8 @@ Per task: scripted offline data -> offline pretraining (BC + Uni-O4-style clippe
 ensemble, Recovery-RL twin risk critics) -> eps_safe chosen on held-out validation rollouts of the pretrained TASK
 policy (largest grid value with recall >= target; before any comparison) -> online PPO for every arm, seeds vmapped,
 counting every IR failure. Every arm and the validation run share one compiled program per task.
-Resumable at arm granularity (workdir/tasks/<task>.json is rewritten after every arm).
+The grid runs through `jaxlab.core.study` (records under workdir/cells/ stamped with the hash of the task's
+config): resumable at arm granularity, and a changed hyperparameter recomputes instead of reusing old arms.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.core import plots
-from jaxlab.core.metrics import MetricsWriter, read_json, write_json_atomic
+from jaxlab.core import plots, study
+from jaxlab.core.metrics import MetricsWriter
 from jaxlab.core.summary import claim, mean_std
 from jaxlab.farl import offline
 from jaxlab.farl.envs import make_env
@@ -55,41 +56,49 @@ def trace_time_major(trace):
     return {k: f(v) for k, v in trace.items()}
 
 
-def validate_critics(train_seeds, pre, config):
+def validate_critics(train_seeds, pre, cc):
     """eps_safe for both critics on held-out rollouts of the pretrained task policy (no switch, no learning).
 
     Runs the online program itself with learn=0 and eps=+inf (keys 3000+i, disjoint from the online seeds), so
     the validation rollouts follow exactly the distribution the critic meets at the start of fine-tuning.
     Labels: a failure within the next H steps of the same episode (`risk_labels`). Rule (fixed in the config,
-    before any comparison): the largest eps in config.eps_grid with recall >= config.target_recall.
+    before any comparison): the largest eps in cc["eps_grid"] with recall >= cc["target_recall"] (`cc`: a
+    `task_config`).
     """
-    keys = jnp.stack([jax.random.PRNGKey(3000 + i) for i in range(len(config.seeds))])
+    keys = jnp.stack([jax.random.PRNGKey(3000 + i) for i in range(cc["n_val_seeds"])])
     _, m = train_seeds(keys, make_arm("farl", eps_wm=float("inf"), learn=False), pre)
     tr = trace_time_major(m["trace"])
-    labels = np.asarray(risk_labels(jnp.asarray(tr["cost"]), jnp.asarray(tr["done"]), horizon=config.horizon))
+    labels = np.asarray(risk_labels(jnp.asarray(tr["cost"]), jnp.asarray(tr["done"]), horizon=cc["horizon"]))
     out = {"val_steps": int(labels.size), "val_failures": int(tr["cost"].sum()), "val_positive_steps": int(labels.sum())}
     for name, key in (("farl", "risk_wm"), ("recovery_rl", "risk_q")):
-        eps, p, r = choose_eps(tr[key], labels, list(config.eps_grid), config.target_recall)
+        eps, p, r = choose_eps(tr[key], labels, list(cc["eps_grid"]), cc["target_recall"])
         au = auroc(tr[key].ravel(), labels.ravel()) if 0 < labels.sum() < labels.size else float("nan")
         out[name] = {"eps_safe": eps, "precision": p, "recall": r, "val_trigger_rate": float((tr[key] > eps).mean()),
                      "auroc": au}
     return out
 
 
-def run_task(task, config, mw, path):
-    """Offline stage, critic validation and every arm for one task; saves after each arm (resumable)."""
-    prev = read_json(path) if os.path.exists(path) else {}
-    env = make_env(task, episode_length=config.episode_length)
+def task_config(config, task) -> dict:
+    """Everything (JSON-able) an arm's per-seed result on `task` depends on: the offline stage, the critic
+    validation (its keys are 3000 + i for i < number of seeds), the online PPO and the final window."""
+    base = {k: v for k, v in config.to_dict().items() if k not in ("tasks", "arms", "seeds")}
+    return {**base, "task": task, "n_val_seeds": len(config.seeds)}
+
+
+def offline_stage(task, cc):
+    """Offline data, pretraining, the world model's held-out failure AUROC and the critic validation of one
+    task (`cc`: a `task_config`). Returns (record, context): the JSON-able record and what the arms need."""
+    env = make_env(task, episode_length=cc["episode_length"])
     timing = {"loadavg_1m_at_start": os.getloadavg()[0]}
     t = _clock()
-    make_data = jax.jit(lambda k: offline.make_datasets(env, k, num_envs=config.data_envs, steps=config.data_steps,
-                                                        noise=config.demo_noise))
+    make_data = jax.jit(lambda k: offline.make_datasets(env, k, num_envs=cc["data_envs"], steps=cc["data_steps"],
+                                                        noise=cc["demo_noise"]))
     raw = make_data(jax.random.PRNGKey(1000))
     timing["data"] = _since(t)
     t = _clock()
-    pre, fit = offline.pretrain(jax.random.PRNGKey(1001), raw, gamma_safe=config.gamma_safe, bc_steps=config.bc_steps,
-                                wm_steps=config.wm_steps, q_steps=config.q_steps,
-                                offline_ppo_steps=config.offline_ppo_steps, ensemble=config.ensemble)
+    pre, fit = offline.pretrain(jax.random.PRNGKey(1001), raw, gamma_safe=cc["gamma_safe"], bc_steps=cc["bc_steps"],
+                                wm_steps=cc["wm_steps"], q_steps=cc["q_steps"],
+                                offline_ppo_steps=cc["offline_ppo_steps"], ensemble=cc["ensemble"])
     timing["pretrain"] = _since(t)
     # the world model's failure head on held-out demonstrations (same compiled collector, another key)
     t = _clock()
@@ -98,60 +107,92 @@ def run_task(task, config, mw, path):
     n_pos = float(held["cost"].sum())
     wm_auroc = auroc(np.asarray(p_fail).max(0), held["cost"]) if 0 < n_pos < len(held["cost"]) else float("nan")
     timing["wm_heldout"] = _since(t)
-
-    train = make_train(env, num_envs=config.num_envs, rollout_len=config.rollout_len, iterations=config.iterations,
-                       epochs=config.epochs, minibatches=config.minibatches, lr=config.lr, horizon=config.horizon,
-                       gamma_risk=config.gamma_risk, trace=True)
+    train = make_train(env, num_envs=cc["num_envs"], rollout_len=cc["rollout_len"], iterations=cc["iterations"],
+                       epochs=cc["epochs"], minibatches=cc["minibatches"], lr=cc["lr"], horizon=cc["horizon"],
+                       gamma_risk=cc["gamma_risk"], trace=True)
     train_seeds = jax.jit(jax.vmap(train, in_axes=(0, None, None)))
     t = _clock()
-    val = validate_critics(train_seeds, pre, config)
+    val = validate_critics(train_seeds, pre, cc)
     timing["validation_incl_compile"] = _since(t)
-    eps_wm, eps_q = val["farl"]["eps_safe"], val["recovery_rl"]["eps_safe"]
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in config.seeds])
-    out = {"eps_wm": eps_wm, "eps_q": eps_q, "wm_auroc": wm_auroc, "validation": val,
-           "critic": {c: {"precision": val[c]["precision"], "recall": val[c]["recall"]} for c in ("farl", "recovery_rl")},
-           "fit": {k: float(v) for k, v in fit.items()}, "arms": {}, "timing": timing}
-    for arm_name in config.arms:
-        if arm_name in prev.get("arms", {}) and prev.get("eps_wm") == eps_wm and prev.get("eps_q") == eps_q:
-            out["arms"][arm_name] = prev["arms"][arm_name]  # resumed
-            continue
-        arm = make_arm(arm_name, eps_wm=eps_wm, eps_q=eps_q, lagrange_lr=config.lagrange_lr)
-        t = _clock()
-        _, m = train_seeds(keys, arm, pre)
-        m = jax.tree.map(np.asarray, m)  # [S, iterations]
-        w = config.final_window
-        out["arms"][arm_name] = {
-            "cum_failures": m["cum_failures"].tolist(),
-            "final_return": m["ep_return"][:, -w:].mean(1).tolist(),
-            "final_success": m["success"][:, -w:].mean(1).tolist(),
-            "trigger_rate": m["trigger_rate"].mean(1).tolist(),
-            "return_curve": m["ep_return"].tolist(),
-            **_since(t)}
-        for it in range(m["failures"].shape[1]):
-            mw.write(it, task=task, arm=arm_name, cum_failures_mean=float(m["cum_failures"][:, it].mean()),
-                     ep_return_mean=float(m["ep_return"][:, it].mean()),
-                     trigger_rate_mean=float(m["trigger_rate"][:, it].mean()))
-        write_json_atomic(path, out)
-        print(f"farl: {task}/{arm_name} done ({out['arms'][arm_name]['wall_s']:.0f} s)", flush=True)
-    return out
+    record = {"eps_wm": val["farl"]["eps_safe"], "eps_q": val["recovery_rl"]["eps_safe"], "wm_auroc": wm_auroc,
+              "validation": val,
+              "critic": {c: {"precision": val[c]["precision"], "recall": val[c]["recall"]}
+                         for c in ("farl", "recovery_rl")},
+              "fit": {k: float(v) for k, v in fit.items()}, "timing": timing}
+    return record, {"pre": pre, "train_seeds": train_seeds}
+
+
+def run_arm(task, cc, arm_name, seeds, offline_rec, ctx, mw) -> list[dict]:
+    """Online PPO of one arm on one task for `seeds` (vmapped); one record per seed."""
+    arm = make_arm(arm_name, eps_wm=offline_rec["eps_wm"], eps_q=offline_rec["eps_q"], lagrange_lr=cc["lagrange_lr"])
+    t = _clock()
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    _, m = ctx["train_seeds"](keys, arm, ctx["pre"])
+    m = jax.tree.map(np.asarray, m)  # [S, iterations]
+    w = cc["final_window"]
+    spent = _since(t)
+    for it in range(m["failures"].shape[1]):
+        mw.write(it, task=task, arm=arm_name, seeds=list(seeds),
+                 cum_failures_mean=float(m["cum_failures"][:, it].mean()),
+                 ep_return_mean=float(m["ep_return"][:, it].mean()),
+                 trigger_rate_mean=float(m["trigger_rate"][:, it].mean()))
+    print(f"farl: {task}/{arm_name} done ({spent['wall_s']:.0f} s)", flush=True)
+    return [{"cum_failures": m["cum_failures"][i].tolist(),
+             "final_return": float(m["ep_return"][i, -w:].mean()),
+             "final_success": float(m["success"][i, -w:].mean()),
+             "trigger_rate": float(m["trigger_rate"][i].mean()),
+             "return_curve": m["ep_return"][i].tolist(), **spent} for i in range(len(seeds))]
+
+
+def _nan(x):
+    """JSON records hold NaN as null; read it back as NaN."""
+    return float("nan") if x is None else x
+
+
+def run_tasks(config, workdir, mw) -> dict:
+    """Every (task, arm) through `jaxlab.core.study`: per task one seed-free offline record (cell
+    `<task>__offline`, stored as seed 0) and per arm one record per seed, all stamped with the hash of the task's
+    config, so a changed hyperparameter never reuses a result computed under the old one. The offline stage is
+    computed at most once per task and only when some record is missing. Returns {task: results as before}."""
+    seeds = [int(s) for s in config.seeds]
+    cache = {}
+
+    def offline_for(task, cc):
+        if task not in cache:
+            cache.clear()                                     # one task's compiled programs in memory at a time
+            cache[task] = offline_stage(task, cc)
+        return cache[task]
+
+    results = {}
+    for task in config.tasks:
+        cc = task_config(config, task)
+        off_cell = study.Cell(f"{task}__offline", cc)
+        off = study.run_study([off_cell], lambda cell, seed: offline_for(task, cell.config)[0], workdir=workdir,
+                              seeds=[0], progress=False)[off_cell.id][0]
+        cells = [study.Cell(f"{task}__{a}", {**cc, "arm": a}) for a in config.arms]
+
+        def run_cell(cell, todo, task=task, cc=cc, off=off):
+            rec, ctx = offline_for(task, cc)
+            if rec["eps_wm"] != off["eps_wm"] or rec["eps_q"] != off["eps_q"]:
+                raise RuntimeError(f"farl: {task}: the offline stage is not reproducible (eps differs from its record)")
+            return run_arm(task, cc, cell.config["arm"], todo, off, ctx, mw)
+
+        arms = study.run_study(cells, run_cell, workdir=workdir, seeds=seeds, batch_seeds=True)
+        out = {**off, "wm_auroc": _nan(off["wm_auroc"]), "arms": {}}
+        out["validation"] = {k: ({**v, "auroc": _nan(v["auroc"])} if isinstance(v, dict) else v)
+                             for k, v in off["validation"].items()}
+        for cell in cells:
+            recs = [arms[cell.id][s] for s in seeds]
+            out["arms"][cell.config["arm"]] = {k: [r[k] for r in recs] for k in recs[0]}
+        results[task] = out
+    return results
 
 
 def run(config, workdir):
-    os.makedirs(os.path.join(workdir, "tasks"), exist_ok=True)
     os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
     steps_per_it = config.num_envs * config.rollout_len
-    results = {}
     with MetricsWriter(os.path.join(workdir, "metrics.jsonl")) as mw:
-        for task in config.tasks:
-            path = os.path.join(workdir, "tasks", f"{task}.json")
-            if os.path.exists(path):
-                done = read_json(path)
-                if all(a in done.get("arms", {}) for a in config.arms):
-                    results[task] = done
-                    continue
-            results[task] = run_task(task, config, mw, path)
-            write_json_atomic(path, results[task])
-            print(f"farl: {task} done", flush=True)
+        results = run_tasks(config, workdir, mw)
 
     seeds = list(config.seeds)
     # Per-seed metric, summed over tasks (cumulative failures) or averaged over tasks (return, success).

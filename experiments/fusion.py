@@ -5,12 +5,14 @@ For every task and fusion variant: train a diffusion policy on scripted demonstr
 it in closed loop (DDIM), then estimate I(embedding; hidden state) on held-out frames (pour: fill level; cabinet:
 latch-released flag). Claims are checked by code.
 
-Workdir layout: the pour task writes at the workdir root (ckpt/, variants/, figures/, so the committed pour full
-results under results/full/fusion/ stay valid and are reused), the cabinet task under ``<workdir>/cabinet/``;
-one summary.json / metrics.jsonl at the root covers both.
+Workdir layout: the pour task writes at the workdir root (cells/, figures/), the cabinet task under
+``<workdir>/cabinet/``; one summary.json / metrics.jsonl at the root covers both. Each (variant, seed) result is a
+`jaxlab.core.study` record stamped with the hash of the variant's config (a changed hyperparameter recomputes);
+the records of the committed full run predate the study layout (variants/*.json) and are not reused.
 Run: python experiments/fusion.py --config=experiments/configs/fusion.py:quick --workdir=results/adhoc/fusion
 """
 
+import functools
 import os
 import time
 
@@ -18,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.core import plots
+from jaxlab.core import plots, study
 from jaxlab.core.checkpoint import Checkpointer
+from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import MetricsWriter, Progress, read_json, write_json_atomic
 from jaxlab.core.summary import claim, combine_claims, mean_std
 from jaxlab.fusion import cabinet as C
@@ -55,8 +58,9 @@ def _tag(task, variant):
     return variant if task == "pour" else f"{task}/{variant}"
 
 
-def train_and_eval(config, variant, data, workdir, writer, task="pour"):
-    """Trains all seeds of one variant (vmapped), resumable per chunk. After every chunk the EMA policies are
+def train_and_eval(config, variant, data, run_dir, writer, task="pour"):
+    """Trains all seeds of one variant (vmapped), resumable per chunk (orbax checkpoints and the validation curve
+    under ``run_dir``, a folder named by the cell's config hash). After every chunk the EMA policies are
     evaluated on validation episodes (key ``val_seed``); the chunk with the best mean validation success is the
     training budget used for the test evaluation (key ``eval_seed``). Returns (net, ema params [S], metrics)."""
     cfg = _policy_config(config, variant)
@@ -70,9 +74,9 @@ def train_and_eval(config, variant, data, workdir, writer, task="pour"):
     ev_fn = jax.jit(jax.vmap(lambda prm, k: PL.rollout_policy(act, prm, k, config.n_eval, cfg, env),
                              in_axes=(0, None)))
     meta = {"variant": variant, "seeds": list(config.seeds)}
-    ckpt = Checkpointer(os.path.join(workdir, "ckpt", variant), save_every=1, keep=1, metadata=meta)
-    best_ckpt = Checkpointer(os.path.join(workdir, "ckpt", "best", variant), save_every=1, keep=1, metadata=meta)
-    hist_path = os.path.join(workdir, "variants", f"{variant}_val.json")
+    ckpt = Checkpointer(os.path.join(run_dir, "ckpt"), save_every=1, keep=1, metadata=meta)
+    best_ckpt = Checkpointer(os.path.join(run_dir, "ckpt_best"), save_every=1, keep=1, metadata=meta)
+    hist_path = os.path.join(run_dir, "val.json")
     done, hist, best = 0, {"val_success": [], "best_chunk": -1}, states.ema
     if ckpt.latest_step() is not None:
         done, states = ckpt.restore(states)
@@ -138,57 +142,62 @@ def _pca(z_train, z_test, k):
     return (z_train - mu) @ vt[:k].T, (z_test - mu) @ vt[:k].T
 
 
-_MI_CACHE = {}
-
-
 def _cabinet_data(config):
     """Cabinet demonstrations and held-out MI frames from ONE jitted batch of expert episodes (one mjx compile):
     episodes [0, n_demos) are the training demonstrations, the next ``mi_episodes`` are held out for the MI
     analysis. MI frames: decisions t in {r-1, r, r+1, r+2} (r = release step), label = latch released before the
     decision (0, 0, 1, 1); the door moves less than half a pixel until r+2, so only audio can tell.
     Returns (dataset (PolicyObs [N, ...], actions [N, Tp, 1]), MI PolicyObs [M, ...], MI labels [M])."""
-    key = ("cabinet", config.data_seed, config.n_demos, config.mi_episodes, config.obs_horizon,
-           config.pred_horizon, config.action_noise)
-    if key not in _MI_CACHE:
-        env = PL.task_params("cabinet")
-        n = config.n_demos + config.mi_episodes
+    return _cabinet_data_cached(int(config.data_seed), int(config.n_demos), int(config.mi_episodes),
+                                int(config.obs_horizon), int(config.pred_horizon), float(config.action_noise))
 
-        @jax.jit
-        def make(keys):
-            trajs = jax.vmap(lambda k: C.rollout_expert(k, env, action_noise=config.action_noise))(keys)
-            obs, act = jax.vmap(lambda tr: PL.trajectory_dataset(
-                tr, obs_horizon=config.obs_horizon, pred_horizon=config.pred_horizon))(trajs)
-            return obs, act, trajs.states.release_t[:, -1]
 
-        obs, act, r = make(jax.random.split(jax.random.PRNGKey(config.data_seed), n))
-        flat = lambda x: x[:config.n_demos].reshape((-1,) + x.shape[2:])  # noqa: E731
-        data = (jax.tree.map(flat, obs), flat(act))
-        r = np.asarray(r)
-        ok = np.zeros(n, bool)
-        ok[config.n_demos:] = (r[config.n_demos:] >= 1) & (r[config.n_demos:] + 2 < env.horizon)
-        ep = np.repeat(np.nonzero(ok)[0], 4)
-        t = np.tile(np.arange(-1, 3), int(ok.sum())) + r[ep]
-        y = (t >= r[ep] + 1).astype(np.float32)
-        _MI_CACHE[key] = (data, jax.tree.map(lambda x: x[ep, t], obs), y)
-    return _MI_CACHE[key]
+@functools.lru_cache(maxsize=1)
+def _cabinet_data_cached(data_seed, n_demos, mi_episodes, obs_horizon, pred_horizon, action_noise):
+    """`_cabinet_data` keyed by every input (the cache replaces a hand-keyed dict)."""
+    env = PL.task_params("cabinet")
+    n = n_demos + mi_episodes
+
+    @jax.jit
+    def make(keys):
+        trajs = jax.vmap(lambda k: C.rollout_expert(k, env, action_noise=action_noise))(keys)
+        obs, act = jax.vmap(lambda tr: PL.trajectory_dataset(
+            tr, obs_horizon=obs_horizon, pred_horizon=pred_horizon))(trajs)
+        return obs, act, trajs.states.release_t[:, -1]
+
+    obs, act, r = make(jax.random.split(jax.random.PRNGKey(data_seed), n))
+    flat = lambda x: x[:n_demos].reshape((-1,) + x.shape[2:])  # noqa: E731
+    data = (jax.tree.map(flat, obs), flat(act))
+    r = np.asarray(r)
+    ok = np.zeros(n, bool)
+    ok[n_demos:] = (r[n_demos:] >= 1) & (r[n_demos:] + 2 < env.horizon)
+    ep = np.repeat(np.nonzero(ok)[0], 4)
+    t = np.tile(np.arange(-1, 3), int(ok.sum())) + r[ep]
+    y = (t >= r[ep] + 1).astype(np.float32)
+    return data, jax.tree.map(lambda x: x[ep, t], obs), y
 
 
 def _mi_frames(config):
-    key = (config.mi_episodes, config.obs_horizon, config.pred_horizon)
-    if key not in _MI_CACHE:
-        keys = jax.random.split(jax.random.PRNGKey(config.data_seed + 1), config.mi_episodes)
-        trajs = jax.jit(jax.vmap(lambda k: P.rollout_expert(k)))(keys)
-        obs, _ = jax.jit(jax.vmap(lambda tr: PL.trajectory_dataset(
-            tr, obs_horizon=config.obs_horizon, pred_horizon=config.pred_horizon)))(trajs)
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
-        # label of the decision at t = fill of the last observed state (after step t-1); t = 0 frames have no
-        # flow and are dropped by the flow > 0 filter, so their label (shifted copy) is never used
-        fill = jnp.concatenate([trajs.states.fill[:, :1], trajs.states.fill[:, :-1]], axis=1)
-        flow = jnp.concatenate([jnp.zeros_like(trajs.states.flow[:, :1]), trajs.states.flow[:, :-1]], axis=1)
-        obs, fill, flow = jax.tree.map(flat, obs), flat(fill), flat(flow)
-        keep = np.asarray(flow) > 0
-        _MI_CACHE[key] = (jax.tree.map(lambda x: x[keep], obs), np.asarray(fill)[keep])
-    return _MI_CACHE[key]
+    """Held-out pour frames for the MI analysis (flow > 0) and their fill labels."""
+    return _mi_frames_cached(int(config.data_seed), int(config.mi_episodes), int(config.obs_horizon),
+                             int(config.pred_horizon))
+
+
+@functools.lru_cache(maxsize=1)
+def _mi_frames_cached(data_seed, mi_episodes, obs_horizon, pred_horizon):
+    """`_mi_frames` keyed by every input (the old hand-made key left out ``data_seed``)."""
+    keys = jax.random.split(jax.random.PRNGKey(data_seed + 1), mi_episodes)
+    trajs = jax.jit(jax.vmap(lambda k: P.rollout_expert(k)))(keys)
+    obs, _ = jax.jit(jax.vmap(lambda tr: PL.trajectory_dataset(
+        tr, obs_horizon=obs_horizon, pred_horizon=pred_horizon)))(trajs)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
+    # label of the decision at t = fill of the last observed state (after step t-1); t = 0 frames have no
+    # flow and are dropped by the flow > 0 filter, so their label (shifted copy) is never used
+    fill = jnp.concatenate([trajs.states.fill[:, :1], trajs.states.fill[:, :-1]], axis=1)
+    flow = jnp.concatenate([jnp.zeros_like(trajs.states.flow[:, :1]), trajs.states.flow[:, :-1]], axis=1)
+    obs, fill, flow = jax.tree.map(flat, obs), flat(fill), flat(flow)
+    keep = np.asarray(flow) > 0
+    return jax.tree.map(lambda x: x[keep], obs), np.asarray(fill)[keep]
 
 
 def _mi_rows(mi):
@@ -202,36 +211,67 @@ def _mi_rows(mi):
     return rows
 
 
+_NOT_CELL = ("variants", "mi_variants", "tasks", "task", "cabinet")
+_MI_KEYS = ("mi_methods", "mi_episodes", "mi_steps", "mi_pca_dims", "mi_boot")
+
+
+def cell_config(config, task, variant) -> dict:
+    """Everything one (task, variant) cell's per-seed results depend on. The seeds are part of it: the training
+    budget is picked on the seed mean of the validation success, so one seed's result depends on the others.
+    MI settings enter only the cells that run the MI analysis."""
+    mi = variant in config.mi_variants
+    cc = {k: v for k, v in config.to_dict().items()
+          if k not in _NOT_CELL and (mi or k not in _MI_KEYS)}
+    return {**cc, "task": task, "variant": variant, "mi": mi}
+
+
+def _none_to_nan(x):
+    if isinstance(x, dict):
+        return {k: _none_to_nan(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_none_to_nan(v) for v in x]
+    return float("nan") if x is None else x
+
+
 def run_task(config, workdir, task, writer):
-    """Trains, evaluates and analyses every variant of one task (resumable: per-variant JSON results, MI results
-    and orbax checkpoints under ``workdir``). Returns (results per variant, MI dict)."""
+    """Trains, evaluates and analyses every variant of one task through `jaxlab.core.study`: one record per
+    (variant, seed) under ``workdir/cells/<variant>/``, stamped with the hash of `cell_config`, so a changed
+    hyperparameter never reuses a variant trained under the old one; in-cell orbax checkpoints live in a folder
+    named by the same hash. Returns (results per variant, MI dict)."""
     os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
     env = PL.task_params(task)
-    data = None
+    data = {}
+    seeds = [int(s) for s in config.seeds]
+    cells = [study.Cell(v, cell_config(config, task, v)) for v in config.variants]
+
+    def run_cell(cell, todo):
+        variant = cell.config["variant"]
+        if "d" not in data:
+            data["d"] = (_cabinet_data(config)[0] if task == "cabinet" else PL.expert_dataset(
+                jax.random.PRNGKey(config.data_seed), config.n_demos, obs_horizon=config.obs_horizon,
+                pred_horizon=config.pred_horizon, action_noise=config.action_noise, p=env))
+        run_dir = os.path.join(workdir, "cells", cell.id, f"run_{config_hash(cell.config)}")
+        net, ema, res = train_and_eval(config, variant, data["d"], run_dir, writer, task)
+        mi = mi_analysis(config, net, ema, variant, task) if cell.config["mi"] else {}
+        writer.write(0, **{f"success/{_tag(task, variant)}": float(np.mean(res["success"]))})
+        per_seed = {k: v for k, v in res.items() if k not in ("best_steps", "val_success")}
+        out = []
+        for s in todo:
+            i = seeds.index(s)
+            out.append({**{k: v[i] for k, v in per_seed.items()}, "best_steps": res["best_steps"],
+                        "val_success": res["val_success"],
+                        "mi": {k.split("/", 1)[1]: v[i] for k, v in mi.items()}})
+        return out
+
+    records = study.run_study(cells, run_cell, workdir=workdir, seeds=seeds, batch_seeds=True)
     results, mi = {}, {}
-    for variant in config.variants:
-        cache = os.path.join(workdir, "variants", f"{variant}.json")
-        mi_cache = os.path.join(workdir, "variants", f"{variant}_mi.json")
-        need_mi = variant in config.mi_variants
-        if os.path.exists(cache) and (not need_mi or os.path.exists(mi_cache)):
-            results[variant] = read_json(cache)
-            if need_mi:
-                mi.update(read_json(mi_cache))
-            continue
-        if data is None and task == "cabinet":
-            data = _cabinet_data(config)[0]
-        elif data is None:
-            data = PL.expert_dataset(jax.random.PRNGKey(config.data_seed), config.n_demos,
-                                     obs_horizon=config.obs_horizon, pred_horizon=config.pred_horizon,
-                                     action_noise=config.action_noise, p=env)
-        net, ema, results[variant] = train_and_eval(config, variant, data, workdir, writer, task)
-        write_json_atomic(cache, results[variant])
-        if need_mi:
-            res = mi_analysis(config, net, ema, variant, task)
-            write_json_atomic(mi_cache, res)
-            mi.update(res)
-        tag = _tag(task, variant)
-        writer.write(0, **{f"success/{tag}": float(np.mean(results[variant]["success"]))})
+    for cell in cells:
+        recs = [_none_to_nan(records[cell.id][s]) for s in seeds]
+        results[cell.id] = {k: [r[k] for r in recs] for k in recs[0] if k not in ("best_steps", "val_success", "mi")}
+        results[cell.id]["best_steps"] = recs[0]["best_steps"]
+        results[cell.id]["val_success"] = recs[0]["val_success"]
+        for name in recs[0]["mi"]:
+            mi[f"{cell.id}/{name}"] = [r["mi"][name] for r in recs]
     return results, mi
 
 
@@ -264,13 +304,14 @@ def task_claims(task, config, results, mi):
                  if not v.endswith("_noaudio") and v + "_noaudio" in succ]
         if pairs:
             parts = [claim(f"{pre}audio_needed/{v}", f"{v} with audio beats {n}", "success_rate", ours=(v, succ[v]),
-                           baselines={n: succ[n]}, higher_is_better=True) for v, n in pairs]
+                           baselines={n: succ[n]}, higher_is_better=True, block="sanity") for v, n in pairs]
             claims.append(combine_claims(pre + "audio_needed", f"[{task}] Audio-free variants fail on the "
                                          "audio-dependent task: every fusion variant with audio beats its audio-free "
-                                         "counterpart", parts))
+                                         "counterpart", parts, block="sanity"))
             if task == "cabinet":
                 parts = [claim(f"{pre}audio_free_slams_more/{v}", f"{n} slams more than {v}", "slam_rate",
-                               ours=(v, err[v]), baselines={n: err[n]}, higher_is_better=False) for v, n in pairs]
+                               ours=(v, err[v]), baselines={n: err[n]}, higher_is_better=False, block="sanity")
+                         for v, n in pairs]
                 claims.append(combine_claims(pre + "audio_free_slams_more", "[cabinet] Audio-free variants slam "
                                              "the door more often than their audio twins", parts))
     if "havp/audio/infonce" in mi and "havp/vision/infonce" in mi:

@@ -2,8 +2,10 @@
 axes (noise-driven ratio spikes, drift-driven ratio growth) and an on-policy control.
 
 For each condition x method x seed: warm-start from the cached SFT model (jaxlab.lm), run the RL trainer
-(jaxlab.rl.train), record training curves and held-out avg@k / pass@k. Every run is stored in
-<workdir>/runs/<cond>/<method>_s<seed>.json when done and checkpointed while running, so a rerun resumes.
+(jaxlab.rl.train), record training curves and held-out avg@k / pass@k. The grid runs through
+`jaxlab.core.study`: every run's history is a record under <workdir>/cells/<cond>__<method>/s<seed>.json stamped
+with the hash of everything it depends on (RL section, task, SFT model), checkpointed while running under a
+folder named by that hash; a rerun resumes, and a changed hyperparameter recomputes the runs it touches.
 
     python experiments/kpo.py --config=experiments/configs/kpo.py:quick --workdir=/tmp/kpo
 """
@@ -14,10 +16,12 @@ import os
 import shutil
 
 import jax
+import ml_collections
 import numpy as np
 
-from jaxlab.core import plots
-from jaxlab.core.metrics import MetricsWriter, Progress, read_json, write_json_atomic
+from jaxlab.core import plots, study
+from jaxlab.core.config import config_hash
+from jaxlab.core.metrics import MetricsWriter
 from jaxlab.core.summary import claim, mean_std
 from jaxlab.lm import cache, tasks
 from jaxlab.lm.train import model_config
@@ -73,34 +77,49 @@ def run_specs(config) -> list[dict]:
     return sorted(specs, key=lambda sp: 0 if sp["label"] in list(config.methods)[:4] else 1)
 
 
-def run_one(config, spec, seed, *, cfg, sft_params, train_p, eval_p, workdir, mw) -> dict:
-    out_path = os.path.join(workdir, "runs", spec["cond"], f"{spec['label']}_s{seed}.json")
-    if os.path.exists(out_path):
-        return read_json(out_path)
-    c = config.copy_and_resolve_references()
-    c.rl.update(spec["rl"])
-    log = lambda step, **s: mw.write(step, cond=spec["cond"], method=spec["label"], seed=seed, **s)
+def make_cells(config, specs) -> list[study.Cell]:
+    """One study cell per (condition, method label): its config holds everything a run's history depends on
+    (the merged RL section, the task, the SFT model's config and seed); the seed is the study's axis."""
+    cells = []
+    for spec in specs:
+        rl = config.rl.to_dict()
+        rl.update(spec["rl"])
+        cells.append(study.Cell(f"{spec['cond']}__{spec['label']}", {
+            "cond": spec["cond"], "label": spec["label"], "rl": rl, "task": config.task.to_dict(),
+            "sft": config.sft.to_dict(), "sft_seed": int(config.sft_seed)}))
+    return cells
+
+
+def _ckpt_dir(workdir, cell, seed):
+    """In-run checkpoints, named by the cell's config hash so a changed config never resumes another's run."""
+    return os.path.join(workdir, "ckpt", cell.config["cond"],
+                        f"{cell.config['label']}_s{seed}_{config_hash(cell.config)}")
+
+
+def run_one(cell, seed, *, cfg, sft_params, train_p, eval_p, workdir, mw) -> dict:
+    """One RL run (a study cell at one seed); returns its history (the study record)."""
+    cc = cell.config
+    c = ml_collections.ConfigDict({"rl": cc["rl"]})
+    log = lambda step, **s: mw.write(step, cond=cc["cond"], method=cc["label"], seed=seed, **s)
+    ckpt_dir = _ckpt_dir(workdir, cell, seed)
     train = make_train(c, cfg=cfg, init_params=sft_params, train_problems=train_p,
-                       eval_problems=eval_p, log_fn=log,
-                       ckpt_dir=os.path.join(workdir, "ckpt", spec["cond"], f"{spec['label']}_s{seed}"))
+                       eval_problems=eval_p, log_fn=log, ckpt_dir=ckpt_dir)
     _, hist = train(jax.random.PRNGKey(1000 + seed))
-    write_json_atomic(out_path, hist)
-    shutil.rmtree(os.path.join(workdir, "ckpt", spec["cond"], f"{spec['label']}_s{seed}"),
-                  ignore_errors=True)   # the finished run's JSON is the record; drop its checkpoint
     return hist
 
 
 def run_stats(config, hist) -> dict:
     k = config.rl.eval_samples
     ev = hist["eval"]
-    acc = np.array([e[f"avg@{k}"] for e in ev])
-    ent = np.array(hist.get("entropy", [np.nan]))
-    norms = np.concatenate([np.asarray(g) for g in hist.get("grad_norms", [[np.nan]])])
+    acc = np.array([e[f"avg@{k}"] for e in ev], dtype=float)        # dtype=float: a JSON null reads as NaN
+    ent = np.array(hist.get("entropy", [np.nan]), dtype=float)
+    norms = np.concatenate([np.asarray(g, dtype=float) for g in hist.get("grad_norms", [[np.nan]])])
     # collapse at the end: eval avg@k below half its running peak, or the policy entropy below a quarter
     # of its first-step value (the SFT model is already confident, so an absolute 0.05 is too strict)
     collapsed = bool(dg.collapse_flags(acc)[-1]) or bool(np.nanmean(ent[-3:]) < 0.25 * ent[0])
-    mean = lambda key: float(np.nanmean(hist[key])) if hist.get(key) else float("nan")
-    return {"avg": float(acc[-1]), "pass": float(ev[-1][f"pass@{k}"]), "greedy": float(ev[-1]["greedy_acc"]),
+    mean = lambda key: float(np.nanmean(np.asarray(hist[key], dtype=float))) if hist.get(key) else float("nan")
+    nan_none = lambda x: float("nan") if x is None else float(x)
+    return {"avg": float(acc[-1]), "pass": nan_none(ev[-1][f"pass@{k}"]), "greedy": nan_none(ev[-1]["greedy_acc"]),
             "avg_gain": float(acc[-1] - acc[0]), "collapsed": float(collapsed),
             "spikes": float(dg.spike_count(norms, factor=config.spike_factor)),
             "max_norm": float(np.nanmax(norms)), "frac_big_norm": float(np.mean(norms > config.big_norm)),
@@ -108,7 +127,7 @@ def run_stats(config, hist) -> dict:
             "switch_filt": mean("switch_filt"), "runlen_raw": mean("runlen_raw"),
             "runlen_filt": mean("runlen_filt"), "lowfreq_raw": mean("lowfreq_raw"),
             "lowfreq_filt": mean("lowfreq_filt"), "log_ratio_var": mean("log_ratio_var"),
-            "entropy_end": float(np.nanmean(ent[-3:])), "reward_end": float(np.mean(hist["reward"][-5:]))}
+            "entropy_end": float(np.nanmean(ent[-3:])), "reward_end": float(np.mean(np.asarray(hist["reward"][-5:], dtype=float)))}
 
 
 def run(config, workdir: str) -> dict:
@@ -119,22 +138,24 @@ def run(config, workdir: str) -> dict:
     specs = run_specs(config)
     seeds = list(config.seeds)
     results, hists = {}, {}
-    prog = Progress(len(specs) * len(seeds), desc="kpo runs")
-    done = lambda sp, sd: os.path.exists(os.path.join(workdir, "runs", sp["cond"], f"{sp['label']}_s{sd}.json"))
+    cells = make_cells(config, specs)
     n_total = len(specs)
     if config.summarize_only:   # report the finished runs only (a long study still in progress)
-        specs = [sp for sp in specs if all(done(sp, sd) for sd in seeds)]
+        keep = [all(study.load_record(workdir, cell, sd) is not None for sd in seeds) for cell in cells]
+        specs = [sp for sp, k in zip(specs, keep) if k]
+        cells = [cell for cell, k in zip(cells, keep) if k]
         if not specs:
             raise ValueError(f"summarize_only: no spec has finished runs for all seeds in {workdir!r}")
     with MetricsWriter(os.path.join(workdir, "metrics.jsonl")) as mw:
-        for spec in specs:
-            for seed in seeds:
-                h = run_one(config, spec, seed, cfg=cfg, sft_params=sft_params, train_p=train_p,
-                            eval_p=eval_p, workdir=workdir, mw=mw)
-                hists[(spec["cond"], spec["label"], seed)] = h
-                results[(spec["cond"], spec["label"], seed)] = run_stats(config, h)
-                prog.update(1, run=f"{spec['cond']}/{spec['label']}/s{seed}")
-    prog.close()
+        records = study.run_study(cells, lambda cell, seed: run_one(
+            cell, seed, cfg=cfg, sft_params=sft_params, train_p=train_p, eval_p=eval_p, workdir=workdir, mw=mw),
+            workdir=workdir, seeds=seeds)
+    for spec, cell in zip(specs, cells):
+        for seed in seeds:
+            shutil.rmtree(_ckpt_dir(workdir, cell, seed), ignore_errors=True)   # the record is the result
+            h = records[cell.id][seed]
+            hists[(spec["cond"], spec["label"], seed)] = h
+            results[(spec["cond"], spec["label"], seed)] = run_stats(config, h)
     k = config.rl.eval_samples
     vals = lambda cond, label, key: [results[(cond, label, s)][key] for s in seeds]
 
@@ -165,11 +186,6 @@ def run(config, workdir: str) -> dict:
             kind="no_worse", margin=0.02,
             note=f"final held-out avg@{k} on {len(eval_p)} {config.task.family} problems; margin 0.02"))
         claims.append(claim(
-            f"stability_{cond}", f"KPO-clipped has fewer gradient-norm spikes than GRPO ({cond} stress)",
-            "max pre-clip grad norm", ours=(ours, vals(cond, ours, "max_norm")),
-            baselines={b: vals(cond, b, "max_norm") for b in baselines}, higher_is_better=False,
-            kind="better", note="max over all updates of the pre-clip global norm"))
-        claims.append(claim(
             f"stability_frac_{cond}", f"KPO-clipped has a smaller share of updates with a pre-clip gradient "
             f"norm > {config.big_norm:g} than the GRPO family ({cond} stress)", f"fraction of updates with norm > "
             f"{config.big_norm:g}", ours=(ours, vals(cond, ours, "frac_big_norm")),
@@ -181,20 +197,20 @@ def run(config, workdir: str) -> dict:
                 f"ours_tr_{cond}", f"Ours (KPO-TR: raw-ratio trust region) is at least as accurate as "
                 f"KPO-clipped ({cond})", f"held-out avg@{k}", ours=("kpo_tr", vals(cond, "kpo_tr", "avg")),
                 baselines={"kpo_clipped": vals(cond, "kpo_clipped", "avg")}, higher_is_better=True,
-                kind="no_worse", margin=0.02, note="our variant, not from the paper"))
+                kind="no_worse", margin=0.02, block="variant", note="our variant, not from the paper"))
     if ("learn", "grpo") in have:
         claims.append(claim(
             "grpo_learns", "In the learning regime GRPO raises held-out accuracy over the SFT start "
             "(sanity check of the setting, not a paper claim)", f"held-out avg@{k} gain",
             ours=("grpo", vals("learn", "grpo", "avg_gain")), baselines={"sft_start": [0.0] * len(seeds)},
-            higher_is_better=True, kind="better",
+            higher_is_better=True, kind="better", block="sanity",
             note="final minus step-0 held-out avg@k per seed (step-0 evaluation uses the run's own key)"))
     if ("noise", "kpo_clipped") in have:
         claims.append(claim(
             "switch_reduction", "Filtering lowers the switch frequency of the off-policy indicator "
             "1[|z|>log 1.2] (noise stress, KPO-clipped runs)", "switch frequency",
             ours=("filtered", vals("noise", "kpo_clipped", "switch_filt")),
-            baselines={"raw": vals("noise", "kpo_clipped", "switch_raw")}, higher_is_better=False, kind="better",
+            baselines={"raw": vals("noise", "kpo_clipped", "switch_raw")}, higher_is_better=False, kind="better", block="sanity",
             note=f"diagnostic filter Q/V={config.rl.diag_Q:g} on every update's log-ratios"))
 
     # ---- figures

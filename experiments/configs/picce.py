@@ -24,6 +24,7 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.large_j = 8                              # "large J" for claims (c) and (d): J >= large_j
     c.flat_tol = 0.02                          # (b) PiCCE accuracy drop J=2 -> J_max within 2 points
     c.drop_margin = 0.01                       # (b) vanilla accuracy must drop by more than 1 point
+    c.error_margin = 0.01                      # (d) PiCCE system error no worse than vanilla within 1 point
     c.mass_rel_tol = 0.25                      # (a) vanilla mass within 25% of 1/(1+A) at every J >= 2
     c.mass_floor = 0.45                        # (a) PiCCE mass >= ~1/2
     if size == "quick":

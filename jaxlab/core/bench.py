@@ -64,3 +64,41 @@ def cli(name: str, run: Callable[[str, str | None], dict], sizes, doc: str | Non
     a = p.parse_args(argv)
     out = a.out if a.out is not None else (f"results/bench/{name}.json" if a.size == "full" else "")
     return run(a.size, out or None)
+
+
+# ----------------------------------------------------------------- the machine's limits (issue 19)
+def elementwise_floor_s(shape, dtype="float32", repeats: int = 21) -> float:
+    """Median seconds of a jitted `z * 2 + 1` on an array of `shape`: one read and one write of the
+    array, the floor for any [B, T] -> [B, T] map (a filter, a per-token loss)."""
+    import jax.numpy as jnp
+    z = jnp.ones(shape, dtype)
+    f = jax.jit(lambda z: z * 2 + 1)
+    jax.block_until_ready(f(z))
+    return median_time(lambda: f(z), repeats)
+
+
+def matmul_peak_flops(n: int = 2048, dtype="float32", repeats: int = 7) -> float:
+    """FLOP/s of a jitted [n, n] @ [n, n] matmul (2 n^3 flops): the compute peak XLA reaches here."""
+    import jax.numpy as jnp
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    return 2.0 * n ** 3 / median_time(lambda: f(a), repeats)
+
+
+def stream_read_bytes_per_s(n_bytes: int = 256 << 20, repeats: int = 11) -> float:
+    """Bytes/s of a jitted full reduction (sum) of a float32 array of `n_bytes`: the streaming-read rate."""
+    import jax.numpy as jnp
+    x = jnp.ones((n_bytes // 4,), jnp.float32)
+    f = jax.jit(jnp.sum)
+    jax.block_until_ready(f(x))
+    return n_bytes / median_time(lambda: f(x), repeats)
+
+
+def fresh_compile_s(jitted, *args, **kwargs) -> float:
+    """Seconds to lower and compile `jitted` for these arguments, with JAX's caches cleared first so
+    that an earlier compile of the same function is not reused."""
+    jax.clear_caches()
+    t0 = time.perf_counter()
+    jitted.lower(*args, **kwargs).compile()
+    return time.perf_counter() - t0

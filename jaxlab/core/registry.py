@@ -59,15 +59,21 @@ EXPERIMENTS: tuple[Experiment, ...] = (
                budget_s=150),
     Experiment("drmas", "Dr. MAS: Stable Reinforcement Learning for Multi-Agent LLM Systems", "2602.08847", "jaxlab.rl",
                "Normalizing advantages per agent stabilizes multi-agent RL and improves accuracy over global "
-               "normalization."),
+               "normalization.",
+               runner="experiments.drmas:run", config="experiments/configs/drmas.py",
+               colab="colabs/drmas.ipynb", budget_s=150),
     Experiment("gpac", "G-PAC / C-PAC: group-conditional PAC guarantees for thinking/non-thinking switching",
                "2601.22790",
                "jaxlab.pac",
                "Group-conditional PAC switching keeps the error guarantee in every group while saving thinking "
-               "compute."),
+               "compute.",
+               runner="experiments.gpac:run", config="experiments/configs/gpac.py",
+               colab="colabs/gpac.ipynb", budget_s=150),
     Experiment("ars", "Harnessing Reasoning Trajectories for Hallucination Detection via Answer-agreement "
                "Representation Shaping", "2601.17467", "jaxlab.ars",
-               "Shaping hidden states by answer agreement improves hallucination detection over raw embeddings."),
+               "Shaping hidden states by answer agreement improves hallucination detection over raw embeddings.",
+               runner="experiments.ars:run", config="experiments/configs/ars.py",
+               colab="colabs/ars.ipynb", budget_s=180),
     Experiment("finance_dataflow", "History Is Not Enough: An Adaptive Dataflow System for Financial Time-Series "
                "Synthesis", "2601.10143", "jaxlab.finance",
                "Drift-aware, planner-scheduled augmentation lowers forecasting error and improves risk-adjusted "
@@ -77,7 +83,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("robust_trading", "Bayesian Robust Financial Trading with Adversarial Synthetic Market Data", "2601.17008",
                "jaxlab.finance",
                "A macro-conditioned GAN adversary with a Bayesian NFSP agent yields more robust trading under "
-               "regime shifts."),
+               "regime shifts.",
+               runner="experiments.robust_trading:run", config="experiments/configs/robust_trading.py",
+               colab="colabs/robust_trading.ipynb", budget_s=240),
     Experiment("farl", "Failure-Aware RL: Reliable Offline-to-Online RL with Self-Recovery", "2601.07821",
                "jaxlab.farl",
                "A world-model safety critic with a recovery policy cuts intervention-requiring failures during "
@@ -87,7 +95,9 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     Experiment("agentocr", "AgentOCR: Reimagining Agent History via Optical Self-Compression", "2601.04786",
                "jaxlab.agentocr",
                "Rendering agent history as images with a segment optical cache and a self-compression reward keeps "
-               "task success at a fraction of the history tokens."),
+               "task success at a fraction of the history tokens.",
+               runner="experiments.agentocr:run", config="experiments/configs/agentocr.py",
+               colab="colabs/agentocr.ipynb", budget_s=180),
 )
 
 

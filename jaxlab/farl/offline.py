@@ -15,7 +15,8 @@ import numpy as np
 import optax
 
 from jaxlab.farl.envs import demo_action, retreat_action, scripted_push_action
-from jaxlab.farl.ppo import POLICY, TWIN, VALUE, WM_MEMBER, gae, gaussian_logp, ppo_policy_loss
+from jaxlab.farl import losses
+from jaxlab.farl.ppo import POLICY, TWIN, VALUE, WM_MEMBER, gaussian_logp
 from jaxlab.farl.safety import safety_bellman_target
 
 
@@ -90,15 +91,15 @@ def _adam_fit(loss_fn, params, data, *, key, steps: int, batch: int, lr: float):
         u, o = tx.update(g, o, p)
         return (optax.apply_updates(p, u), o), loss
 
-    (params, _), losses = jax.lax.scan(body, (params, tx.init(params)), jax.random.split(key, steps))
-    return params, losses
+    (params, _), fit_losses = jax.lax.scan(body, (params, tx.init(params)), jax.random.split(key, steps))
+    return params, fit_losses
 
 
 def bc_policy(key, data, *, steps: int = 2000, batch: int = 256, lr: float = 1e-3, obs_dim: int = 12):
     """Behaviour cloning of the Gaussian policy's mean (MSE); data: obs [N, D], action [N, A]."""
     k_init, k_fit = jax.random.split(key)
     params = POLICY.init(k_init, jnp.zeros((obs_dim,)))
-    loss = lambda p, mb: jnp.mean((POLICY.apply(p, mb["obs"])[0] - mb["action"]) ** 2)
+    loss = lambda p, mb: losses.bc_loss(POLICY.apply(p, mb["obs"])[0], mb["action"])
     return _adam_fit(loss, params, {"obs": data["obs"], "action": data["action"]}, key=k_fit, steps=steps,
                      batch=batch, lr=lr)
 
@@ -106,29 +107,30 @@ def bc_policy(key, data, *, steps: int = 2000, batch: int = 256, lr: float = 1e-
 def fit_value(key, obs, ret, *, steps: int = 2000, batch: int = 256, lr: float = 1e-3):
     k_init, k_fit = jax.random.split(key)
     params = VALUE.init(k_init, jnp.zeros(obs.shape[1:]))
-    loss = lambda p, mb: jnp.mean((VALUE.apply(p, mb["obs"]) - mb["ret"]) ** 2)
+    loss = lambda p, mb: losses.value_loss(VALUE.apply(p, mb["obs"]), mb["ret"])
     return _adam_fit(loss, params, {"obs": obs, "ret": ret}, key=k_fit, steps=steps, batch=batch, lr=lr)
 
 
 def monte_carlo_returns(traj, *, gamma: float):
     """Discounted returns within episodes (truncations bootstrap nothing), time-major [T, N]."""
     zeros = jnp.zeros_like(traj["reward"])
-    _, ret = gae(traj["reward"], zeros, zeros, traj["done"], gamma=gamma, lam=1.0)
+    _, ret = losses.gae(traj["reward"], zeros, zeros, traj["done"], gamma=gamma, lam=1.0)
     return ret
 
 
-def offline_ppo(key, pi_params, data, *, epochs: int = 200, batch: int = 512, lr: float = 1e-4, clip: float = 0.2):
+def offline_ppo(key, pi_params, data, *, epochs: int = 200, batch: int = 512, lr: float = 1e-4,
+                clip_eps: float = 0.2):
     """Uni-O4-style offline improvement: clipped ratio against the (frozen) BC policy on the demo data,
     advantage = normalised (MC return - fitted V). data: obs, action, adv [N]."""
     old_mean, old_log_std = POLICY.apply(pi_params, data["obs"])
     logp_old = gaussian_logp(old_mean, old_log_std, data["action"])
-    adv = (data["adv"] - data["adv"].mean()) / (data["adv"].std() + 1e-8)
+    adv = losses.normalize_advantages(data["adv"])
     d = {"obs": data["obs"], "action": data["action"], "adv": adv, "logp": logp_old}
 
     def loss(p, mb):
         mean, log_std = POLICY.apply(p, mb["obs"])
-        return ppo_policy_loss(gaussian_logp(mean, log_std, mb["action"]), mb["logp"], mb["adv"],
-                               jnp.ones_like(mb["adv"]), clip=clip)
+        return losses.ppo_policy_loss(gaussian_logp(mean, log_std, mb["action"]), mb["logp"], mb["adv"],
+                                      jnp.ones_like(mb["adv"]), clip_eps=clip_eps)
 
     return _adam_fit(loss, pi_params, d, key=key, steps=epochs, batch=batch, lr=lr)
 
@@ -144,11 +146,8 @@ def train_world_model(key, data, *, ensemble: int = 5, steps: int = 3000, batch:
 
     def loss(p, mb):
         delta, r, logit = WM_MEMBER.apply(p, mb["obs"], mb["action"])
-        l_dyn = jnp.mean(jnp.sum((delta - (mb["next_obs"] - mb["obs"])) ** 2, -1))
-        l_r = jnp.mean((r - mb["reward"]) ** 2)
-        c = mb["cost"]
-        bce = -(pos_weight * c * jax.nn.log_sigmoid(logit) + (1 - c) * jax.nn.log_sigmoid(-logit))
-        return 100.0 * l_dyn + l_r + jnp.mean(bce) / pos_weight * 10.0
+        return losses.world_model_loss(delta, r, logit, mb["obs"], mb["next_obs"], mb["reward"], mb["cost"],
+                                       pos_weight=pos_weight)
 
     def one(k):
         k_init, k_fit = jax.random.split(k)
@@ -180,15 +179,15 @@ def train_twin_risk(key, data, pi_params, *, gamma_safe: float = 0.8, steps: int
         a_next = POLICY.apply(pi_params, mb["next_obs"])[0]
         q_next = jnp.max(TWIN.apply(tgt, mb["next_obs"], a_next), -1)
         y = safety_bellman_target(mb["cost"], q_next, mb["cost"], gamma_safe=gamma_safe)
-        loss_fn = lambda p: jnp.mean(jnp.sum((TWIN.apply(p, mb["obs"], mb["action"]) - y[:, None]) ** 2, -1))
+        loss_fn = lambda p: losses.risk_critic_loss(TWIN.apply(p, mb["obs"], mb["action"]), y)
         loss, g = jax.value_and_grad(loss_fn)(p)
         u, o = tx.update(g, o, p)
         p = optax.apply_updates(p, u)
         tgt = jax.tree.map(lambda a, b: (1 - tau) * a + tau * b, tgt, p)
         return (p, tgt, o), loss
 
-    (params, _, _), losses = jax.lax.scan(body, (params, params, tx.init(params)), jax.random.split(k_fit, steps))
-    return params, losses
+    (params, _, _), fit_losses = jax.lax.scan(body, (params, params, tx.init(params)), jax.random.split(k_fit, steps))
+    return params, fit_losses
 
 
 def make_datasets(env, key, *, num_envs: int = 32, steps: int = 100, noise: float = 0.3):

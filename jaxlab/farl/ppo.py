@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
+from jaxlab.farl.losses import gae, normalize_advantages, ppo_policy_loss, value_loss  # noqa: F401  (gae re-exported)
 from jaxlab.farl.networks import GaussianPolicy, TwinRisk, Value, WorldModelMember, gaussian_logp
 from jaxlab.farl.safety import safety_switch, world_model_risk
 
@@ -59,34 +59,6 @@ def make_arm(name: str, *, eps_wm: float = 0.3, eps_q: float = 0.3, lagrange_lr:
                f(float(learn)))
 
 
-# ----------------------------------------------------------------------------------------------- losses
-def gae(reward_t, value_t, next_value_t, done_t, *, gamma: float, lam: float):
-    """Generalised advantage estimation, time-major [T, ...].
-
-    delta_t = r_t + gamma next_value_t - V_t (next_value_t already 0 on termination and V(terminal obs) on
-    truncation); A_t = delta_t + gamma lam (1 - done_t) A_{t+1}. Returns (advantages, returns) [T, ...].
-    """
-    delta = reward_t + gamma * next_value_t - value_t
-
-    def body(a_next, x):
-        d, dn = x
-        a = d + gamma * lam * (1.0 - dn) * a_next
-        return a, a
-
-    _, adv = jax.lax.scan(body, jnp.zeros_like(delta[0]), (delta, done_t), reverse=True)
-    return adv, adv + value_t
-
-
-def ppo_policy_loss(logp_new, logp_old, adv, mask, *, clip: float = 0.2):
-    """Masked clipped surrogate: -sum(mask min(rho A, clip(rho) A)) / max(sum(mask), 1). All [N] -> scalar.
-
-    mask = 0 on recovery steps: they contribute exactly zero policy gradient.
-    """
-    rho = jnp.exp(logp_new - logp_old)
-    surr = jnp.minimum(rho * adv, jnp.clip(rho, 1.0 - clip, 1.0 + clip) * adv)
-    return -jnp.sum(mask * surr) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
 # ------------------------------------------------------------------------------------------- the helpers
 def wm_step(wm_params, obs_e, act_e):
     """World-model ensemble step: member e maps (obs_e[e], act_e[e]) -> (next obs [E, D], failure prob [E])."""
@@ -116,7 +88,7 @@ class TrainState(NamedTuple):
 
 def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs: int = 4,
                minibatches: int = 4, lr: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
-               clip: float = 0.2, horizon: int = 5, gamma_risk: float = 0.9, cost_budget: float = 0.0,
+               clip_eps: float = 0.2, horizon: int = 5, gamma_risk: float = 0.9, cost_budget: float = 0.0,
                risk_mode: str = "max", trace: bool = False):
     """Builds `train(key, arm, pre) -> (TrainState, metrics [iterations])`.
 
@@ -178,18 +150,15 @@ def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs:
         batch = dict(obs=flat(tr["obs"]), action=flat(tr["action"]), logp=flat(tr["logp"]), adv=flat(adv),
                      ret=flat(ret), mask=flat(mask))
         n = batch["adv"].shape[0]
-        m = batch["mask"]
-        mu = jnp.sum(batch["adv"] * m) / jnp.maximum(m.sum(), 1.0)
-        sd = jnp.sqrt(jnp.sum(m * (batch["adv"] - mu) ** 2) / jnp.maximum(m.sum(), 1.0)) + 1e-8
-        batch["adv"] = (batch["adv"] - mu) / sd
+        batch["adv"] = normalize_advantages(batch["adv"], batch["mask"])
 
         def pi_loss(p, mb):
             mean, log_std = POLICY.apply(p, mb["obs"])
             return ppo_policy_loss(gaussian_logp(mean, log_std, mb["action"]), mb["logp"], mb["adv"], mb["mask"],
-                                   clip=clip)
+                                   clip_eps=clip_eps)
 
         def v_loss(p, mb):
-            return 0.5 * jnp.mean((VALUE.apply(p, mb["obs"]) - mb["ret"]) ** 2)
+            return value_loss(VALUE.apply(p, mb["obs"]), mb["ret"], coef=0.5)
 
         def epoch(carry, k):
             pi_p, v_p, pi_o, v_o = carry

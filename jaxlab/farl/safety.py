@@ -16,6 +16,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxlab.core.classification import auroc, precision_recall  # noqa: F401  (moved to core)
+
 
 def safety_bellman_target(cost: jax.Array, q_next: jax.Array, terminal: jax.Array, *,
                           gamma_safe: float) -> jax.Array:
@@ -113,29 +115,3 @@ def risk_labels(cost_t: jax.Array, done_t: jax.Array, *, horizon: int) -> jax.Ar
     init = jnp.full(cost_t.shape[1:], 10**6, jnp.int32)
     _, steps = jax.lax.scan(body, init, (cost_t, done_t), reverse=True)
     return (steps <= horizon).astype(jnp.float32)
-
-
-def precision_recall(pred: jax.Array, label: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Precision and recall of binary predictions (0/0 -> 1 for precision, 0/0 -> 1 for recall)."""
-    pred, label = jnp.asarray(pred, jnp.float32), jnp.asarray(label, jnp.float32)
-    tp = jnp.sum(pred * label)
-    prec = jnp.where(jnp.sum(pred) > 0, tp / jnp.maximum(jnp.sum(pred), 1.0), 1.0)
-    rec = jnp.where(jnp.sum(label) > 0, tp / jnp.maximum(jnp.sum(label), 1.0), 1.0)
-    return prec, rec
-
-
-def auroc(scores: jax.Array, labels: jax.Array) -> float:
-    """Area under the ROC curve via the Mann-Whitney statistic (ties count 1/2). scores, labels: [N].
-
-    Rank-based, O(N log N) time and O(N) memory: AUROC = (sum of positive ranks - P (P + 1) / 2) / (P N_neg),
-    with average ranks for ties."""
-    import numpy as np
-    from scipy.stats import rankdata
-    s, y = np.asarray(scores, np.float64).ravel(), np.asarray(labels).ravel() > 0.5
-    if s.shape != y.shape:
-        raise ValueError(f"labels: expected the shape of scores {s.shape}, got {y.shape}")
-    if y.all() or (~y).all():
-        raise ValueError("labels: expected both classes present")
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))

@@ -7,6 +7,7 @@ and training (`train`).
 """
 
 from jaxlab.finance.dqn import dqn_loss, dqn_targets, epsilon_schedule
+from jaxlab.finance.losses import DQNLossHParams, forecast_loss  # the front door: jaxlab.finance.losses
 from jaxlab.finance.metrics import (equity_curve, information_coefficient, long_short_returns, mae,
                                     max_drawdown, mse, rank_information_coefficient, risk_aware_loss,
                                     sharpe_ratio, total_return)
@@ -18,3 +19,12 @@ from jaxlab.finance.ops import (MIX_OPS, SINGLE_OPS, amplitude_mix, binary_mix, 
 from jaxlab.finance.planner import (expected_augmentation, hyper_objective, hypergradient, scheduler_alpha,
                                     scheduler_update)
 from jaxlab.finance.provenance import array_digest, replay
+# paper B (robust trading, arXiv 2601.17008): macro data, conditional GAN, adversary, QBN, NFSP, trader
+from jaxlab.finance.adversary import (adversary_reinforce_loss, discounted_returns, gaussian_log_prob,
+                                      project_delta, sample_delta)
+from jaxlab.finance.belief import belief_bucket, interval_coverage, pinball_loss, soft_belief
+from jaxlab.finance.gan import (bce_with_logits, gan_discriminator_loss, gan_embedder_loss, gan_generator_loss,
+                                moment_loss, std_loss, supervised_loss)
+from jaxlab.finance.macro import align_released, release_dates, synthetic_macro_world
+from jaxlab.finance.nfsp import exploitability, nash_conv, reservoir_add, reservoir_init
+from jaxlab.finance.robust_trader import trading_metrics

@@ -10,7 +10,8 @@ Every piece is pure: the whole training loop is a `lax.scan` over vectorised env
 (`train_chunk`), so a run is a pytree `DQNState` that can be checkpointed between chunks and vmapped
 over arms (original / augmented banks) or seeds.
 
-Pure losses importable at the package top level: `dqn_targets`, `dqn_loss`, `epsilon_schedule`.
+The losses `dqn_targets` and `dqn_loss` live in `jaxlab.finance.losses` (re-exported here and at the package
+top level with `epsilon_schedule`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import optax
 
 from jaxlab.finance import env as env_lib
 from jaxlab.finance import metrics as M
+from jaxlab.finance.losses import dqn_loss, dqn_targets  # noqa: F401  (the losses live in losses.py)
 from jaxlab.finance.models import window_features
 
 NUM_ACTIONS = 3
@@ -41,29 +43,7 @@ class QNetwork(nn.Module):
         return nn.Dense(NUM_ACTIONS)(h)
 
 
-# ----------------------------------------------------------------------------------------- pure losses
-def dqn_targets(rewards_b, discounts_b, q_next_target_ba, q_next_online_ba=None):
-    """One-step Q-learning targets y = r + discount * Q_target(s', a*).
-
-    a* = argmax_a Q_target(s', a) (DQN) or argmax_a Q_online(s', a) when `q_next_online_ba` is given
-    (double DQN). discounts_b = gamma * (1 - terminal). Targets carry no gradient.
-    Args: rewards_b [B], discounts_b [B], q_next_target_ba [B, A], q_next_online_ba [B, A] or None.
-    Returns: [B].
-    """
-    if q_next_online_ba is None:
-        v = jnp.max(q_next_target_ba, axis=-1)
-    else:
-        a = jnp.argmax(q_next_online_ba, axis=-1)
-        v = jnp.take_along_axis(q_next_target_ba, a[:, None], axis=-1)[:, 0]
-    return jax.lax.stop_gradient(rewards_b + discounts_b * v)
-
-
-def dqn_loss(q_ba, actions_b, targets_b, *, huber_delta=1.0):
-    """Mean Huber loss of Q(s, a) against the targets. q_ba [B, A], actions_b [B] int, targets_b [B]."""
-    q = jnp.take_along_axis(q_ba, actions_b[:, None].astype(jnp.int32), axis=-1)[:, 0]
-    return jnp.mean(optax.huber_loss(q, targets_b, delta=huber_delta))
-
-
+# ----------------------------------------------------------------------------------- exploration schedule
 def epsilon_schedule(step, *, start=1.0, end=0.05, decay_steps=1000):
     """Linear decay from start to end over decay_steps, then constant."""
     frac = jnp.clip(step / jnp.maximum(decay_steps, 1), 0.0, 1.0)

@@ -16,6 +16,7 @@ serves all five.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -28,6 +29,7 @@ from jaxlab.finance import metrics as M
 from jaxlab.finance import ops
 from jaxlab.finance import planner as planner_lib
 from jaxlab.finance import provenance as prov
+from jaxlab.finance.losses import forecast_loss
 from jaxlab.finance.models import Planner, make_model, window_features, window_stats
 
 METHODS = ("original", "randaugment", "trivialaugment", "adaaug", "ours")
@@ -95,25 +97,20 @@ def fold_stats(prepared: Prepared) -> FoldStats:
                                                               prepared.fmu, prepared.fsd, prepared.ysd)))
 
 
-_AUGMENT_CACHE: dict = {}
-_STEP_CACHE: dict = {}
-
-
+@functools.lru_cache(maxsize=8)
 def _augment_fn(st_all, k_targets, b_max):
-    """Jitted (x, y, asset, px_b, py_b, stats, q, lam, mask, key) -> (x~, y~, b); cached per options."""
-    ck = (bool(st_all), int(k_targets), float(b_max))
-    if ck not in _AUGMENT_CACHE:
-        @jax.jit
-        def augment(x, y, asset, px_b, py_b, stats, q, lam, mask, key):
-            n = x.shape[0]
-            keys = jax.random.split(key, n)
-            bc = lambda a: jnp.broadcast_to(a, (n,) + a.shape)
-            xa, ya, b = jax.vmap(lambda *a: ops.manipulate_pair(*a[:8], a[8], a[9], a[10], st_all=st_all,
-                                                                k_targets=k_targets, b_max=b_max))(
-                x, y, asset, px_b, py_b, bc(stats.pvals), bc(stats.mu), bc(stats.sd), q, lam, keys)
-            return jnp.where(mask[:, None, None], xa, x), jnp.where(mask, ya, y), jnp.where(mask, b, -1)
-        _AUGMENT_CACHE[ck] = augment
-    return _AUGMENT_CACHE[ck]
+    """Jitted (x, y, asset, px_b, py_b, stats, q, lam, mask, key) -> (x~, y~, b); cached per options (every
+    value the jitted function closes over is an argument of this cached builder)."""
+    @jax.jit
+    def augment(x, y, asset, px_b, py_b, stats, q, lam, mask, key):
+        n = x.shape[0]
+        keys = jax.random.split(key, n)
+        bc = lambda a: jnp.broadcast_to(a, (n,) + a.shape)
+        xa, ya, b = jax.vmap(lambda *a: ops.manipulate_pair(*a[:8], a[8], a[9], a[10], st_all=st_all,
+                                                            k_targets=k_targets, b_max=b_max))(
+            x, y, asset, px_b, py_b, bc(stats.pvals), bc(stats.mu), bc(stats.sd), q, lam, keys)
+        return jnp.where(mask[:, None, None], xa, x), jnp.where(mask, ya, y), jnp.where(mask, b, -1)
+    return augment
 
 
 def make_augment(prepared: Prepared, *, st_all=False, k_targets=5, b_max=0.5):
@@ -131,12 +128,28 @@ def make_augment(prepared: Prepared, *, st_all=False, k_targets=5, b_max=0.5):
     return augment
 
 
-def _step_fns(config):
+class StepHParams(NamedTuple):
+    """Everything the compiled plan / update / predict functions close over (hashable: the cache key)."""
+    model: str = "gru"
+    planner_hidden: int = 64
+    lr: float = 1e-3
+    planner_lr: float = 1e-3
+    eta: float = 1e-3
+    gamma: float = 0.05
+    st_all: bool = False
+    k_targets: int = 5
+    b_max: float = 0.5
+
+    @classmethod
+    def from_config(cls, config) -> "StepHParams":
+        return cls(str(config.model), int(config.planner_hidden), float(config.lr), float(config.planner_lr),
+                   float(config.eta), float(config.gamma), bool(config.st_all), int(config.k_targets),
+                   float(config.b_max))
+
+
+@functools.lru_cache(maxsize=16)
+def _step_fns(config: StepHParams):
     """Compiled plan / update / predict for one model + hyperparameters, shared across data sets and folds."""
-    ck = (config.model, int(config.planner_hidden), float(config.lr), float(config.planner_lr), float(config.eta),
-          float(config.gamma), bool(config.st_all), int(config.k_targets), float(config.b_max))
-    if ck in _STEP_CACHE:
-        return _STEP_CACHE[ck]
     model = make_model(config.model)
     planner = Planner(num_pairs=ops.NUM_PAIRS, hidden=config.planner_hidden)
     tx = optax.adam(config.lr)
@@ -147,7 +160,7 @@ def _step_fns(config):
 
     def task_losses(theta, x, y, stats):
         pred, _ = model.apply(theta, feats(x, stats))
-        return (pred - y / stats.ysd) ** 2
+        return forecast_loss(pred, y, y_scale=stats.ysd, reduction="none")
 
     def policy(phi, theta, x, stats):
         _, h = model.apply(theta, feats(x, stats))
@@ -210,15 +223,45 @@ def _step_fns(config):
         phi = planner.init(k2, h, window_stats(x0))
         return TrainState(theta, tx.init(theta), phi, tx_phi.init(phi))
 
-    fns = dict(plan=plan, update=update, predict=predict, init=init, outer_grad=outer_grad)
-    _STEP_CACHE[ck] = fns
-    return fns
+    return dict(plan=plan, update=update, predict=predict, init=init, outer_grad=outer_grad)
 
 
-def make_train(config, prepared: Prepared):
-    """config fields: model, batch_size, epochs, steps_per_epoch, lr, planner_lr, eta, gamma, freq,
-    planner_start, tau, patience, val_batch, st_all, k_targets, b_max, fixed_alpha."""
-    fns = _step_fns(config)
+class TrainHParams(NamedTuple):
+    """Typed hyperparameters of `make_train` (one default each; the quick experiment's values)."""
+    model: str = "gru"
+    batch_size: int = 64
+    epochs: int = 3
+    steps_per_epoch: int = 8
+    lr: float = 1e-3
+    planner_lr: float = 1e-3
+    planner_hidden: int = 64
+    eta: float = 1e-3
+    gamma: float = 0.05
+    freq: int = 3
+    planner_start: int = 1
+    tau: float = 5.0
+    patience: int = 5
+    val_batch: int = 128
+    st_all: bool = False
+    k_targets: int = 5
+    b_max: float = 0.5
+    fixed_alpha: float = 0.5
+
+    @classmethod
+    def from_config(cls, config) -> "TrainHParams":
+        """From any mapping or attribute container holding these fields (an experiment's ConfigDict or dict)."""
+        get = (lambda k: config[k]) if isinstance(config, dict) else (lambda k: getattr(config, k))
+        return cls(**{k: type(d)(get(k)) for k, d in cls._field_defaults.items()})
+
+
+def make_train(config: TrainHParams, prepared: Prepared):
+    """`train(key, method, log_path=None, monitor=False)` for one fold (`prepared`).
+
+    config: `TrainHParams` (an experiment converts its config once with `TrainHParams.from_config`; any other
+    container is converted here, for old callers)."""
+    if not isinstance(config, TrainHParams):
+        config = TrainHParams.from_config(config)
+    fns = _step_fns(StepHParams.from_config(config))
     stats = fold_stats(prepared)
     core_aug = _augment_fn(config.st_all, config.k_targets, config.b_max)
     augment = make_augment(prepared, st_all=config.st_all, k_targets=config.k_targets, b_max=config.b_max)

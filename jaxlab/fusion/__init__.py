@@ -9,7 +9,9 @@ from jaxlab.fusion.audio import log_mel, mel_filterbank, mel_spectrogram, resona
 from jaxlab.fusion.cabinet import CabinetParams, CabinetState
 from jaxlab.fusion.encoders import (BASE_VARIANTS, FUSION_VARIANTS, AudioConditionedBranch, FusionEncoder,
                                     LowRankFusion, PolicyObs, lmf, lmf_full_tensor, parse_variant, tensor_fusion)
-from jaxlab.fusion.mi import dv_bound, estimate_mi, infonce_bound
+from jaxlab.fusion.losses import (MINEHParams, diffusion_policy_loss, dv_bound, eps_prediction_loss, infonce_bound,
+                                  infonce_loss, mine_loss)
+from jaxlab.fusion.mi import estimate_mi
 from jaxlab.fusion.policy import (PolicyConfig, PolicyNet, TrainState, chunk_indices, expert_dataset, make_policy_fn,
                                   make_train, rollout_policy, task_module, task_params, window_indices)
 from jaxlab.fusion.pour import PourParams, PourState, check_action, rollout_expert
@@ -21,4 +23,5 @@ __all__ = [
     "PolicyConfig", "PolicyNet", "TrainState", "chunk_indices", "expert_dataset", "make_policy_fn", "make_train",
     "rollout_policy", "window_indices", "PourParams", "PourState", "check_action", "rollout_expert",
     "CabinetParams", "CabinetState", "task_module", "task_params",
+    "MINEHParams", "diffusion_policy_loss", "eps_prediction_loss", "infonce_loss", "mine_loss",
 ]

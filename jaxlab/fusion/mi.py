@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxlab.fusion.losses import dv_bound, infonce_bound, infonce_loss, mine_loss  # noqa: F401  (bounds re-exported)
 
 class Critic(nn.Module):
     """Concatenation critic T(z, y) = MLP([z, y]). z: [..., dz], y: [..., dy] -> [...]."""
@@ -50,19 +51,6 @@ def _pair_scores(critic, params, z_nd, y_nk):
     zz = jnp.broadcast_to(z_nd[:, None, :], (n, n, z_nd.shape[-1]))
     yy = jnp.broadcast_to(y_nk[None, :, :], (n, n, y_nk.shape[-1]))
     return critic.apply(params, zz, yy)
-
-
-def infonce_bound(scores_nn):
-    """InfoNCE lower bound log N + mean_i [S_ii - logsumexp_j S_ij]; at most log N. scores_nn: [N, N]."""
-    n = scores_nn.shape[0]
-    return jnp.log(n) + jnp.mean(jnp.diag(scores_nn) - jax.nn.logsumexp(scores_nn, axis=1))
-
-
-def dv_bound(scores_nn):
-    """Donsker-Varadhan bound mean_i S_ii - log mean_{i != j} exp S_ij (off-diagonal pairs = product of marginals)."""
-    n = scores_nn.shape[0]
-    off = jnp.where(jnp.eye(n, dtype=bool), -jnp.inf, scores_nn)
-    return jnp.mean(jnp.diag(scores_nn)) - (jax.nn.logsumexp(off) - jnp.log(n * (n - 1)))
 
 
 def _standardize(train, test):
@@ -129,13 +117,8 @@ def _mi_fns(critic, method: str, batch: int, lr: float, ema: float, eval_batches
     def loss_fn(params, z, y, ma):
         s = _pair_scores(critic, params, z, y)
         if method == "infonce":
-            return -infonce_bound(s), ma
-        n = s.shape[0]
-        joint = jnp.mean(jnp.diag(s))
-        off = jnp.where(jnp.eye(n, dtype=bool), 0.0, jnp.exp(s)).sum() / (n * (n - 1))
-        ma = ema * ma + (1 - ema) * jax.lax.stop_gradient(off)
-        # MINE's bias-corrected gradient: d/dtheta log E[e^T] ~ d/dtheta E[e^T] / moving average
-        return -(joint - off / ma), ma
+            return infonce_loss(s), ma
+        return mine_loss(s, ma, ema=ema)
 
     @jax.jit
     def train(params, zt, yt, keys):

@@ -19,6 +19,7 @@ from jaxlab.fusion import cabinet as C
 from jaxlab.fusion import pour as P
 from jaxlab.fusion.audio import log_mel
 from jaxlab.fusion.encoders import FusionEncoder, PolicyObs, parse_variant
+from jaxlab.fusion.losses import diffusion_policy_loss
 
 LOGMEL_SHIFT, LOGMEL_SCALE = 8.0, 4.0  # log(mel + 1e-6) -> (x + 8) / 4, roughly [-1.5, 2.5]
 
@@ -183,7 +184,7 @@ def make_train(cfg: PolicyConfig, dataset, p=P.PourParams()):
         return TrainState(params, params, tx.init(params), jnp.zeros((), jnp.int32))
 
     def loss_fn(params, obs, x0, key):
-        return D.eps_loss(lambda x, t: net.apply(params, obs, x, t), sched, key, x0)
+        return diffusion_policy_loss(lambda x, t: net.apply(params, obs, x, t), sched, key, x0)
 
     def update(state: TrainState, key):
         k1, k2 = jax.random.split(key)

@@ -23,14 +23,14 @@ from jaxlab.lm.sampler import SampleOutput, sample, sequences
 from jaxlab.lm.tokenizer import CharTokenizer
 from jaxlab.lm.tasks import (FAMILIES, Problem, check_disjoint, find_overlap, generate,
                              generate_mix, parse_answer, split_of, verify, all_add1, UNPARSEABLE)
-from jaxlab.lm.train import make_train, model_config, sft_arrays, sft_loss
+from jaxlab.lm.train import make_train, model_config, rows_arrays, sft_arrays, sft_loss
 from jaxlab.lm.evaluate import evaluate, generate_answers, pass_at_k
-from jaxlab.lm.cache import load, load_or_train, model_key
+from jaxlab.lm.cache import load, load_or_train, model_key, rows_digest
 
 __all__ = [
     "LMConfig", "Hidden", "TinyLM", "apply", "init", "logprobs", "num_params", "output_log_softmax",
     "SampleOutput", "sample", "sequences", "CharTokenizer", "FAMILIES", "Problem",
     "check_disjoint", "find_overlap", "generate", "generate_mix", "parse_answer", "split_of",
-    "verify", "all_add1", "UNPARSEABLE", "make_train", "model_config", "sft_arrays", "sft_loss",
-    "evaluate", "generate_answers", "pass_at_k", "load", "load_or_train", "model_key",
+    "verify", "all_add1", "UNPARSEABLE", "make_train", "model_config", "rows_arrays", "sft_arrays", "sft_loss",
+    "evaluate", "generate_answers", "pass_at_k", "load", "load_or_train", "model_key", "rows_digest",
 ]

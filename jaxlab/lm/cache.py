@@ -9,6 +9,7 @@ folder without it is incomplete and is trained again; training itself resumes fr
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Callable, Optional
 
@@ -30,16 +31,47 @@ def cache_root() -> str:
     return os.path.join(base, "models")
 
 
-def model_key(config: ml_collections.ConfigDict, seed: int) -> str:
-    """'lm_<12-hex hash of model/data/optim and early-stopping fields>_s<seed>'."""
+def rows_digest(rows) -> str:
+    """16-hex blake2b digest of (prompt, completion) text rows (order-sensitive)."""
+    h = hashlib.blake2b(digest_size=8)
+    for pr, co in rows:
+        h.update(pr.encode())
+        h.update(b"\x00")
+        h.update(co.encode())
+        h.update(b"\x01")
+    return h.hexdigest()
+
+
+def model_key(config: ml_collections.ConfigDict, seed: int, *, recipe: Optional[dict] = None) -> str:
+    """'lm_<12-hex hash of model/data/optim and early-stopping fields>_s<seed>'.
+
+    recipe: optional JSON-able description of custom SFT data (rows, warm start); it enters the
+    hash, so a model SFT'd on custom rows never shares the stock model's key. None keeps the stock
+    key unchanged.
+    """
     d = {k: config[k].to_dict() for k in KEY_SECTIONS}
     d["train"] = {k: config.train[k] for k in KEY_TRAIN_FIELDS}
+    if recipe is not None:
+        d["recipe"] = recipe
     return f"lm_{config_hash(d)}_s{int(seed)}"
 
 
-def load(config: ml_collections.ConfigDict, seed: int, *, root: Optional[str] = None):
+def _recipe(rows, recipe, init_key):
+    if rows is None:
+        if recipe is not None or init_key is not None:
+            raise ValueError("recipe: only used together with rows")
+        return None
+    if recipe is None:
+        raise ValueError("recipe: custom SFT rows need a JSON-able recipe dict for the cache key")
+    return {**dict(recipe), "rows_digest": rows_digest(rows), "n_rows": len(rows),
+            "init": init_key}
+
+
+def load(config: ml_collections.ConfigDict, seed: int, *, root: Optional[str] = None,
+         rows=None, recipe: Optional[dict] = None, init_key: Optional[str] = None):
     """Returns (params, info) from the cache, or None if absent or incomplete."""
-    folder = os.path.join(root or cache_root(), model_key(config, seed))
+    folder = os.path.join(root or cache_root(),
+                          model_key(config, seed, recipe=_recipe(rows, recipe, init_key)))
     if not os.path.exists(os.path.join(folder, "info.json")):
         return None
     from jaxlab.core.checkpoint import Checkpointer
@@ -52,23 +84,34 @@ def load(config: ml_collections.ConfigDict, seed: int, *, root: Optional[str] = 
 
 def load_or_train(config: ml_collections.ConfigDict, seed: int, *, root: Optional[str] = None,
                   eval_fn: Optional[Callable] = None, log_fn: Optional[Callable] = None,
-                  use_cache: bool = True):
+                  use_cache: bool = True, rows=None, recipe: Optional[dict] = None,
+                  init_params=None, init_key: Optional[str] = None):
     """Loads params for (config, seed) or trains them with `make_train(config)` and stores them.
+
+    Custom SFT data: `rows` ((prompt, completion) text pairs) with a JSON-able `recipe` (required)
+    and optionally warm-start `init_params` named by `init_key` (e.g. the stock model's cache key).
+    The recipe, a digest of the rows and init_key enter the cache key, so such a model is stored
+    apart from the stock model of the same config.
 
     Returns (params, info) where info has the training history, the cache key and `cached`
     (whether the params came from the cache).
     """
-    key = model_key(config, seed)
+    if init_params is not None and init_key is None:
+        raise ValueError("init_key: warm-start init_params need a name (init_key) for the cache key")
+    rec = _recipe(rows, recipe, init_key)
+    key = model_key(config, seed, recipe=rec)
     folder = os.path.join(root or cache_root(), key)
     if use_cache:
-        hit = load(config, seed, root=root)
+        hit = load(config, seed, root=root, rows=rows, recipe=recipe, init_key=init_key)
         if hit is not None:
             params, info = hit
             return params, {**info, "cached": True}
     train = make_train(config, ckpt_dir=os.path.join(folder, "ckpt") if use_cache else None,
-                       eval_fn=eval_fn, log_fn=log_fn)
+                       eval_fn=eval_fn, log_fn=log_fn, rows=rows, init_params=init_params)
     params, hist = train(jax.random.PRNGKey(seed))
     info = {"key": key, "seed": int(seed), "history": hist, "config": config.to_dict()}
+    if rec is not None:
+        info["recipe"] = rec
     if use_cache:
         from jaxlab.core.checkpoint import Checkpointer
         ckpt = Checkpointer(os.path.join(folder, "params"), save_every=1, keep=1)

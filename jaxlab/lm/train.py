@@ -60,6 +60,32 @@ def sft_arrays(problems, tok: CharTokenizer, *, seq_len: int, direct_frac: float
     return toks, mask
 
 
+def rows_arrays(rows, tok: CharTokenizer, *, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded SFT rows from arbitrary (prompt, completion) text pairs.
+
+    rows: sequence of (prompt, completion) strings; the prompt is written as given (include
+    '<bos>' and any role token yourself), the completion is the loss target (end it with '<eos>').
+    Returns (tokens [N, seq_len] int32, mask [N, seq_len] bool), mask True on the completion.
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows: expected at least one (prompt, completion) pair")
+    toks = np.full((len(rows), seq_len), tok.pad_id, np.int32)
+    mask = np.zeros((len(rows), seq_len), bool)
+    for i, row in enumerate(rows):
+        if len(row) != 2:
+            raise ValueError(f"rows: expected (prompt, completion) pairs, got {row!r}")
+        pr, co = tok.encode(row[0]), tok.encode(row[1])
+        n = len(pr) + len(co)
+        if n > seq_len:
+            raise ValueError(f"seq_len: row {row[0] + row[1]!r} needs {n} tokens, seq_len={seq_len}")
+        if len(co) == 0:
+            raise ValueError(f"rows: empty completion in row {row!r}")
+        toks[i, :len(pr)], toks[i, len(pr):n] = pr, co
+        mask[i, len(pr):n] = True
+    return toks, mask
+
+
 def sft_loss(params, tokens_bt: jax.Array, mask_bt: jax.Array, *, cfg: LMConfig) -> jax.Array:
     """Token-mean next-token NLL over masked targets: -sum(mask * log p(x_t|x_<t)) / sum(mask).
 
@@ -88,7 +114,7 @@ def build_train_problems(config) -> list:
 
 def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = None,
                eval_fn: Optional[Callable] = None, log_fn: Optional[Callable] = None,
-               problems=None) -> Callable:
+               problems=None, rows=None, init_params=None) -> Callable:
     """Returns `train(key) -> (params, metrics)`.
 
     Args:
@@ -99,15 +125,24 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
         (when target_acc > 0).
       log_fn: optional `log_fn(step, **scalars)` (e.g. MetricsWriter.write).
       problems: training problems (default: generated from `config.data`).
+      rows: optional (prompt, completion) text pairs (`rows_arrays`) used INSTEAD of problems
+        (e.g. role-token data of a multi-agent system); cache such a model with
+        `cache.load_or_train(..., rows=rows, recipe=...)` so it gets its own key.
+      init_params: optional warm-start parameters (default: a fresh `init(key)`).
     Returns:
       train(key) -> (params, {"loss": [n_chunks], "step": [n_chunks], "eval": [(step, value)],
       "steps_done": int, "stopped_early": bool, "steps_per_s": float}).
     """
     tok = CharTokenizer()
     cfg = model_config(config, tok)
-    problems = build_train_problems(config) if problems is None else problems
-    toks_np, mask_np = sft_arrays(problems, tok, seq_len=config.data.seq_len,
-                                  direct_frac=config.data.direct_frac, seed=config.data.seed)
+    if rows is not None:
+        if problems is not None:
+            raise ValueError("rows: give either rows or problems, not both")
+        toks_np, mask_np = rows_arrays(rows, tok, seq_len=config.data.seq_len)
+    else:
+        problems = build_train_problems(config) if problems is None else problems
+        toks_np, mask_np = sft_arrays(problems, tok, seq_len=config.data.seq_len,
+                                      direct_frac=config.data.direct_frac, seed=config.data.seed)
     tx = make_optimizer(config)
     t = config.train
     mesh = sharding.make_mesh(t.n_devices or None)
@@ -135,7 +170,7 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
 
     def train(key):
         key_init, key_data = jax.random.split(key)
-        params = init(key_init, cfg)
+        params = init(key_init, cfg) if init_params is None else init_params
         state = {"params": params, "opt_state": tx.init(params)}
         step, ckpt = 0, None
         if ckpt_dir is not None:

@@ -9,6 +9,8 @@ from jaxlab.rl.kalman import (combine, ema_gains, filter_weight_matrix, kalman_f
 from jaxlab.rl.losses import (AGG_MODES, POLICY_LOSSES, aggregate, filtered_log_ratio,
                               get_policy_loss, gmpo_loss, grpo_loss, gspo_loss, kpo_clipped_loss,
                               kpo_loss, kpo_tr_loss, log_ratio)
+from jaxlab.rl.pg import (GAEHParams, PPOHParams, clipped_surrogate, gae, masked_reduce,
+                          normalize_advantages, ppo_policy_loss)
 
 __all__ = [
     "ADVANTAGE_FNS", "dr_grpo_advantages", "group_advantages", "grpo_advantages",
@@ -19,4 +21,6 @@ __all__ = [
     "AGG_MODES", "POLICY_LOSSES", "aggregate", "filtered_log_ratio", "get_policy_loss",
     "gmpo_loss", "grpo_loss", "gspo_loss", "kpo_clipped_loss", "kpo_loss", "kpo_tr_loss",
     "log_ratio",
+    "GAEHParams", "PPOHParams", "clipped_surrogate", "gae", "masked_reduce", "normalize_advantages",
+    "ppo_policy_loss",
 ]

@@ -12,9 +12,15 @@ import jax
 import jax.numpy as jnp
 
 
+SINGLETON_RULES = ("zero", "raw")
+
+
 def group_advantages(rewards_n, group_ids_n, *, num_groups: int, eps: float = 1e-6, ddof: int = 1,
-                     scale: bool = True):
+                     scale: bool = True, valid_n=None, singleton: str = "zero"):
     """A_i = (r_i - mean_g(i)) / (std_g(i) + eps) within each group (scale=False: r_i - mean only).
+
+    Only valid rows (`valid_n`, default all) enter the group statistics; invalid rows get A = 0 and
+    never change any other row's advantage.
 
     Args:
       rewards_n: [N] float rewards.
@@ -24,8 +30,13 @@ def group_advantages(rewards_n, group_ids_n, *, num_groups: int, eps: float = 1e
       ddof: std degrees of freedom (1: torch/verl/tunix default; 0: population std). Groups with
         n <= ddof get std 0.
       scale: divide by the std (GRPO) or not (Dr. GRPO).
+      valid_n: optional [N] bool; False rows (absent steps) are left out of every statistic and
+        get advantage 0.
+      singleton: rule for a group with exactly one valid row: "zero" (A = 0, the default and the
+        behaviour of r - mean) or "raw" (A = r, verl's `compute_grpo_outcome_advantage` quirk:
+        mean 0 and std 1 for a singleton).
     Returns:
-      adv_n: [N], zero mean within every group.
+      adv_n: [N], zero mean within every group of >= 2 valid rows.
 
     >>> [round(float(a), 3) for a in group_advantages(jnp.array([1., 0., 3., 3.]), jnp.array([0, 0, 1, 1]), num_groups=2)]
     [0.707, -0.707, 0.0, 0.0]
@@ -39,16 +50,39 @@ def group_advantages(rewards_n, group_ids_n, *, num_groups: int, eps: float = 1e
         raise ValueError(f"eps: expected >= 0, got {eps}")
     if ddof < 0:
         raise ValueError(f"ddof: expected >= 0, got {ddof}")
+    if singleton not in SINGLETON_RULES:
+        raise ValueError(f"singleton: expected one of {SINGLETON_RULES}, got {singleton!r}")
     r = rewards_n.astype(jnp.float32) if not jnp.issubdtype(rewards_n.dtype, jnp.floating) else rewards_n
     seg = functools.partial(jax.ops.segment_sum, segment_ids=group_ids_n, num_segments=num_groups)
-    n = seg(jnp.ones_like(r))
-    mean = seg(r) / jnp.maximum(n, 1.0)
-    dev = r - mean[group_ids_n]
-    if not scale:
-        return dev
-    var = seg(jnp.square(dev)) / jnp.maximum(n - ddof, 1.0)
-    std = jnp.where(n > ddof, jnp.sqrt(var), 0.0)
-    return dev / (std[group_ids_n] + eps)
+    if valid_n is None:
+        n = seg(jnp.ones_like(r))
+        mean = seg(r) / jnp.maximum(n, 1.0)
+        dev = r - mean[group_ids_n]
+        adv = dev
+        if scale:
+            var = seg(jnp.square(dev)) / jnp.maximum(n - ddof, 1.0)
+            std = jnp.where(n > ddof, jnp.sqrt(var), 0.0)
+            adv = dev / (std[group_ids_n] + eps)
+        if singleton == "raw":
+            adv = jnp.where(n[group_ids_n] == 1, r, adv)
+        return adv
+    valid_n = jnp.asarray(valid_n)
+    if valid_n.shape != rewards_n.shape:
+        raise ValueError(f"valid_n: expected shape {rewards_n.shape}, got {valid_n.shape}")
+    v = valid_n.astype(bool)
+    w = v.astype(r.dtype)
+    r0 = jnp.where(v, r, 0.0)                       # absent rows may hold anything (NaN included)
+    n = seg(w)
+    mean = seg(r0) / jnp.maximum(n, 1.0)
+    dev = jnp.where(v, r0 - mean[group_ids_n], 0.0)
+    adv = dev
+    if scale:
+        var = seg(jnp.square(dev)) / jnp.maximum(n - ddof, 1.0)
+        std = jnp.where(n > ddof, jnp.sqrt(var), 0.0)
+        adv = dev / (std[group_ids_n] + eps)
+    if singleton == "raw":
+        adv = jnp.where(n[group_ids_n] == 1, r0, adv)
+    return jnp.where(v, adv, 0.0)
 
 
 def grpo_advantages(rewards_pg, *, eps: float = 1e-6, ddof: int = 1, scale: bool = True):

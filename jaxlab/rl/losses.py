@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from jaxlab.rl import diagnostics as dg
 from jaxlab.rl.kalman import kalman_filter, kalman_gains
+from jaxlab.rl.pg import clipped_surrogate
 
 AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 GRAD_MODES = ("stopgrad", "through")
@@ -104,17 +105,10 @@ def _ratio_metrics(z_bt, mask_bt, clipped_bt, prefix=""):
 
 
 def _ppo_surrogate(ratio_bt, adv_bt, eps_low, eps_high, dual_clip):
-    """min(r A, clip(r, 1-el, 1+eh) A), with max(., c A) for A < 0 when dual_clip=c. Returns (surr, clipped)."""
-    s1 = ratio_bt * adv_bt
-    s2 = jnp.clip(ratio_bt, 1.0 - eps_low, 1.0 + eps_high) * adv_bt
-    surr = jnp.minimum(s1, s2)
-    clipped = s2 < s1
-    if dual_clip is not None:
-        s3 = dual_clip * adv_bt
-        dual = (adv_bt < 0) & (s3 > surr)
-        surr = jnp.where(dual, s3, surr)
-        clipped = clipped | dual
-    return surr, clipped
+    """min(r A, clip(r, 1-el, 1+eh) A), with max(., c A) for A < 0 when dual_clip=c. Returns (surr, clipped).
+
+    The one implementation lives in `jaxlab.rl.pg.clipped_surrogate` (shared with FARL's PPO)."""
+    return clipped_surrogate(ratio_bt, adv_bt, clip_eps=eps_low, clip_eps_high=eps_high, dual_clip=dual_clip)
 
 
 def _check_eps(eps_low, eps_high, dual_clip=None):
@@ -198,11 +192,14 @@ def gmpo_loss(logp_bt, old_logp_bt, adv, mask_bt, *, delta: float = 0.4,
 
 def filtered_log_ratio(logp_bt, old_logp_bt, mask_bt, *, gains_t=None, Q: float = 1e-6,
                        V: float = 1.0, P0: float = 1.0, init: str = "prior", x0: float = 0.0,
-                       grad: str = "stopgrad", parallel: bool = True, log_ratio_clip: float = 20.0):
+                       grad: str = "stopgrad", parallel: bool | None = None, method: str = "auto",
+                       log_ratio_clip: float = 20.0):
     """(z [B, T], x_hat [B, T]): raw clamped log-ratio and its causal Kalman-filtered version.
 
     gains_t defaults to `kalman_gains(T, Q=Q, V=V, P0=P0, init=init)` (float64 numpy, cached, built
     outside the traced computation). grad="stopgrad" filters sg(z); "through" keeps d x_hat / d z = W.
+    method/parallel choose the filter implementation (`kalman_filter`; default "auto" = the chunked
+    filter on large arrays, the scan on small ones; the same values up to float rounding).
     """
     if grad not in GRAD_MODES:
         raise ValueError(f"grad: expected one of {GRAD_MODES}, got {grad!r}")
@@ -211,14 +208,14 @@ def filtered_log_ratio(logp_bt, old_logp_bt, mask_bt, *, gains_t=None, Q: float 
         gains_t = kalman_gains(T, Q=Q, V=V, P0=P0, init=init)
     z = log_ratio(logp_bt, old_logp_bt, mask_bt, clip=log_ratio_clip)
     x = kalman_filter(sg(z) if grad == "stopgrad" else z, gains_t, mask_bt=mask_bt, x0=x0,
-                      parallel=parallel)
+                      parallel=parallel, method=method)
     return z, x
 
 
 def kpo_loss(logp_bt, old_logp_bt, adv, mask_bt, *, clip: bool = False, clip_eps: float = 0.2,
              clip_eps_high: float | None = None, raw_trust_region: bool = False,
              gains_t=None, Q: float = 1e-6, V: float = 1.0, P0: float = 1.0, init: str = "prior",
-             x0: float = 0.0, grad: str = "stopgrad", parallel: bool = True,
+             x0: float = 0.0, grad: str = "stopgrad", parallel: bool | None = None, method: str = "auto",
              agg: str = "seq-mean-token-mean", norm_const: float | None = None,
              log_ratio_clip: float = 20.0):
     """KPO: token weight r_hat_t built from the filtered ratio r~_t = exp(x_hat_t).
@@ -236,7 +233,7 @@ def kpo_loss(logp_bt, old_logp_bt, adv, mask_bt, *, clip: bool = False, clip_eps
     eh = clip_eps if clip_eps_high is None else clip_eps_high
     _check_eps(clip_eps, eh)
     z, x = filtered_log_ratio(logp_bt, old_logp_bt, mask_bt, gains_t=gains_t, Q=Q, V=V, P0=P0,
-                              init=init, x0=x0, grad=grad, parallel=parallel,
+                              init=init, x0=x0, grad=grad, parallel=parallel, method=method,
                               log_ratio_clip=log_ratio_clip)
     r_f = jnp.exp(x)
     r_hat = sg(r_f) * jnp.exp(logp_bt - sg(logp_bt)) if grad == "stopgrad" else r_f

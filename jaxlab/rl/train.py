@@ -131,12 +131,18 @@ def cached_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int):
 
 
 def make_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int, loss_fn: Callable,
-                diagnostics: bool = True):
+                diagnostics: bool = True, num_agents: int = 0):
     """Jitted `update(params, opt_state, batch, key) -> (params, opt_state, metrics [mu])`.
 
     diagnostics: also filter every update's log-ratios with the fixed diagnostic filter (Q/V =
     `rl.diag_Q`) and report switch frequency / run length / low-frequency power before and after
     (the trainer needs them; False leaves only the loss's own metrics, for benchmarks).
+    num_agents: K > 0 reports per-agent pre-clip gradient norms `grad_norm_agent` [mu, K]: the batch
+    then holds `agent` [R] int ids in [0, K), and agent k's gradient is the gradient of the loss with
+    every other agent's advantages set to 0 (its exact share of the loss: the policy losses are a sum
+    of per-row terms that vanish at A = 0), one backward pass per agent; the update uses their sum.
+    `rl` only needs the attributes n_minibatches, epochs, grad_clip, lr, b1, b2, diag_Q and
+    log_ratio_clip (a ConfigDict or a NamedTuple).
 
     batch: dict seq [R, P+N] int, mask [R, P+N] bool (response mask, zero rows = skipped),
     old_logp [R, N], adv [R]. mu = epochs * n_minibatches Adam steps on random minibatches.
@@ -166,10 +172,22 @@ def make_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int, loss_fn: Callab
                    lowfreq_filt=dg.low_freq_power_fraction(x, m), loss=loss)
         return loss, met
 
+    def agent_grads(params, b):
+        def grad_k(k):
+            bk = dict(b, adv=jnp.where(b["agent"] == k, b["adv"], 0.0))
+            return jax.grad(lambda p: loss_of(p, bk)[0])(params)
+        g_k = jax.vmap(grad_k)(jnp.arange(num_agents))
+        _, met = loss_of(params, b)
+        met["grad_norm_agent"] = jax.vmap(optax.global_norm)(g_k)
+        return met, jax.tree_util.tree_map(lambda g: g.sum(0), g_k)
+
     def one(carry, idx):
         params, opt_state, batch = carry
         b = jax.tree_util.tree_map(lambda a: a[idx], batch)
-        (_, met), grads = jax.value_and_grad(loss_of, has_aux=True)(params, b)
+        if num_agents:
+            met, grads = agent_grads(params, b)
+        else:
+            (_, met), grads = jax.value_and_grad(loss_of, has_aux=True)(params, b)
         met["grad_norm"] = optax.global_norm(grads)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)

@@ -1,5 +1,5 @@
-"""The experiment end to end on a tiny config: summary shape, orbax resume after an interruption, and the
-quick config (slow: ~4 CPU-minutes)."""
+"""The experiment end to end on a tiny config: summary shape, study resume after an interruption, and the
+quick config (slow: ~4 CPU-minutes). Changed-config recomputation: test_experiment_study.py."""
 import json
 import os
 
@@ -28,7 +28,7 @@ def test_experiment_resumes_after_interruption_and_matches_an_uninterrupted_run(
     full = exp.run(c, str(tmp_path / "a"))
     assert {cl["id"] for cl in full["claims"]} == {"forecast_mse", "rl_sharpe", "drift"}   # no augmenter baselines
     for cl in full["claims"]:
-        assert cl["verdict"] in ("reproduced", "mixed", "not reproduced")
+        assert cl["verdict"] in ("reproduced", "mixed", "not reproduced", "untestable here")   # 1 seed: untestable
     rep = [r for r in full["tables"]["drift"] if r["fold"] == -1][0]
     assert rep["replay_steps"] == 6 and rep["replay_matched"] == 6
     assert {r["agent"] for r in full["tables"]["rl"]} == {"dqn", "dqn+randaugment", "dqn+ours", "buy_and_hold_equal_weight"}
@@ -40,22 +40,18 @@ def test_experiment_resumes_after_interruption_and_matches_an_uninterrupted_run(
     with pytest.raises(RuntimeError, match="simulated crash"):
         exp.run(c, str(tmp_path / "b"))
     monkeypatch.undo()
-    assert os.listdir(tmp_path / "b" / "ckpt")                      # unit 1 (original) was checkpointed
+    assert os.listdir(tmp_path / "b" / "cells")                     # the forecast units were recorded
     calls = []
     real_train = exp.train_lib.make_train
     monkeypatch.setattr(exp.train_lib, "make_train", lambda *a, **k: calls.append(1) or real_train(*a, **k))
     resumed = exp.run(c, str(tmp_path / "b"))
-    assert len(calls) == 1                                          # only the unfinished unit was trained
+    assert len(calls) == 1                   # no forecast unit retrained; the RL planner's source unit once
     for ra, rb in zip(full["tables"]["forecast"], resumed["tables"]["forecast"]):
         for k, v in ra.items():
             if isinstance(v, float):
                 np.testing.assert_allclose(rb[k], v, rtol=1e-5, err_msg=k)
     np.testing.assert_allclose([r["sharpe_mean"] for r in resumed["tables"]["rl"]],
                                [r["sharpe_mean"] for r in full["tables"]["rl"]], rtol=1e-5)
-    c2 = _tiny_config()
-    c2.epochs = 3
-    with pytest.raises(ValueError, match="another config"):
-        exp.run(c2, str(tmp_path / "b"))
 
 
 @pytest.mark.slow

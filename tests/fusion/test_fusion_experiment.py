@@ -52,7 +52,7 @@ def test_experiment_runs_end_to_end(tmp_path):
     assert {"cabinet/hier_vs_flat_symmetric", "cabinet/audio_needed", "cabinet/audio_free_slams_more",
             "cabinet/mi_audio_vs_vision"} <= ids
     assert {r["method"] for r in out["tables"]["cabinet_main"]} == set(cab.variants)
-    assert os.path.exists(tmp_path / "cabinet" / "variants" / "havp_mi.json")
+    assert os.path.exists(tmp_path / "cabinet" / "cells" / "havp" / "s0.json")     # a study record
     assert all(cl["verdict"] in ("reproduced", "not reproduced", "mixed") for cl in out["claims"])
     assert all(os.path.exists(tmp_path / f) for f in out["figures"])
     # the training budget is picked on validation episodes after every chunk (2 chunks here)

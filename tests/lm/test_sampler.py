@@ -110,3 +110,59 @@ def test_bad_prompts_raise(cfg, params, tok):
         sample(params, jax.random.PRNGKey(0), right[:1], cfg=cfg, max_new_tokens=4, top_p=0.0)
     with pytest.raises(ValueError, match="at least one non-PAD"):
         sample(params, None, np.zeros((1, 3), np.int32), cfg=cfg, max_new_tokens=4, greedy=True)
+
+
+def _eos_params(params, tok, c):
+    """Random params whose EOS logit gets +c through the final LayerNorm bias (rows then finish at
+    different steps), so decoding can stop before max_new_tokens."""
+    p = jax.tree_util.tree_map(lambda x: x, params)
+    p["ln_f"]["bias"] = p["ln_f"]["bias"].at[0].set(1.0)
+    p["head"]["kernel"] = p["head"]["kernel"].at[0].set(0.0).at[0, tok.eos_id].set(c)
+    return p
+
+
+def test_decode_segments_end_at_N_and_grow():
+    from jaxlab.lm.sampler import decode_segments
+    for P, N in ((16, 96), (5, 1), (3, 17), (1, 40)):
+        ends = decode_segments(P, N, max_segments=4)
+        assert ends[-1] == N and all(b > a for a, b in zip(ends, ends[1:])) and len(ends) <= 4
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_early_stop_and_length_segments_match_full_recompute(cfg, params, prompts, tok, greedy):
+    """Every row finishes well before max_new_tokens: the segmented while_loop decoder (which stops
+    then) gives the same tokens, masks and lengths as the full-recompute scan over all N steps."""
+    p = _eos_params(params, tok, 3.0)
+    kw = dict(cfg=cfg, max_new_tokens=40, num_samples=4, greedy=greedy)
+    key = jax.random.PRNGKey(5)
+    c = sample(p, key, prompts, **kw)
+    f = sample(p, key, prompts, use_cache=False, **kw)
+    lengths = np.asarray(c.lengths)
+    assert np.asarray(c.finished).all() and lengths.max() < 40
+    if not greedy:
+        assert len(np.unique(lengths)) > 2                # rows finish at different steps
+    for name in ("tokens", "mask", "lengths", "finished"):
+        np.testing.assert_array_equal(np.asarray(getattr(c, name)), np.asarray(getattr(f, name)))
+    np.testing.assert_allclose(np.asarray(c.model_logprobs), np.asarray(f.model_logprobs), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(c.logprobs), np.asarray(f.logprobs), atol=1e-5)
+    # return_logits runs every step (no early stop): the same tokens and log-probs
+    r = sample(p, key, prompts, return_logits=True, **kw)
+    np.testing.assert_array_equal(np.asarray(r.tokens), np.asarray(c.tokens))
+    np.testing.assert_array_equal(np.asarray(r.model_logprobs), np.asarray(c.model_logprobs))
+
+
+def test_length_segments_give_the_same_tokens(cfg, params, prompts, tok, monkeypatch):
+    import jaxlab.lm.sampler as S
+    p = _eos_params(params, tok, 1.0)
+    kw = dict(cfg=cfg, max_new_tokens=40, num_samples=2, greedy=True)
+    one = sample(p, None, prompts, **kw)
+    monkeypatch.setattr(S, "DECODE_SEGMENTS", 3)
+    assert len(S.decode_segments(prompts.shape[1], 40)) == 3
+    jax.clear_caches()                                   # the segment count is read at trace time
+    try:
+        seg = sample(p, None, prompts, **kw)
+    finally:
+        monkeypatch.undo()
+        jax.clear_caches()                               # later tests must not reuse this compile
+    np.testing.assert_array_equal(np.asarray(seg.tokens), np.asarray(one.tokens))
+    np.testing.assert_allclose(np.asarray(seg.model_logprobs), np.asarray(one.model_logprobs), atol=1e-5)

@@ -196,3 +196,106 @@ def test_bad_filter_inputs_raise():
         kalman_filter(jnp.zeros((2, 5)), K, mask_bt=jnp.ones((2, 4), bool))
     with pytest.raises(ValueError, match="alpha"):
         ema_gains(5, alpha=1.5)
+
+
+# ------------------------------------------------------------------ issue 19: the chunked filter
+def _mask_batches(T, rng):
+    """Two [5, T] masks: rows of suffix pads only (full, L=0, L=1, L=T-1, L=T//2), and one with holes
+    and leading pads (takes the run-time fallback branch)."""
+    L = np.array([T, 0, 1, max(T - 1, 0), T // 2])
+    suffix = np.arange(T)[None, :] < L[:, None]
+    holes = rng.random((5, T)) < 0.7
+    holes[0, : T // 3] = False                        # leading pads
+    holes[1] = suffix[1]
+    return suffix, holes
+
+
+@pytest.mark.parametrize("T, gains", [(1, "prior"), (65, "prior"), (300, "prior"), (300, "first_obs"),
+                                      (300, "Q=1"), (300, "Q=1e6")])
+def test_chunked_matches_scan_associative_and_loop_with_masks(T, gains):
+    rng = np.random.default_rng(T)
+    K = {"prior": kalman_gains(T, Q=1e-3), "first_obs": kalman_gains(T, Q=1e-2, init="first_obs"),
+         "Q=1": kalman_gains(T, Q=1.0), "Q=1e6": kalman_gains(T, Q=1e6)}[gains]
+    z = rng.normal(size=(5, T)).astype(np.float32)
+    x0 = rng.normal(size=5).astype(np.float32)
+    f = jax.jit(lambda z, m, x0, method: kalman_filter(z, K, mask_bt=m, x0=x0, method=method),
+                static_argnames="method")
+    for m in (np.ones((5, T), bool),) + _mask_batches(T, rng):
+        ref = kalman_filter_loop(z, K, mask_bt=m, x0=x0)
+        methods = ("chunked", "scan", "associative") if T == 65 else ("chunked",)
+        outs = {meth: np.asarray(f(z, m, x0, meth)) for meth in methods}
+        for meth, out in outs.items():
+            np.testing.assert_allclose(out, ref, atol=2e-5, err_msg=meth)
+        for meth in methods[1:]:
+            np.testing.assert_allclose(outs["chunked"], outs[meth], atol=2e-5, err_msg=meth)
+    unmasked = np.asarray(jax.jit(lambda z: kalman_filter(z, K, x0=x0, method="chunked"))(z))
+    np.testing.assert_allclose(unmasked, kalman_filter_loop(z, K, x0=x0), atol=2e-5)
+
+
+def test_chunked_pads_hold_and_never_affect_valid_positions():
+    T = 200
+    rng = np.random.default_rng(7)
+    K = kalman_gains(T, Q=1e-3)
+    suffix, _ = _mask_batches(T, rng)
+    z = rng.normal(size=(5, T)).astype(np.float32)
+    z2 = np.where(suffix, z, 1e3).astype(np.float32)   # garbage in the pads
+    f = jax.jit(lambda z, m: kalman_filter(z, K, mask_bt=m, method="chunked"))
+    a, b = np.asarray(f(z, suffix)), np.asarray(f(z2, suffix))
+    assert np.array_equal(a, b)
+    np.testing.assert_array_equal(a[1], 0.0)            # L = 0: the state stays x0
+    for r, n in ((2, 1), (3, T - 1), (4, T // 2)):
+        np.testing.assert_array_equal(a[r, n:], a[r, n - 1])
+
+
+@pytest.mark.parametrize("masked", ["none", "suffix", "holes"])
+def test_chunked_gradients_match_scan(masked):
+    T = 150
+    rng = np.random.default_rng(11)
+    K = kalman_gains(T, Q=1e-2, init="first_obs" if masked == "holes" else "prior")
+    suffix, holes = _mask_batches(T, rng)
+    m = {"none": None, "suffix": suffix, "holes": holes}[masked]
+    z = jnp.asarray(rng.normal(size=(5, T)), jnp.float32)
+    x0 = jnp.asarray(rng.normal(size=5), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(5, T)), jnp.float32)
+
+    def grads(method):
+        loss = lambda z, x0: jnp.sum(w * jnp.exp(kalman_filter(z, K, mask_bt=m, x0=x0, method=method)))
+        return jax.jit(jax.grad(loss, argnums=(0, 1)))(z, x0)
+    gc, gs = grads("chunked"), grads("scan")
+    np.testing.assert_allclose(gc[0], gs[0], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(gc[1], gs[1], atol=1e-4, rtol=1e-4)
+    if m is not None:                                   # no gradient reaches a masked input
+        assert np.all(np.asarray(gc[0])[~m] == 0.0)
+
+
+def test_chunked_is_causal_and_matches_weight_matrix():
+    T = 140                                             # > the dense limit: two chunk levels
+    K = kalman_gains(T, Q=1e-2)
+    z = jnp.asarray(np.random.default_rng(3).normal(size=(T,)), jnp.float32)
+    f = lambda z_t: kalman_filter(z_t[None], K, method="chunked")[0]
+    J = np.asarray(jax.jacfwd(f)(z))
+    assert np.all(np.triu(J, k=1) == 0.0)
+    np.testing.assert_allclose(J, filter_weight_matrix(K), atol=1e-6)
+    for t in (0, 63, 64, 100):
+        a, b = np.asarray(f(z)), np.asarray(f(z.at[t + 1:].set(100.0)))
+        assert np.array_equal(a[:t + 1], b[:t + 1])
+
+
+def test_chunked_matches_loop_1e12_in_x64():
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        for T in (130, 700):
+            K = kalman_gains(T, Q=1e-3, V=0.7, P0=1.3)
+            z = rng.normal(size=(3, T))
+            out = np.asarray(kalman_filter(jnp.asarray(z), K, x0=0.25, method="chunked"))
+            assert out.dtype == np.float64
+            np.testing.assert_allclose(out, kalman_filter_loop(z, K, x0=0.25), atol=1e-12, rtol=0)
+
+
+def test_bad_method_raises_and_traced_gains_fall_back():
+    K = kalman_gains(80, Q=1e-2)
+    with pytest.raises(ValueError, match="method"):
+        kalman_filter(jnp.zeros((2, 80)), K, method="fft")
+    z = jnp.asarray(np.random.default_rng(1).normal(size=(2, 80)), jnp.float32)
+    traced = jax.jit(lambda z, K: kalman_filter(z, K, method="chunked"))(z, jnp.asarray(K, jnp.float32))
+    np.testing.assert_allclose(traced, kalman_filter_loop(z, K), atol=1e-5)

@@ -1,0 +1,286 @@
+"""Behaviour cloning from the scripted expert, batched ShelfWorld rollouts and the GRPO update (spec §7).
+
+BC (the "w/o RL" stand-in for VLM pre-training): expert episodes; the image at every step is compressed by
+a random c from C_SET (augmentation); loss = action CE + compression CE toward c = 1 with label smoothing
+(the untrained model "writes" c = 1 most of the time) + an auxiliary digit read-out of the code (code
+variant, once the code is in the history).
+
+GRPO: groups = task seeds, G episodes per seed; every step is one sample whose score is the episode return
+plus lambda ln(c_t) on successful episodes on the K schedule; mean/std across all steps of the group; PPO
+clip 0.2 on the (action, c) log-probs; no KL. The env loop is host Python (Pillow renderer); each policy
+call is one jitted batched forward, each update one jitted step.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlab.agentocr import env as E
+from jaxlab.agentocr import losses as L
+from jaxlab.agentocr import policy as P
+from jaxlab.agentocr import render as R
+from jaxlab.core import loop
+
+
+class BCHParams(NamedTuple):
+    lr: float = 1e-3
+    batch: int = 16
+    aux_digit: float = 0.3      # weight of the digit read-out loss (0 disables)
+    c_smooth: float = 0.1       # label smoothing of the c = 1 target of the compression head
+    data_seed: int = 0
+
+
+class GRPOHParams(NamedTuple):
+    lr: float = 1e-4
+    minibatch: int = 64
+    clip_eps: float = 0.2
+    lam: float = 0.01
+    every_k: int = 5
+    learn_c: bool = True        # False: c fixed (text arm, OCR+GRPO with c = 1)
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: dict
+    opt_state: optax.OptState
+    step: jax.Array
+
+
+# ----------------------------------------------------------------------------------------- BC data
+def bc_dataset(env_params: E.EnvParams, cfg: P.PolicyConfig, seeds, *, settings=R.RenderSettings(),
+               c_seed: int = 0) -> dict:
+    """Expert episodes -> stacked features and labels (numpy): act [M], c [M] (= index of c = 1),
+    digits [M, 2] and digit_mask [M] (code variant, code in the history), c_img [M] (augmentation c)."""
+    rng = np.random.default_rng(c_seed)
+    feats, acts, digits, dmask, c_img = [], [], [], [], []
+    for seed in seeds:
+        env = E.ShelfWorld(env_params)
+        env.reset(int(seed))
+        cache = R.SegmentCache(settings) if cfg.kind == "ocr" else None
+        c_prev = 1.0
+        while not env.done:
+            f, _ = P.featurize(env, cache, c_prev, cfg)
+            a = E.expert_action(env)
+            feats.append(f)
+            acts.append(env.admissible().index(a))
+            digits.append([env.code // 10, env.code % 10])
+            dmask.append(env_params.variant == "code" and env.t >= 1)
+            c_img.append(c_prev)
+            env.step(a)
+            c_prev = L.C_SET[int(rng.integers(len(L.C_SET)))]
+    out = P.stack_feats(feats)
+    out.update(act=np.asarray(acts, np.int32), c=np.zeros(len(acts), np.int32),
+               digits=np.asarray(digits, np.int32), digit_mask=np.asarray(dmask, bool),
+               c_img=np.asarray(c_img, np.float64))
+    return out
+
+
+FEATURE_KEYS = ("text", "acts", "act_mask", "img", "patch_mask", "hist")
+
+
+def _features(batch):
+    return {k: batch[k] for k in FEATURE_KEYS if k in batch}
+
+
+def bc_loss(params, batch, *, cfg: P.PolicyConfig, hp: BCHParams):
+    """CE(action) + CE_smooth(c -> 1) + aux * CE(code digits). Returns (loss, metrics)."""
+    logits, c_logits, dig = P.Policy(cfg).apply({"params": params}, _features(batch))
+    lp = jax.nn.log_softmax(logits)
+    ce_a = -jnp.take_along_axis(lp, batch["act"][:, None], 1)[:, 0]
+    target_c = optax.smooth_labels(jax.nn.one_hot(batch["c"], len(L.C_SET)), hp.c_smooth)
+    ce_c = optax.softmax_cross_entropy(c_logits, target_c)
+    ce_d = optax.softmax_cross_entropy_with_integer_labels(dig, batch["digits"]).sum(-1)
+    dm = batch["digit_mask"].astype(jnp.float32)
+    aux = jnp.sum(ce_d * dm) / jnp.maximum(dm.sum(), 1.0)
+    loss = ce_a.mean() + 0.1 * ce_c.mean() + hp.aux_digit * aux
+    acc = (jnp.argmax(logits, -1) == batch["act"]).mean()
+    dacc = jnp.sum(jnp.all(jnp.argmax(dig, -1) == batch["digits"], -1) * dm) / jnp.maximum(dm.sum(), 1.0)
+    return loss, {"loss": loss, "action_ce": ce_a.mean(), "action_acc": acc, "digit_acc": dacc}
+
+
+def _bc_init(key, *, cfg, hp):
+    params = P.init_params(cfg, key)
+    return TrainState(params=params, opt_state=optax.adam(hp.lr).init(params), step=jnp.zeros((), jnp.int32))
+
+
+def _bc_step(state, batch, *, cfg, hp):
+    (_, m), g = jax.value_and_grad(bc_loss, has_aux=True)(state.params, batch, cfg=cfg, hp=hp)
+    upd, opt = optax.adam(hp.lr).update(g, state.opt_state, state.params)
+    return TrainState(params=optax.apply_updates(state.params, upd), opt_state=opt, step=state.step + 1), m
+
+
+def make_bc(cfg: P.PolicyConfig, hp: BCHParams, data: dict) -> tuple[loop.Trainer, callable]:
+    """-> (Trainer(init, step), collect) for `loop.run`: collect draws a seeded random minibatch on the host."""
+    P.check_config(cfg)
+    n = len(data["act"])
+    if n < 1:
+        raise ValueError("data: expected at least one BC sample")
+
+    def collect(state, i):
+        idx = np.random.default_rng([hp.data_seed, int(i)]).integers(0, n, hp.batch)
+        return {k: v[idx] for k, v in data.items() if k != "c_img"}
+    return loop.Trainer(init=loop.bind(_bc_init, cfg=cfg, hp=hp), step=loop.bind(_bc_step, cfg=cfg, hp=hp)), collect
+
+
+# ------------------------------------------------------------------------------------------ rollouts
+_APPLY = {}
+
+
+def _apply_fn(cfg):
+    if cfg not in _APPLY:
+        net = P.Policy(cfg)
+        _APPLY[cfg] = jax.jit(lambda p, b: net.apply({"params": p}, b)[:2])
+    return _APPLY[cfg]
+
+
+def _log_softmax_np(x):
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def rollout(params, cfg: P.PolicyConfig, env_params: E.EnvParams, seeds, *, sample_seed: int = 0,
+            greedy: bool = False, c_fixed: float | None = None, settings=R.RenderSettings()) -> dict:
+    """Runs one episode per task seed with the policy, all envs batched in one forward per step.
+
+    c_fixed: a fixed c (fixed-c sweep / c = 1 arms) instead of the compression head's choice.
+    Returns per-episode arrays (success, ret, length, n_invalid, mean/peak tokens per step for chars,
+    words and visual, mean c) and per-step samples for GRPO (features, act, c, logp_act, logp_c, episode).
+    """
+    if c_fixed is not None:
+        L.c_index(c_fixed)
+    rng = np.random.default_rng(sample_seed)
+    n = len(seeds)
+    envs = [E.ShelfWorld(env_params) for _ in seeds]
+    caches = [R.SegmentCache(settings) for _ in seeds]
+    for e, s in zip(envs, seeds):
+        e.reset(int(s))
+    c_prev = np.ones(n)
+    apply = _apply_fn(cfg)
+    steps, tok = [], {k: [[] for _ in range(n)] for k in ("chars", "words", "visual")}
+    c_used, ret, crops = [[] for _ in range(n)], np.zeros(n), 0
+    last = [None] * n
+    for t in range(env_params.horizon):
+        active = [i for i in range(n) if not envs[i].done]
+        if not active:
+            break
+        for i in active:
+            last[i], info = P.featurize(envs[i], caches[i], float(c_prev[i]), cfg)
+            for k in tok:
+                tok[k][i].append(info[k])
+            crops += int(info["cropped"])
+        batch = P.stack_feats(last)
+        logits, c_logits = (np.asarray(x, np.float64) for x in apply(params, batch))
+        lpa, lpc = _log_softmax_np(logits), _log_softmax_np(c_logits)
+        if greedy:
+            a_idx, c_idx = lpa.argmax(-1), lpc.argmax(-1)
+        else:
+            a_idx = (lpa + rng.gumbel(size=lpa.shape)).argmax(-1)
+            c_idx = (lpc + rng.gumbel(size=lpc.shape)).argmax(-1)
+        if c_fixed is not None:
+            c_idx = np.full(n, L.c_index(c_fixed))
+        for i in active:
+            adm = envs[i].admissible()
+            _, r, _, _ = envs[i].step(adm[int(a_idx[i])])
+            ret[i] += r
+            c = L.C_SET[int(c_idx[i])]
+            c_used[i].append(c)
+            steps.append({**last[i], "act": int(a_idx[i]), "c": int(c_idx[i]), "logp_act": lpa[i, a_idx[i]],
+                          "logp_c": lpc[i, c_idx[i]], "episode": i, "c_value": c,
+                          "c_img": float(c_prev[i]), "t": t})
+            c_prev[i] = c          # the c chosen at step t resizes the image seen at step t + 1
+    succ = np.array([e.success for e in envs], np.float32)
+    out = {"success": succ, "ret": ret.astype(np.float32), "length": np.array([e.t for e in envs]),
+           "n_invalid": np.array([e.n_invalid for e in envs]), "crops": crops,
+           "mean_c": np.array([np.mean(c) for c in c_used])}
+    for k in tok:
+        out[f"{k}_mean"] = np.array([np.mean(v) for v in tok[k]])
+        out[f"{k}_peak"] = np.array([np.max(v) for v in tok[k]])
+    out["steps"] = steps
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- GRPO
+def grpo_samples(rolls: list[dict], *, iteration: int, hp: GRPOHParams) -> dict:
+    """Per-step samples of P groups (one rollout dict per task seed, G episodes each) -> flat arrays with
+    scores and advantages (normalised across all steps of a group)."""
+    feats, rows = [], []
+    for g, ro in enumerate(rolls):
+        for s in ro["steps"]:
+            e = s["episode"]
+            feats.append({k: s[k] for k in FEATURE_KEYS if k in s})
+            rows.append((g, s["act"], s["c"], s["logp_act"], s["logp_c"], ro["ret"][e], ro["success"][e],
+                         s["c_value"]))
+    rows = np.asarray(rows, np.float64)
+    chp = L.CompressionHParams(lam=hp.lam, every_k=hp.every_k, clip_eps=hp.clip_eps)
+    scores = L.step_scores(rows[:, 5], rows[:, 7], rows[:, 6] > 0.5, iteration=iteration, hp=chp)
+    adv = L.step_advantages(scores, rows[:, 0].astype(np.int32), np.ones(len(rows), bool), num_groups=len(rolls))
+    out = P.stack_feats(feats)
+    out.update(act=rows[:, 1].astype(np.int32), c=rows[:, 2].astype(np.int32),
+               old_logp_act=rows[:, 3].astype(np.float32), old_logp_c=rows[:, 4].astype(np.float32),
+               adv=np.asarray(adv, np.float32), valid=np.ones(len(rows), bool))
+    return out
+
+
+def grpo_loss_fn(params, batch, *, cfg: P.PolicyConfig, hp: GRPOHParams):
+    logits, c_logits, _ = P.Policy(cfg).apply({"params": params}, _features(batch))
+    lpa = jnp.take_along_axis(jax.nn.log_softmax(logits), batch["act"][:, None], 1)[:, 0]
+    lpc = jnp.take_along_axis(jax.nn.log_softmax(c_logits), batch["c"][:, None], 1)[:, 0]
+    return L.policy_loss(lpa, lpc, batch["old_logp_act"], batch["old_logp_c"], batch["adv"], batch["valid"],
+                         clip_eps=hp.clip_eps, learn_c=batch.get("learn_c", hp.learn_c))
+
+
+def _grpo_step(state, batch, *, cfg, hp):
+    (loss, m), g = jax.value_and_grad(grpo_loss_fn, has_aux=True)(state.params, batch, cfg=cfg, hp=hp)
+    upd, opt = optax.adam(hp.lr).update(g, state.opt_state, state.params)
+    return TrainState(params=optax.apply_updates(state.params, upd), opt_state=opt, step=state.step + 1), \
+        {"loss": loss, **m}
+
+
+grpo_step = jax.jit(_grpo_step, static_argnames=("cfg", "hp"))
+
+
+def grpo_init(params, hp: GRPOHParams) -> TrainState:
+    return TrainState(params=params, opt_state=optax.adam(hp.lr).init(params), step=jnp.zeros((), jnp.int32))
+
+
+def grpo_update(state: TrainState, samples: dict, *, cfg: P.PolicyConfig, hp: GRPOHParams, seed: int = 0):
+    """One pass over the samples in shuffled minibatches of fixed size (the last one padded, valid=False)."""
+    n = len(samples["act"])
+    perm = np.random.default_rng(seed).permutation(n)
+    mb = hp.minibatch
+    step_hp = GRPOHParams(lr=hp.lr, minibatch=mb, clip_eps=hp.clip_eps, lam=0.0, every_k=1, learn_c=True)
+    flag = np.asarray(hp.learn_c)   # a traced flag: the arms share one compiled update
+    metrics = []
+    for start in range(0, n, mb):
+        idx = perm[start:start + mb]
+        pad = mb - len(idx)
+        idx_p = np.concatenate([idx, np.zeros(pad, int) + idx[0]])
+        batch = {k: v[idx_p] for k, v in samples.items()}
+        batch["valid"] = np.concatenate([np.ones(len(idx), bool), np.zeros(pad, bool)])
+        batch["learn_c"] = flag
+        state, m = grpo_step(state, batch, cfg=cfg, hp=step_hp)
+        metrics.append(jax.device_get(m))
+    return state, {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+
+
+def grpo_iteration(state: TrainState, iteration: int, *, cfg, env_params, hp: GRPOHParams, task_seeds,
+                   group_size: int, sample_seed: int, c_fixed=None, settings=R.RenderSettings()):
+    """Collects G episodes for each task seed (one batched rollout), builds advantages, updates once."""
+    seeds = np.repeat(np.asarray(task_seeds), group_size)
+    ro = rollout(state.params, cfg, env_params, seeds, sample_seed=sample_seed, c_fixed=c_fixed,
+                 settings=settings)
+    groups = []
+    for g in range(len(task_seeds)):
+        sel = set(range(g * group_size, (g + 1) * group_size))
+        groups.append({"steps": [s for s in ro["steps"] if s["episode"] in sel], "ret": ro["ret"],
+                       "success": ro["success"]})
+    samples = grpo_samples(groups, iteration=iteration, hp=hp)
+    state, m = grpo_update(state, samples, cfg=cfg, hp=hp, seed=sample_seed)
+    m.update(success=float(ro["success"].mean()), mean_c=float(ro["mean_c"].mean()))
+    return state, m

@@ -1,0 +1,150 @@
+"""Neural fictitious self-play pieces (Heinrich & Silver 2016; as used by the robust-trading paper B).
+
+* Reservoir buffer (Vitter's algorithm R) as pure functions: after n additions every item is held with
+  probability min(1, capacity / n).
+* Anticipatory mixing: with probability eta act with the best response (epsilon-greedy on Q), otherwise
+  with the average policy; only non-random best-response actions enter the reservoir.
+* Exploitability of a two-player zero-sum matrix game with OpenSpiel's convention:
+  exploitability = NashConv / 2, NashConv = max_i (A y)_i - min_j (x^T A)_j.
+* `nfsp_matrix_game`: tabular NFSP on a matrix game (matching pennies, rock-paper-scissors) as one
+  `lax.scan`; the average policy is trained by cross-entropy on reservoir samples (canonical NFSP),
+  the best response by bandit Q-learning against the sampled opponent action.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MATCHING_PENNIES = np.array([[1.0, -1.0], [-1.0, 1.0]])
+ROCK_PAPER_SCISSORS = np.array([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]])
+
+
+# ---------------------------------------------------------------------------------------- reservoir
+class Reservoir(NamedTuple):
+    data: object          # pytree with leading axis [capacity]
+    count: jax.Array      # [] int32, items offered so far
+
+
+def reservoir_init(capacity: int, example) -> Reservoir:
+    """An empty reservoir holding `capacity` items shaped like `example` (a pytree of arrays)."""
+    if capacity < 1:
+        raise ValueError(f"capacity: expected >= 1, got {capacity}")
+    data = jax.tree_util.tree_map(lambda a: jnp.zeros((capacity,) + jnp.shape(a), jnp.asarray(a).dtype), example)
+    return Reservoir(data, jnp.zeros((), jnp.int32))
+
+
+def reservoir_add(res: Reservoir, item, key, *, valid=True) -> Reservoir:
+    """Algorithm R: slot = count if count < capacity, else j ~ U{0..count} kept iff j < capacity.
+    `valid` False leaves the reservoir unchanged (used inside scans)."""
+    cap = jax.tree_util.tree_leaves(res.data)[0].shape[0]
+    j = jax.random.randint(key, (), 0, jnp.maximum(res.count + 1, 1))
+    slot = jnp.where(res.count < cap, res.count, j)
+    write = jnp.asarray(valid) & (slot < cap)
+    data = jax.tree_util.tree_map(
+        lambda d, x: d.at[jnp.minimum(slot, cap - 1)].set(jnp.where(write, x, d[jnp.minimum(slot, cap - 1)])),
+        res.data, item)
+    return Reservoir(data, res.count + jnp.asarray(valid, jnp.int32))
+
+
+def reservoir_size(res: Reservoir) -> jax.Array:
+    cap = jax.tree_util.tree_leaves(res.data)[0].shape[0]
+    return jnp.minimum(res.count, cap)
+
+
+def reservoir_sample(res: Reservoir, key, batch: int):
+    """Uniform batch (with replacement) from the filled part; indices [batch]."""
+    idx = jax.random.randint(key, (batch,), 0, jnp.maximum(reservoir_size(res), 1))
+    return jax.tree_util.tree_map(lambda d: d[idx], res.data)
+
+
+# ------------------------------------------------------------------------------------- anticipatory
+def anticipatory_choice(key, eta, shape=()):
+    """True where the agent acts with its best response (probability eta)."""
+    return jax.random.uniform(key, shape) < eta
+
+
+# ----------------------------------------------------------------------------------- exploitability
+def nash_conv(payoff_ab, x_a, y_b):
+    """NashConv of (x, y) in the zero-sum game with row payoff A: max(A y) - min(x^T A)."""
+    A = jnp.asarray(payoff_ab)
+    return jnp.max(A @ y_b) - jnp.min(x_a @ A)
+
+
+def exploitability(payoff_ab, x_a, y_b):
+    """OpenSpiel's exploitability = NashConv / 2 (0 at a Nash equilibrium)."""
+    return 0.5 * nash_conv(payoff_ab, x_a, y_b)
+
+
+# ------------------------------------------------------------------------------ tabular NFSP on a game
+class GameNFSPState(NamedTuple):
+    q: tuple          # (Q1 [A], Q2 [B])
+    logits: tuple     # (average-policy logits, one per player)
+    res: tuple        # (Reservoir of int32 actions) per player
+    key: jax.Array
+    t: jax.Array
+
+
+def nfsp_matrix_game(payoff_ab, key, *, iters=20000, eta=0.1, q_lr=0.02, sl_lr=0.1, sl_batch=32,
+                     eps_start=0.3, eps_end=0.0, eps_decay=None, capacity=2000, init_bias=2.0, log_every=500):
+    """Tabular NFSP self-play on a two-player zero-sum matrix game (one lax.scan of `iters` plays).
+
+    Each player acts with its best response (eps-greedy on bandit Q-values) with probability eta, else
+    samples its average policy softmax(logits). Q <- Q + q_lr (r - Q) on the played action; non-random
+    best-response actions enter the reservoir; logits take one cross-entropy SGD step (lr sl_lr) on a
+    reservoir batch each play. Average-policy logits start at `init_bias` on the first action (far from
+    the equilibrium), Q at zero.
+    Returns (final state, history dict of arrays [iters // log_every]: exploitability of the average
+    profile, of the best-response profile, and the greedy best-response action of player 1).
+    """
+    A = jnp.asarray(payoff_ab, jnp.float32)
+    na, nb = A.shape
+    eps_decay = iters if eps_decay is None else eps_decay
+    k0, key = jax.random.split(key)
+    init_l = lambda n: jnp.zeros((n,)).at[0].set(init_bias)
+    st = GameNFSPState((jnp.zeros(na), jnp.zeros(nb)), (init_l(na), init_l(nb)),
+                       (reservoir_init(capacity, jnp.zeros((), jnp.int32)),
+                        reservoir_init(capacity, jnp.zeros((), jnp.int32))), key, jnp.zeros((), jnp.int32))
+
+    def act(k, q, logits, eps):
+        kb, ke, kr, kp = jax.random.split(k, 4)
+        br = anticipatory_choice(kb, eta)
+        explore = jax.random.uniform(ke) < eps
+        a_br = jnp.where(explore, jax.random.randint(kr, (), 0, q.shape[0]), jnp.argmax(q))
+        a_avg = jax.random.categorical(kp, logits)
+        return jnp.where(br, a_br, a_avg).astype(jnp.int32), br & ~explore
+
+    def sl_step(k, logits, res):
+        a = reservoir_sample(res, k, sl_batch)
+        target = jnp.mean(jax.nn.one_hot(a, logits.shape[0]), 0)
+        g = jax.nn.softmax(logits) - target               # d CE / d logits
+        return jnp.where(reservoir_size(res) > 0, logits - sl_lr * g, logits)
+
+    def one(s: GameNFSPState, _):
+        key, k1, k2, k3, k4, k5, k6 = jax.random.split(s.key, 7)
+        eps = eps_start + jnp.clip(s.t / eps_decay, 0.0, 1.0) * (eps_end - eps_start)
+        a1, keep1 = act(k1, s.q[0], s.logits[0], eps)
+        a2, keep2 = act(k2, s.q[1], s.logits[1], eps)
+        r1 = A[a1, a2]
+        q1 = s.q[0].at[a1].add(q_lr * (r1 - s.q[0][a1]))
+        q2 = s.q[1].at[a2].add(q_lr * (-r1 - s.q[1][a2]))
+        res1 = reservoir_add(s.res[0], a1, k3, valid=keep1)
+        res2 = reservoir_add(s.res[1], a2, k4, valid=keep2)
+        l1, l2 = sl_step(k5, s.logits[0], res1), sl_step(k6, s.logits[1], res2)
+        s2 = GameNFSPState((q1, q2), (l1, l2), (res1, res2), key, s.t + 1)
+        x, y = jax.nn.softmax(l1), jax.nn.softmax(l2)
+        bx, by = jax.nn.one_hot(jnp.argmax(q1), na), jax.nn.one_hot(jnp.argmax(q2), nb)
+        return s2, (exploitability(A, x, y), exploitability(A, bx, by), jnp.argmax(q1))
+
+    def chunk(s, _):
+        s, (e, ebr, a) = jax.lax.scan(one, s, None, length=log_every)
+        return s, (e[-1], ebr[-1], a[-1])
+
+    st, (e, ebr, a) = jax.lax.scan(chunk, st, None, length=iters // log_every)
+    st0_x = jax.nn.softmax(init_l(na))
+    st0_y = jax.nn.softmax(init_l(nb))
+    return st, {"exploitability": jnp.concatenate([exploitability(A, st0_x, st0_y)[None], e]),
+                "br_exploitability": ebr, "br_action": a}

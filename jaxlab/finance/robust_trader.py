@@ -1,0 +1,407 @@
+"""The robust trader of paper B (arXiv 2601.17008): NFSP (best response + average policy) with a quantile
+belief network, trained on real-price rewards while the macro adversary perturbs the conditioning of the
+GAN that regenerates its observations. Composes the landed pure pieces (`env.step`, `env.trade_cost`,
+`dqn_targets`, `dqn_loss`, `epsilon_schedule`) without touching the dataflow paper's DQN trainer.
+
+One training iteration (all `num_envs` environments at once; one `lax.scan` per chunk; arms are a `vmap`
+axis with the same key per seed = common random numbers):
+  obs   = real window of the env's asset (rows t-W+1..t, z-scored bar features) and its position
+  aug   ~ Bernoulli(aug_rate) (not while exploring): obs <- G(real history rows t-2W+1..t-W,
+          macro + delta) generated half; delta = eps tanh(u) held for `adv_block` steps per env
+  b     = argmin_k (QBN(obs[:-1])_k - ma5(obs))^2 (belief bucket; multiplied out in the -QBN arm)
+  act   : with prob eta eps-greedy on Q (best response), else greedy on Qbar (average policy);
+          DQN arm: always eps-greedy on Q; evaluation uses Qbar for NFSP arms and Q otherwise
+  env   : `env.step` on the *real* close path (cost mode `code_B` by default); reward stored x reward_scale
+  learn : every `train_every` iterations: double-DQN on Q (belief in the input), pinball on the QBN,
+          Qbar by MSE to Q on reservoir states (distillation, the code) or cross-entropy on reservoir
+          actions (`avg_loss="ce"`, canonical NFSP); hard target copy every `target_every`
+  adv   : every `adv_every` iterations REINFORCE on the NEGATIVE trader return of the augmented steps.
+Arm flags (`ArmFlags`, traced floats) switch NFSP, QBN, augmentation and the adversary per arm, so all
+arms share one compilation.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxlab.finance import adversary as adv_lib
+from jaxlab.finance import belief as belief_lib
+from jaxlab.finance import env as env_lib
+from jaxlab.finance import nfsp as nfsp_lib
+from jaxlab.finance.dqn import dqn_loss, dqn_targets, epsilon_schedule
+
+NUM_FEATS = 4
+AVG_LOSSES = ("distill", "ce")
+
+
+class TraderHParams(NamedTuple):
+    window: int = 16
+    hidden: int = 64
+    qbn_hidden: int = 16
+    num_envs: int = 8
+    episode_len: int = 64
+    buffer_size: int = 4096
+    reservoir_size: int = 4096
+    batch_size: int = 64
+    lr: float = 1e-3
+    gamma: float = 0.9
+    eps_decay_iters: int = 1000
+    eps_end: float = 0.05
+    learning_starts: int = 256
+    train_every: int = 2
+    target_every: int = 200
+    eta: float = 0.1
+    avg_loss: str = "distill"
+    aug_rate: float = 0.1
+    adv_eps: float = 0.3
+    adv_block: int = 20
+    adv_every: int = 100
+    adv_lr: float = 1e-3
+    zero_sum: bool = True
+    cost: float = 1e-3
+    cost_mode: str = "code_B"
+    reward_scale: float = 100.0
+
+
+class ArmFlags(NamedTuple):
+    """Per-arm switches (0./1. floats, traced): NFSP average policy, QBN belief input, GAN augmentation,
+    learned adversary (0 -> delta = 0 on augmented steps)."""
+    nfsp: jax.Array
+    qbn: jax.Array
+    aug: jax.Array
+    adv: jax.Array
+
+
+ARMS = {"ours": (1.0, 1.0, 1.0, 1.0), "dqn": (0.0, 0.0, 0.0, 0.0), "no_qbn": (1.0, 0.0, 1.0, 1.0),
+        "no_nfsp": (0.0, 1.0, 1.0, 1.0)}
+
+
+def arm_flags(names) -> ArmFlags:
+    """Stacked flags [A] for arm names in ARMS."""
+    bad = [n for n in names if n not in ARMS]
+    if bad:
+        raise ValueError(f"arms: unknown arms {bad}; expected names from {sorted(ARMS)}")
+    v = jnp.asarray([ARMS[n] for n in names], jnp.float32)
+    return ArmFlags(*(v[:, i] for i in range(4)))
+
+
+class TraderData(NamedTuple):
+    """feats [T, S, 4] z-scored bar features; macro [T, K] min-max scaled; close [T, S]."""
+    feats: jax.Array
+    macro: jax.Array
+    close: jax.Array
+
+
+class TraderQNet(nn.Module):
+    """Dense(hidden) -> tanh, + use_belief * Embed(belief), -> LayerNorm -> Dense(3). [B, D], [B] -> [B, 3]."""
+    hidden: int = 64
+
+    @nn.compact
+    def __call__(self, obs_bd, belief_b, use_belief):
+        h = jnp.tanh(nn.Dense(self.hidden)(obs_bd))
+        h = h + use_belief * nn.Embed(len(belief_lib.TAUS), self.hidden)(belief_b)
+        return nn.Dense(env_lib.ACTIONS.shape[0])(nn.LayerNorm()(h))
+
+
+def obs_window(feats_tsf, s, t, window):
+    """Causal window of asset s: rows t-W+1..t. feats_tsf [T, S, F] -> [W, F]."""
+    f = jax.lax.dynamic_index_in_dim(feats_tsf, s, axis=1, keepdims=False)
+    return jax.lax.dynamic_slice_in_dim(f, t - window + 1, window, axis=0)
+
+
+def ma5(obs_wf):
+    """The QBN target: mean of the last 5 return features of the window. [.., W, F] -> [..]."""
+    return jnp.mean(obs_wf[..., -5:, 0], axis=-1)
+
+
+def flat_obs(obs_wf, pos):
+    return jnp.concatenate([obs_wf.reshape(obs_wf.shape[:-2] + (-1,)), pos[..., None]], -1)
+
+
+def trading_metrics(r_d):
+    """Daily strategy returns [D] -> dict: sharpe_252 (sqrt 252 mean/std), sharpe_sqrtN (the code's
+    mean sqrt(N)/std), total_return, mdd, calmar (252 mean / MDD), sortino (252 mean / downside std, the
+    code's scaling), arr ((prod(1+r) - 1) / N * 252)."""
+    from jaxlab.finance import metrics as M
+    n = r_d.shape[0]
+    eq = M.equity_curve(r_d)
+    mdd = M.max_drawdown(eq)
+    mean = jnp.mean(r_d)
+    down = jnp.sqrt(jnp.mean(jnp.minimum(r_d, 0.0) ** 2))
+    return {"sharpe_252": M.sharpe_ratio(r_d), "sharpe_sqrtN": M.sharpe_ratio(r_d, periods=n),
+            "total_return": M.total_return(eq), "mdd": mdd, "calmar": 252 * mean / (mdd + 1e-12),
+            "sortino": 252 * mean / (down + 1e-12), "arr": (eq[-1] - 1.0) / n * 252}
+
+
+class TraderState(NamedTuple):
+    q: dict
+    q_target: dict
+    q_opt: tuple
+    qbar: dict
+    qbar_opt: tuple
+    qbn: dict
+    qbn_opt: tuple
+    adv: dict
+    adv_opt: tuple
+    buf: dict             # obs [N, D], b [N], a [N], r [N], obs2 [N, D], b2 [N]
+    buf_size: jax.Array
+    ptr: jax.Array
+    res: nfsp_lib.Reservoir   # data: obs [R, D], b [R], a [R]
+    env_s: jax.Array      # [E] asset
+    env_t: jax.Array      # [E] day index
+    env_pos: jax.Array    # [E]
+    env_k: jax.Array      # [E] steps into the episode
+    adv_u: jax.Array      # [E, K] held pre-squash adversary sample
+    adv_log: dict         # m [P, E, K], u [P, E, K], r [P, E], mask [P, E]
+    step: jax.Array
+    key: jax.Array
+
+
+def make_trader(hp: TraderHParams, *, num_assets: int, macro_dim: int, train_range: tuple, generate):
+    """Pure (init, train_chunk, act_eval) for the NFSP + QBN + adversary trader.
+
+    generate(g_params, x [B, 2W, S*4], c [B, 2W, K], key) -> [B, 2W, S*4] is the trained GAN's sampler.
+    train_range = (lo, hi): episodes start at t0 in [max(lo, 2W-1), hi - episode_len - 1].
+    init(key) -> TraderState
+    train_chunk(state, flags: ArmFlags, data: TraderData, g_params, iters) -> (state, metrics means)
+    act_eval(state, flags, obs_bwf [B, W, 4], pos_b [B]) -> actions [B] in {0, 1, 2}
+    """
+    if hp.avg_loss not in AVG_LOSSES:
+        raise ValueError(f"avg_loss: expected one of {AVG_LOSSES}, got {hp.avg_loss!r}")
+    if hp.cost_mode not in env_lib.COST_MODES:
+        raise ValueError(f"cost_mode: expected one of {env_lib.COST_MODES}, got {hp.cost_mode!r}")
+    if hp.adv_eps < 0:
+        raise ValueError(f"adv_eps: expected a radius >= 0, got {hp.adv_eps}")
+    W, E, K, S = hp.window, hp.num_envs, macro_dim, num_assets
+    lo, hi = train_range
+    t_min, t_max = max(lo, 2 * W - 1), hi - hp.episode_len - 1
+    if t_max <= t_min:
+        raise ValueError(f"train_range: expected room for episodes of {hp.episode_len} steps after a 2W={2 * W} "
+                         f"warm-up inside {train_range}")
+    D = W * NUM_FEATS + 1
+    qnet, qbn_net = TraderQNet(hp.hidden), belief_lib.QuantileBeliefNet(hp.qbn_hidden)
+    adv_net = adv_lib.AdversaryPolicy()
+    tx, tx_adv = optax.adam(hp.lr), optax.adam(hp.adv_lr)
+    P = hp.adv_every
+
+    def init(key):
+        k = jax.random.split(key, 6)
+        q = qnet.init(k[0], jnp.zeros((1, D)), jnp.zeros((1,), jnp.int32), 1.0)
+        qbar = qnet.init(k[1], jnp.zeros((1, D)), jnp.zeros((1,), jnp.int32), 1.0)
+        qbn = qbn_net.init(k[2], jnp.zeros((1, W - 1, NUM_FEATS)))
+        adv = adv_net.init(k[3], jnp.zeros((1, K)))
+        N = hp.buffer_size
+        buf = {"obs": jnp.zeros((N, D)), "b": jnp.zeros((N,), jnp.int32), "a": jnp.zeros((N,), jnp.int32),
+               "r": jnp.zeros((N,)), "obs2": jnp.zeros((N, D)), "b2": jnp.zeros((N,), jnp.int32)}
+        res = nfsp_lib.reservoir_init(hp.reservoir_size, {"obs": jnp.zeros((D,)), "b": jnp.zeros((), jnp.int32),
+                                                          "a": jnp.zeros((), jnp.int32)})
+        ks, kt = jax.random.split(k[4])
+        log = {"m": jnp.zeros((P, E, K)), "u": jnp.zeros((P, E, K)), "r": jnp.zeros((P, E)),
+               "mask": jnp.zeros((P, E))}
+        return TraderState(q, q, tx.init(q), qbar, tx.init(qbar), qbn, tx.init(qbn), adv, tx_adv.init(adv),
+                           buf, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), res,
+                           jax.random.randint(ks, (E,), 0, S), jax.random.randint(kt, (E,), t_min, t_max),
+                           jnp.zeros((E,)), jnp.zeros((E,), jnp.int32), jnp.zeros((E, K)), log,
+                           jnp.zeros((), jnp.int32), k[5])
+
+    def beliefs(qbn_p, obs_bwf):
+        q = qbn_net.apply(qbn_p, obs_bwf[:, :-1])
+        return belief_lib.belief_bucket(q, ma5(obs_bwf))
+
+    def policy_q(st, flags, obs_bwf, pos_b, b):
+        x = flat_obs(obs_bwf, pos_b)
+        return qnet.apply(st.q, x, b, flags.qbn), qnet.apply(st.qbar, x, b, flags.qbn)
+
+    def learn(st, flags, key):
+        k1, k2 = jax.random.split(key)
+        idx = jax.random.randint(k1, (hp.batch_size,), 0, jnp.maximum(st.buf_size, 1))
+        bt = jax.tree_util.tree_map(lambda a: a[idx], st.buf)
+        y = dqn_targets(bt["r"], jnp.full_like(bt["r"], hp.gamma), qnet.apply(st.q_target, bt["obs2"], bt["b2"], flags.qbn),
+                        qnet.apply(st.q, bt["obs2"], bt["b2"], flags.qbn))
+        lq, gq = jax.value_and_grad(lambda p: dqn_loss(qnet.apply(p, bt["obs"], bt["b"], flags.qbn), bt["a"], y))(st.q)
+        uq, q_opt = tx.update(gq, st.q_opt, st.q)
+        ow = bt["obs"][:, :-1].reshape(-1, W, NUM_FEATS)
+        lb, gb = jax.value_and_grad(lambda p: belief_lib.pinball_loss(qbn_net.apply(p, ow[:, :-1]), ma5(ow)))(st.qbn)
+        ub, qbn_opt = tx.update(gb, st.qbn_opt, st.qbn)
+        rb = nfsp_lib.reservoir_sample(st.res, k2, hp.batch_size)
+        q_teacher = jax.lax.stop_gradient(qnet.apply(st.q, rb["obs"], rb["b"], flags.qbn))
+
+        def avg_loss(p):
+            out = qnet.apply(p, rb["obs"], rb["b"], flags.qbn)
+            if hp.avg_loss == "distill":
+                return jnp.mean((out - q_teacher) ** 2)
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, rb["a"]))
+        la, ga = jax.value_and_grad(avg_loss)(st.qbar)
+        has_res = (nfsp_lib.reservoir_size(st.res) > 0).astype(jnp.float32)
+        ga = jax.tree_util.tree_map(lambda g: g * has_res, ga)
+        ua, qbar_opt = tx.update(ga, st.qbar_opt, st.qbar)
+        st = st._replace(q=optax.apply_updates(st.q, uq), q_opt=q_opt, qbn=optax.apply_updates(st.qbn, ub),
+                         qbn_opt=qbn_opt, qbar=optax.apply_updates(st.qbar, ua), qbar_opt=qbar_opt)
+        return st, jnp.stack([lq, lb, la])
+
+    def adv_update(st, flags):
+        lg = st.adv_log
+        ret = adv_lib.discounted_returns(lg["r"].T, gamma=hp.gamma)            # [E, P]
+
+        def loss(p):
+            mean, std = adv_net.apply(p, lg["m"].reshape(-1, K))
+            logp = adv_lib.gaussian_log_prob(lg["u"].reshape(-1, K), mean, std).reshape(P, E)
+            return adv_lib.adversary_reinforce_loss(logp.reshape(-1), ret.T.reshape(-1), mask_n=lg["mask"].reshape(-1),
+                                                    zero_sum=hp.zero_sum)
+        l, g = jax.value_and_grad(loss)(st.adv)
+        g = jax.tree_util.tree_map(lambda x: x * flags.adv * flags.aug, g)
+        u, o = tx_adv.update(g, st.adv_opt, st.adv)
+        return st._replace(adv=optax.apply_updates(st.adv, u), adv_opt=o), l
+
+    def one_iter(st: TraderState, flags: ArmFlags, data: TraderData, g_params):
+        key, k_eps, k_act, k_br, k_aug, k_gen, k_adv, k_res, k_learn, k_reset = jax.random.split(st.key, 10)
+        T = data.feats.shape[0]
+        obs = jax.vmap(obs_window, in_axes=(None, 0, 0, None))(data.feats, st.env_s, st.env_t, W)   # [E, W, F]
+        # adversary: new pre-squash sample at the start of every block
+        m_t = data.macro[st.env_t]                                                          # [E, K]
+        mean, std = adv_net.apply(st.adv, m_t)
+        u_new = mean + std * jax.random.normal(k_adv, mean.shape)
+        u = jnp.where((st.env_k % hp.adv_block == 0)[:, None], u_new, st.adv_u)
+        delta = flags.adv * adv_lib.project_delta(u, eps=hp.adv_eps)
+        # generated observation of the env's asset under macro + delta
+        xs = data.feats.reshape(T, -1)
+
+        def gen_one(s, t, d, k):
+            x = jax.lax.dynamic_slice_in_dim(xs, t - 2 * W + 1, 2 * W, 0)
+            c = jax.lax.dynamic_slice_in_dim(data.macro, t - 2 * W + 1, 2 * W, 0) + d
+            out = generate(g_params, x[None], c[None], k)[0, W:]                          # [W, S*F]
+            return jax.lax.dynamic_slice_in_dim(out, s * NUM_FEATS, NUM_FEATS, 1)
+        gen = jax.vmap(gen_one)(st.env_s, st.env_t, delta, jax.random.split(k_gen, E))
+        eps = epsilon_schedule(st.step, end=hp.eps_end, decay_steps=hp.eps_decay_iters)
+        br = (jax.random.uniform(k_br, (E,)) < hp.eta) | (flags.nfsp < 0.5)
+        explore = br & (jax.random.uniform(k_eps, (E,)) < eps)
+        aug = (~explore) & (jax.random.uniform(k_aug, (E,)) < hp.aug_rate * flags.aug)
+        obs = jnp.where(aug[:, None, None], gen, obs)
+        b = beliefs(st.qbn, obs)
+        q, qbar = policy_q(st, flags, obs, st.env_pos, b)
+        greedy = jnp.where(br, jnp.argmax(q, -1), jnp.argmax(qbar, -1))
+        act = jnp.where(explore, jax.random.randint(k_act, (E,), 0, 3), greedy).astype(jnp.int32)
+        es = env_lib.EnvState(st.env_t, st.env_pos, jnp.ones((E,)))
+        close_e = data.close[:, st.env_s].T                                                 # [E, T]
+        es2, rew = jax.vmap(lambda s, a, p: env_lib.step(s, a, p, cost=hp.cost, mode=hp.cost_mode))(es, act, close_e)
+        obs2 = jax.vmap(obs_window, in_axes=(None, 0, 0, None))(data.feats, st.env_s, es2.t, W)
+        b2 = beliefs(st.qbn, obs2)
+        x, x2 = flat_obs(obs, st.env_pos), flat_obs(obs2, es2.pos)
+        ptr = st.ptr
+        upd = lambda buf, v: jax.lax.dynamic_update_slice_in_dim(buf, v, ptr, 0)
+        buf = {"obs": upd(st.buf["obs"], x), "b": upd(st.buf["b"], b), "a": upd(st.buf["a"], act),
+               "r": upd(st.buf["r"], hp.reward_scale * rew), "obs2": upd(st.buf["obs2"], x2), "b2": upd(st.buf["b2"], b2)}
+        keep = br & ~explore
+
+        def add(res, inp):
+            item, k, v = inp
+            return nfsp_lib.reservoir_add(res, item, k, valid=v), None
+        res, _ = jax.lax.scan(add, st.res, ({"obs": x, "b": b, "a": act}, jax.random.split(k_res, E), keep))
+        j = st.step % P
+        log = {"m": st.adv_log["m"].at[j].set(m_t), "u": st.adv_log["u"].at[j].set(u),
+               "r": st.adv_log["r"].at[j].set(hp.reward_scale * rew), "mask": st.adv_log["mask"].at[j].set(aug)}
+        k_next = st.env_k + 1
+        done = k_next >= hp.episode_len
+        ks, kt = jax.random.split(k_reset)
+        new_s = jax.random.randint(ks, (E,), 0, S)
+        new_t = jax.random.randint(kt, (E,), t_min, t_max)
+        st = st._replace(buf=buf, ptr=(ptr + E) % hp.buffer_size, buf_size=jnp.minimum(st.buf_size + E, hp.buffer_size),
+                         res=res, env_s=jnp.where(done, new_s, st.env_s), env_t=jnp.where(done, new_t, es2.t),
+                         env_pos=jnp.where(done, 0.0, es2.pos), env_k=jnp.where(done, 0, k_next), adv_u=u,
+                         adv_log=log, step=st.step + 1, key=key)
+        do_learn = (st.buf_size >= hp.learning_starts) & (st.step % hp.train_every == 0)
+        st, losses = jax.lax.cond(do_learn, lambda s: learn(s, flags, k_learn), lambda s: (s, jnp.zeros(3)), st)
+        st = st._replace(q_target=jax.tree_util.tree_map(lambda t, p: jnp.where(st.step % hp.target_every == 0, p, t),
+                                                         st.q_target, st.q))
+        st, la = jax.lax.cond(st.step % P == 0, lambda s: adv_update(s, flags), lambda s: (s, jnp.zeros(())), st)
+        metrics = {"q_loss": losses[0], "qbn_loss": losses[1], "avg_loss": losses[2], "adv_loss": la,
+                   "reward": jnp.mean(rew), "aug_frac": jnp.mean(aug), "delta_abs": jnp.mean(jnp.abs(delta))}
+        return st, metrics
+
+    def train_chunk(st, flags, data, g_params, iters: int):
+        def body(s, _):
+            return one_iter(s, flags, data, g_params)
+        st, m = jax.lax.scan(body, st, None, length=iters)
+        return st, jax.tree_util.tree_map(jnp.mean, m)
+
+    def act_eval(st, flags, obs_bwf, pos_b):
+        b = beliefs(st.qbn, obs_bwf)
+        q, qbar = policy_q(st, flags, obs_bwf, pos_b, b)
+        return jnp.where(flags.nfsp > 0.5, jnp.argmax(qbar, -1), jnp.argmax(q, -1))
+
+    return init, train_chunk, act_eval
+
+
+def backtest(act_eval, st, flags, obs_dswf, ret_ds, *, cost=1e-3, cost_mode="code_B"):
+    """Greedy daily backtest: on day d each asset's position is chosen from obs_dswf[d] ([S, W, F]) and
+    earns ret_ds[d] (the next-day close return); the change is charged with `env.trade_cost`.
+    Returns the equal-weight daily returns [D]."""
+    S = ret_ds.shape[1]
+
+    def day(pos_s, inp):
+        o, r = inp
+        a = env_lib.ACTIONS[act_eval(st, flags, o, pos_s)]
+        out = a * r - env_lib.trade_cost(pos_s, a, cost=cost, mode=cost_mode)
+        return a, out
+    _, r = jax.lax.scan(day, jnp.zeros((S,)), (obs_dswf, ret_ds))
+    return jnp.mean(r, axis=1)
+
+
+class WorldArrays(NamedTuple):
+    """A MacroWorld prepared for the GAN and the trader (statistics fitted on rows < n_train only).
+    data: TraderData; fmu, fsd [F] feature z-score; mlo, mhi [K] macro min-max; n_train, n_val_end ints."""
+    data: TraderData
+    fmu: jax.Array
+    fsd: jax.Array
+    mlo: jax.Array
+    mhi: jax.Array
+    n_train: int
+    n_val_end: int
+
+
+def prepare_world(world, n_train: int, n_val_end: int) -> WorldArrays:
+    """Features, macro scaling and close paths of a `macro.MacroWorld` (train-only statistics)."""
+    import numpy as np
+
+    from jaxlab.finance import macro as macro_lib
+    T = world.panel.num_days
+    if not 0 < n_train < n_val_end < T:
+        raise ValueError(f"n_train/n_val_end: expected 0 < n_train < n_val_end < {T}, got {n_train}, {n_val_end}")
+    f = macro_lib.bar_features(world.panel.ohlcv)
+    fmu, fsd = f[1:n_train].mean((0, 1)), f[1:n_train].std((0, 1)) + 1e-8
+    lo, hi = macro_lib.minmax_fit(world.macro, n_train)
+    m = macro_lib.minmax_apply(world.macro, lo, hi)
+    data = TraderData(jnp.asarray((f - fmu) / fsd, jnp.float32), jnp.asarray(m, jnp.float32),
+                      jnp.asarray(world.panel.ohlcv[..., 3], jnp.float32))
+    return WorldArrays(data, *(jnp.asarray(a, jnp.float32) for a in (fmu, fsd, lo, hi)), int(n_train), int(n_val_end))
+
+
+def eval_obs(data: TraderData, lo: int, hi: int, window: int):
+    """Real observation windows and next-day returns for days d in [lo, hi - 1):
+    obs [D, S, W, F], ret [D, S] = close[d+1] / close[d] - 1."""
+    if lo < window - 1 or hi > data.feats.shape[0] or hi - lo < 2:
+        raise ValueError(f"lo/hi: expected window - 1 <= lo < hi - 1 and hi <= {data.feats.shape[0]}, got {lo}, {hi}")
+    days = jnp.arange(lo, hi - 1)
+    S = data.feats.shape[1]
+    obs = jax.vmap(lambda t: jax.vmap(lambda s: obs_window(data.feats, s, t, window))(jnp.arange(S)))(days)
+    ret = data.close[lo + 1:hi] / data.close[lo:hi - 1] - 1.0
+    return obs, ret
+
+
+def generated_eval_obs(generate, g_params, data: TraderData, lo: int, hi: int, window: int, delta_k, key):
+    """Generated observation windows for days [lo, hi - 1) under macro + delta (delta [K], same every day):
+    history rows t-2W+1..t-W are real, rows t-W+1..t generated. Returns [D, S, W, F]."""
+    if lo < 2 * window - 1:
+        raise ValueError(f"lo: expected >= 2 * window - 1 = {2 * window - 1}, got {lo}")
+    T, S, F = data.feats.shape
+    days = jnp.arange(lo, hi - 1)
+    xs = data.feats.reshape(T, -1)
+    x = jax.vmap(lambda t: jax.lax.dynamic_slice_in_dim(xs, t - 2 * window + 1, 2 * window, 0))(days)
+    c = jax.vmap(lambda t: jax.lax.dynamic_slice_in_dim(data.macro, t - 2 * window + 1, 2 * window, 0))(days) + delta_k
+    out = generate(g_params, x, c, key)[:, window:]                          # [D, W, S*F]
+    return jnp.moveaxis(out.reshape(out.shape[0], window, S, F), 2, 1)

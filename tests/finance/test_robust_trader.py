@@ -1,0 +1,78 @@
+"""The NFSP + QBN + adversary trader loop (paper B): bad inputs, metrics, backtest and a short run."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlab.finance import env as env_lib
+from jaxlab.finance import gan as G
+from jaxlab.finance import macro as M
+from jaxlab.finance import robust_trader as rt
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = M.synthetic_macro_world(0, num_days=300, stress_window=(250, 290))
+    return rt.prepare_world(w, 180, 240)
+
+
+def test_bad_inputs_raise(world):
+    gen = lambda g, x, c, k: x
+    with pytest.raises(ValueError, match="cost_mode"):
+        rt.make_trader(rt.TraderHParams(cost_mode="free"), num_assets=3, macro_dim=4, train_range=(0, 180), generate=gen)
+    with pytest.raises(ValueError, match="adv_eps"):
+        rt.make_trader(rt.TraderHParams(adv_eps=-0.1), num_assets=3, macro_dim=4, train_range=(0, 180), generate=gen)
+    with pytest.raises(ValueError, match="avg_loss"):
+        rt.make_trader(rt.TraderHParams(avg_loss="kl"), num_assets=3, macro_dim=4, train_range=(0, 180), generate=gen)
+    with pytest.raises(ValueError, match="train_range"):
+        rt.make_trader(rt.TraderHParams(), num_assets=3, macro_dim=4, train_range=(0, 60), generate=gen)
+    with pytest.raises(ValueError, match="lo/hi"):
+        rt.eval_obs(world.data, 0, 400, 16)                  # a window longer than the data
+    with pytest.raises(ValueError, match="arms"):
+        rt.arm_flags(["ours", "rarl"])
+
+
+def test_trading_metrics_golden_values():
+    r = jnp.array([0.2, -0.25, 0.2222222])                  # values 1, 1.2, 0.9, 1.1
+    m = rt.trading_metrics(r)
+    assert float(m["mdd"]) == pytest.approx(0.25, rel=1e-5)
+    assert float(m["total_return"]) == pytest.approx(0.1, rel=1e-5)
+    assert float(m["sharpe_sqrtN"]) == pytest.approx(float(m["sharpe_252"]) * np.sqrt(3 / 252), rel=1e-5)
+
+
+def test_backtest_of_always_long_is_buy_and_hold_minus_one_opening_cost(world):
+    obs, ret = rt.eval_obs(world.data, 200, 240, 16)
+    long = lambda st, fl, o, pos: jnp.full(o.shape[:1], 2)
+    r = rt.backtest(long, None, None, obs, ret, cost=1e-3, cost_mode="code_B")
+    want = np.asarray(ret).mean(1)
+    want[0] -= 1e-3
+    np.testing.assert_allclose(np.asarray(r), want, rtol=1e-5, atol=1e-7)
+    # the rewards agree with env.step on one asset
+    close = world.data.close[:, 0]
+    s = env_lib.reset(200)
+    s, r0 = env_lib.step(s, 2, close, mode="code_B")
+    assert float(r0) == pytest.approx(-1e-3, rel=1e-5)        # flat position earns nothing; opening costs c
+    s2, r1 = env_lib.step(s, 2, close, mode="code_B")
+    assert float(r1) == pytest.approx(float(close[202] / close[201] - 1), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_short_training_run_is_finite_and_respects_the_budget(world):
+    init_g, _, generate = G.make_gan(G.GanHParams(hidden=8), dim=12, macro_dim=4, window=32)
+    gp = init_g(jax.random.PRNGKey(0)).g_params
+    hp = rt.TraderHParams(num_envs=4, buffer_size=256, reservoir_size=128, learning_starts=32, adv_every=20,
+                          aug_rate=0.5, episode_len=32)
+    init, chunk, act = rt.make_trader(hp, num_assets=3, macro_dim=4, train_range=(0, 180), generate=generate)
+    flags = rt.arm_flags(["ours", "dqn"])
+    st = jax.vmap(lambda _: init(jax.random.PRNGKey(0)))(jnp.arange(2))
+    f = jax.jit(jax.vmap(functools.partial(chunk, iters=60), in_axes=(0, 0, None, None)))
+    st, m = f(st, flags, world.data, gp)
+    assert all(np.isfinite(np.asarray(v)).all() for v in m.values())
+    assert float(m["delta_abs"][0]) <= hp.adv_eps and float(m["aug_frac"][1]) == 0.0
+    assert int(st.res.count[0]) > 0                          # the NFSP arm fills its reservoir
+    obs, ret = rt.eval_obs(world.data, 200, 240, 16)
+    r = rt.backtest(act, jax.tree_util.tree_map(lambda a: a[0], st), jax.tree_util.tree_map(lambda a: a[0], flags), obs, ret)
+    assert r.shape == (39,) and np.isfinite(np.asarray(r)).all()

@@ -1,0 +1,101 @@
+"""experiments/fusion.py on jaxlab.core.study, and the MI-frame caches keyed by every input.
+
+Training, evaluation and the MI analysis are fakes (deterministic functions of the cell config), so nothing is
+trained here: a changed hyperparameter recomputes every variant it touches, an MI-only setting recomputes only
+the MI variants, and a rerun reuses everything."""
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from experiments import fusion
+from experiments.configs import fusion as fcfg
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fusion.plots, "grouped_bars", lambda path, *a, **k: path)
+    monkeypatch.setattr(fusion.PL, "expert_dataset", lambda *a, **k: "pour-data")
+    monkeypatch.setattr(fusion, "_cabinet_data", lambda config: ("cabinet-data", None, None))
+
+    def rng(config, variant):
+        tag = json.dumps(fusion.cell_config(config, "?", variant), sort_keys=True)
+        return np.random.default_rng(zlib.crc32(tag.encode()))
+
+    def train_and_eval(config, variant, data, run_dir, writer, task="pour"):
+        calls.append((task, variant, config.lr))
+        r = rng(config, variant)
+        s = len(config.seeds)
+        out = {k: r.uniform(size=s).tolist() for k in ("success", "fill_error", "overflow", "slam", "timeout")}
+        out["best_steps"], out["val_success"] = int(config.train_steps), r.uniform(size=2).tolist()
+        return None, None, out
+
+    def mi_analysis(config, net, ema, variant, task="pour"):
+        calls.append((task, variant + "/mi", config.mi_steps))
+        r = rng(config, variant + "/mi")
+        return {f"{variant}/{emb}/infonce": [{"mi": float(r.uniform()), "lo": 0.0, "hi": float("nan")}
+                                              for _ in config.seeds] for emb in ("audio", "vision")}
+
+    monkeypatch.setattr(fusion, "train_and_eval", train_and_eval)
+    monkeypatch.setattr(fusion, "mi_analysis", mi_analysis)
+    return calls
+
+
+def _dump(x):
+    return json.dumps(x, sort_keys=True, default=str)
+
+
+def _config():
+    c = fcfg.get_config("quick")
+    c.tasks = "pour"
+    c.variants = ["havp", "concat", "havp_noaudio"]
+    return c
+
+
+def test_changed_hyperparameter_recomputes_and_rerun_reuses(fake, tmp_path):
+    c = _config()
+    first = fusion.run(c, str(tmp_path))
+    n = len(fake)
+    assert n == 3 + 2                                       # 3 variants trained, havp and havp_noaudio analysed
+    again = fusion.run(c, str(tmp_path))
+    assert len(fake) == n
+    assert _dump(again["tables"]) == _dump(first["tables"])
+    c.mi_steps = 7                                          # an MI setting: only the MI variants are recomputed
+    fusion.run(c, str(tmp_path))
+    assert sorted(v for _, v, _ in fake[n:]) == ["havp", "havp/mi", "havp_noaudio", "havp_noaudio/mi"]
+    m = len(fake)
+    c.lr = 1e-2                                             # a training setting: every variant is recomputed
+    changed = fusion.run(c, str(tmp_path))
+    assert len(fake) == m + 5 and all(lr == 1e-2 for _, v, lr in fake[m:] if not v.endswith("/mi"))
+    fresh = fusion.run(c, str(tmp_path / "fresh"))
+    assert _dump(changed["tables"]) == _dump(fresh["tables"])
+    assert _dump(changed["tables"]["main"]) != _dump(first["tables"]["main"])
+
+
+def test_seeds_are_part_of_a_cell(fake, tmp_path):
+    """The budget is chosen on the seed mean, so adding a seed recomputes the cell (not only the new seed)."""
+    c = _config()
+    c.variants = ["havp"]
+    c.mi_variants = []
+    fusion.run(c, str(tmp_path))
+    c.seeds = [0, 1, 2, 3]
+    fusion.run(c, str(tmp_path))
+    assert len(fake) == 2
+
+
+def test_mi_frame_caches_are_keyed_by_every_input():
+    c1 = fcfg.get_config("quick")
+    c2 = fcfg.get_config("quick")
+    c2.data_seed = c1.data_seed + 1
+    seen = []
+    orig = fusion._mi_frames_cached
+    try:
+        fusion._mi_frames_cached = lambda *a: seen.append(a) or a
+        assert fusion._mi_frames(c1) != fusion._mi_frames(c2)      # data_seed is part of the key now
+        assert fusion._mi_frames(c1) == (c1.data_seed, c1.mi_episodes, c1.obs_horizon, c1.pred_horizon)
+    finally:
+        fusion._mi_frames_cached = orig
+    assert len(seen) == 3

@@ -1,0 +1,88 @@
+"""experiments/kpo.py on jaxlab.core.study: a changed hyperparameter never reuses a run computed under the old
+one, a summary-only setting reuses every run, and in-run checkpoints are named by the config hash. The SFT model,
+the problems and the RL run are replaced by fakes (a run's history is a deterministic function of its cell config
+and seed), so no LM is trained here."""
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from experiments import kpo
+from experiments.configs.kpo import get_config
+
+
+def _fake_run_one(calls):
+    def run_one(cell, seed, **_):
+        calls.append((cell.id, cell.config["rl"]["lr"], seed))
+        rng = np.random.default_rng(zlib.crc32((json.dumps(cell.config, sort_keys=True) + str(seed)).encode()))
+        k, steps = cell.config["rl"]["eval_samples"], cell.config["rl"]["steps"]
+        return {"eval": [{"step": s, f"avg@{k}": float(rng.uniform()), f"pass@{k}": float(rng.uniform()),
+                          "greedy_acc": float(rng.uniform())} for s in (0, steps)],
+                "entropy": rng.uniform(0.5, 1.0, steps).tolist(), "reward": rng.uniform(size=steps).tolist(),
+                "grad_norm_max": rng.uniform(1, 20, steps).tolist(),
+                "grad_norms": rng.uniform(1, 20, (steps, 2)).tolist(),
+                **{key: rng.uniform(size=steps).tolist() for key in (
+                    "clip_frac", "switch_raw", "switch_filt", "runlen_raw", "runlen_filt", "lowfreq_raw",
+                    "lowfreq_filt", "log_ratio_var")}}
+    return run_one
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setattr(kpo.cache, "load_or_train", lambda *a, **k: (None, {"cached": True}))
+    monkeypatch.setattr(kpo, "model_config", lambda *a, **k: None)
+    monkeypatch.setattr(kpo, "problems", lambda config: (list(range(8)), list(range(4))))
+    monkeypatch.setattr(kpo.plots, "curves", lambda path, *a, **k: path)
+
+    def install(calls):
+        monkeypatch.setattr(kpo, "run_one", _fake_run_one(calls))
+    return install
+
+
+def _dump(x):
+    return json.dumps(x, sort_keys=True, default=str)
+
+
+def test_changed_hyperparameter_recomputes_and_summary_settings_reuse(fake, tmp_path):
+    calls = []
+    fake(calls)
+    c = get_config("quick")
+    first = kpo.run(c, str(tmp_path))
+    n = len(c.methods) * len(c.seeds)
+    assert len(calls) == n
+    c.big_norm = 5.0                                   # read by the summary only: every run is reused
+    kpo.run(c, str(tmp_path))
+    assert len(calls) == n
+    c.rl.lr = 1e-4                                     # a training hyperparameter: every run is recomputed
+    changed = kpo.run(c, str(tmp_path))
+    assert len(calls) == 2 * n and all(lr == 1e-4 for _, lr, _ in calls[n:])
+    fake([])
+    fresh = kpo.run(c, str(tmp_path / "fresh"))
+    assert _dump(changed["tables"]) == _dump(fresh["tables"])
+    assert _dump(changed["tables"]["main"]) != _dump(first["tables"]["main"])
+
+
+def test_condition_overrides_enter_the_cell_config_and_checkpoint_names():
+    c = get_config("quick")
+    cells = kpo.make_cells(c, kpo.run_specs(c))
+    assert {cell.config["rl"]["noise"] for cell in cells} == {"student_t"}      # the noise condition's override
+    c2 = get_config("quick")
+    c2.task.n_train = 999
+    cells2 = kpo.make_cells(c2, kpo.run_specs(c2))
+    assert [x.id for x in cells] == [x.id for x in cells2]
+    assert kpo._ckpt_dir("w", cells[0], 0) != kpo._ckpt_dir("w", cells2[0], 0)
+
+
+def test_summarize_only_reports_the_finished_cells(fake, tmp_path):
+    calls = []
+    fake(calls)
+    c = get_config("quick")
+    c.methods = ["grpo", "kpo_clipped"]
+    kpo.run(c, str(tmp_path))
+    c.methods = ["grpo", "kpo_clipped", "grpo_dual"]
+    c.summarize_only = True
+    out = kpo.run(c, str(tmp_path))
+    assert len(calls) == 2 * len(c.seeds)
+    assert {r["method"] for r in out["tables"]["main"]} == {"grpo", "kpo_clipped"}
