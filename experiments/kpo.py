@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from jaxlab.core import plots, study
-from jaxlab.core.config import config_hash
+from jaxlab.core.config import config_hash, config_module_attr
 from jaxlab.core.metrics import MetricsWriter
 from jaxlab.core.summary import claim, mean_std
 from jaxlab.lm import cache, tasks
@@ -31,21 +31,14 @@ from jaxlab.rl.train import make_train
 
 
 def _conditions():
-    import importlib.util
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "kpo.py")
-    spec = importlib.util.spec_from_file_location("_kpo_config", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.CONDITIONS
+    return config_module_attr(path, "CONDITIONS")
 
 
 def problems(config):
     t = config.task
-    train = tasks.generate(t.family, t.n_train, seed=0, split="train", digits=t.digits)
-    ev = tasks.generate(t.family, t.n_eval, seed=t.eval_seed, split="test", digits=t.digits,
-                        unique=True)
-    tasks.check_disjoint(train, ev)
-    return train, ev
+    return tasks.train_eval_split(t.family, n_train=t.n_train, n_eval=t.n_eval, eval_seed=t.eval_seed,
+                                  digits=t.digits)
 
 
 def run_specs(config) -> list[dict]:

@@ -41,6 +41,14 @@ def _import_file(path: str):
     return module
 
 
+def config_module_attr(path: str, name: str):
+    """A module-level constant of a config file (e.g. the condition table beside `get_config`)."""
+    module = _import_file(path)
+    if not hasattr(module, name):
+        raise ConfigError(f"config file {path!r} has no {name}")
+    return getattr(module, name)
+
+
 def _lookup(config: ml_collections.ConfigDict, key: str):
     node = config
     parts = key.split(".")

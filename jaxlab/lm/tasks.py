@@ -303,3 +303,13 @@ def check_disjoint(train: Iterable[Problem], test: Iterable[Problem], *,
     if overlap:
         raise ValueError(f"test: {len(overlap)} test problems also appear in training, "
                          f"e.g. {overlap[:5]}")
+
+
+def train_eval_split(family: str, *, n_train: int, n_eval: int, eval_seed: int, digits: int | None = None
+                     ) -> tuple[list[Problem], list[Problem]]:
+    """RL prompts: `n_train` training problems (seed 0) and `n_eval` unique held-out test problems,
+    checked disjoint (raises on any overlap)."""
+    train = generate(family, n_train, seed=0, split="train", digits=digits)
+    ev = generate(family, n_eval, seed=eval_seed, split="test", digits=digits, unique=True)
+    check_disjoint(train, ev)
+    return train, ev

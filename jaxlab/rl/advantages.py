@@ -54,18 +54,8 @@ def group_advantages(rewards_n, group_ids_n, *, num_groups: int, eps: float = 1e
         raise ValueError(f"singleton: expected one of {SINGLETON_RULES}, got {singleton!r}")
     r = rewards_n.astype(jnp.float32) if not jnp.issubdtype(rewards_n.dtype, jnp.floating) else rewards_n
     seg = functools.partial(jax.ops.segment_sum, segment_ids=group_ids_n, num_segments=num_groups)
-    if valid_n is None:
-        n = seg(jnp.ones_like(r))
-        mean = seg(r) / jnp.maximum(n, 1.0)
-        dev = r - mean[group_ids_n]
-        adv = dev
-        if scale:
-            var = seg(jnp.square(dev)) / jnp.maximum(n - ddof, 1.0)
-            std = jnp.where(n > ddof, jnp.sqrt(var), 0.0)
-            adv = dev / (std[group_ids_n] + eps)
-        if singleton == "raw":
-            adv = jnp.where(n[group_ids_n] == 1, r, adv)
-        return adv
+    if valid_n is None:                             # every row present: the masked path with an all-true mask
+        valid_n = jnp.ones(rewards_n.shape, bool)
     valid_n = jnp.asarray(valid_n)
     if valid_n.shape != rewards_n.shape:
         raise ValueError(f"valid_n: expected shape {rewards_n.shape}, got {valid_n.shape}")
