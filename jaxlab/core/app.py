@@ -213,6 +213,9 @@ def launch(paper: str, run_fn: RunFn, argv: list[str] | None = None) -> None:
             from absl import logging
             logging.set_verbosity(logging.WARNING)
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        # Ctrl-C must stop the run even when the parent started us with SIGINT ignored (an ignored
+        # disposition is inherited across exec, e.g. from pytest-xdist workers or `cmd &` in sh).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             summary = run_experiment(paper, run_fn, state["config"], workdir_flag.value, state["suite"])
         except KeyboardInterrupt:

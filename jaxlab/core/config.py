@@ -29,7 +29,18 @@ def check_size(size: str) -> str:
     return size
 
 
+def resolve_path(path: str) -> str:
+    """A config path as given (relative to the working directory) or, failing that, relative to the
+    source checkout jaxlab was installed from, so notebooks and scripts work from any directory."""
+    if os.path.isfile(path) or os.path.isabs(path):
+        return path
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    candidate = os.path.join(checkout, path)
+    return candidate if os.path.isfile(candidate) else path
+
+
 def _import_file(path: str):
+    path = resolve_path(path)
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
     name = "jaxlab_config_" + hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
