@@ -36,6 +36,7 @@ import jax
 import numpy as np
 
 from jaxlab.core import metrics as metrics_lib
+from jaxlab.core import sharding as sharding_lib
 
 PyTree = Any
 
@@ -184,7 +185,6 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
         raise ValueError(f"steps: expected an integer >= 0, got {steps!r}")
     if not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk: expected an integer >= 1, got {chunk!r}")
-    from jaxlab.core import sharding as sharding_lib
     ckpt = None
     with _mesh_context(mesh):
         state = jax.jit(trainer.init)(key)
@@ -235,7 +235,6 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
 
 
 def _collected_chunk(step, state, collect, start, n, mesh):
-    from jaxlab.core import sharding as sharding_lib
     out = []
     for i in range(n):
         batch = collect(state, start + i)

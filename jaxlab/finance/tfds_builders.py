@@ -62,15 +62,22 @@ class SyntheticUniverse(LocalCodePath, tfds.core.GeneratorBasedBuilder):
                                    "ohlcv": panel.ohlcv[t]}
 
 
-def panel_from_sources(sources: dict, splits=SPLITS) -> data_lib.Panel:
-    """Concatenates the given splits (in chronological order) back into a validated Panel."""
+def concat_splits(sources: dict, splits=SPLITS) -> dict[str, np.ndarray]:
+    """Every feature of the given day-indexed splits, concatenated in order; raises ValueError when
+    the `index` feature is not consecutive across them (a gap or an overlap)."""
     from jaxlab.core.datasets import to_numpy
     parts = [to_numpy(sources[s]) for s in splits]
     idx = np.concatenate([p["index"] for p in parts])
     if np.any(np.diff(idx) != 1):
         raise ValueError(f"splits: expected consecutive days across {list(splits)}, got a gap or overlap")
-    ohlcv = np.concatenate([p["ohlcv"] for p in parts])
-    dates = np.concatenate([p["date"] for p in parts]).astype("datetime64[D]")
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def panel_from_sources(sources: dict, splits=SPLITS) -> data_lib.Panel:
+    """Concatenates the given splits (in chronological order) back into a validated Panel."""
+    days = concat_splits(sources, splits)
+    ohlcv = days["ohlcv"]
+    dates = days["date"].astype("datetime64[D]")
     names = [f"syn{i}" for i in range(ohlcv.shape[1])]
     return data_lib.make_panel(dates, ohlcv, names, {"source": "tfds SyntheticUniverse",
-                                                     "regimes": np.concatenate([p["regime"] for p in parts])})
+                                                     "regimes": days["regime"]})

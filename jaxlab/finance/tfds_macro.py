@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 from jaxlab.core.datasets import LocalCodePath
 from jaxlab.finance import data as data_lib
 from jaxlab.finance import macro as macro_lib
+from jaxlab.finance.tfds_builders import concat_splits
 
 SPLITS = ("train", "validation", "test")
 
@@ -65,13 +66,8 @@ class SyntheticMacroWorldBuilder(LocalCodePath, tfds.core.GeneratorBasedBuilder)
 
 def world_from_sources(sources: dict, splits=SPLITS) -> macro_lib.MacroWorld:
     """Concatenates the splits back into a MacroWorld (stress window not stored: (0, 0))."""
-    from jaxlab.core.datasets import to_numpy
-    parts = [to_numpy(sources[s]) for s in splits]
-    idx = np.concatenate([p["index"] for p in parts])
-    if np.any(np.diff(idx) != 1):
-        raise ValueError(f"splits: expected consecutive days across {list(splits)}, got a gap or overlap")
-    cat = lambda k: np.concatenate([p[k] for p in parts])
-    ohlcv = cat("ohlcv")
-    panel = data_lib.make_panel(cat("date").astype("datetime64[D]"), ohlcv,
+    days = concat_splits(sources, splits)
+    ohlcv = days["ohlcv"]
+    panel = data_lib.make_panel(days["date"].astype("datetime64[D]"), ohlcv,
                                 [f"macro_syn{i}" for i in range(ohlcv.shape[1])], {"source": "tfds SyntheticMacroWorld"})
-    return macro_lib.MacroWorld(panel, cat("macro"), cat("regime"), cat("sigma"), (0, 0))
+    return macro_lib.MacroWorld(panel, days["macro"], days["regime"], days["sigma"], (0, 0))
