@@ -21,10 +21,10 @@ reproduce: $(STAMP)
 	$(PY) -m jaxlab.reproduce --suite=quick --workdir=results/quick
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal --durations=15
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow --durations=15
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m slow --durations=15
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b --size=full || exit 1; done

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import time
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from jaxlab import lm
-from jaxlab.ars import counterfactual as C
-from jaxlab.ars import evaluate as E
+from jaxlab.ars import counterfactual
+from jaxlab.ars import evaluate as ars_eval
 from jaxlab.ars.detectors import semantic_entropy
 from jaxlab.ars.losses import ARSHParams
 from jaxlab.core import plots, study
@@ -40,78 +41,140 @@ def _candidates(spec: str) -> list[tuple[str, int]]:
 
 
 def load_lm(config):
+    """The frozen SFT LM from the model cache. With lm.allow_train (quick) a missing model is trained and
+    cached (the lm_sft recipe); without it (full: the d=128 model is trained by the lm_sft experiment)
+    a missing model is a clear error instead of an hour of SFT inside this experiment."""
     lmc = load_config(config.lm.config, config.lm.size)
-    params, info = cache.load_or_train(lmc, config.lm.seed)
+    if config.lm.get("allow_train", True):
+        params, info = cache.load_or_train(lmc, config.lm.seed)
+    else:
+        hit = cache.load(lmc, config.lm.seed)
+        if hit is None:
+            raise ValueError(f"lm: the {config.lm.size} SFT model (seed {config.lm.seed}, cache key "
+                             f"{cache.model_key(lmc, config.lm.seed)}) is not in {cache.cache_root()}; train it "
+                             f"first: python -m jaxlab.reproduce --suite={config.lm.size} --only=lm_sft")
+        params, info = hit
     tok = lm.CharTokenizer()
     return params, tok, lm.model_config(lmc, tok)
 
 
+def _prompt_len(tok, problems) -> int:
+    return max(len(tok.encode("<bos>" + p.prompt())) for p in problems)
+
+
 def choose_task(params, tok, cfg, config) -> dict:
     """Greedy CoT accuracy on n_select problems of each candidate (LM hash-'val' split); the first inside
-    [band_lo, band_hi], else the closest to the band. Returns {"family", "digits", "accs", "in_band"}."""
-    accs = []
+    [band_lo, band_hi], else the closest to the band. Returns {"family", "digits", "accs", "in_band",
+    "prompt_len"}: every candidate is generated with the same batch size and prompt length (left PAD), so
+    selection and the main generation share one compiled sampler."""
+    sets = []
     for fam, dg in _candidates(config.task.candidates):
         try:
             probs = tasks.generate(fam, config.task.n_select, seed=config.task.select_seed, split="val",
                                    digits=dg, unique=True)
             if len(probs[0].text()) + 1 > cfg.max_len:
                 raise ValueError("too long for the model's context")
-            g = lm.generate_answers(params, probs, cfg=cfg, tok=tok, batch_size=config.task.n_select)
-            accs.append({"family": fam, "digits": dg, "acc": float(g["correct"].mean())})
+            sets.append((fam, dg, probs, None))
         except ValueError as e:                        # too few distinct questions, too long, ...
-            accs.append({"family": fam, "digits": dg, "acc": None, "skipped": str(e)[:120]})
+            sets.append((fam, dg, None, str(e)[:120]))
+    P = max(_prompt_len(tok, pr) for _, _, pr, _ in sets if pr is not None)
+    accs = []
+    for fam, dg, probs, err in sets:
+        if probs is None:
+            accs.append({"family": fam, "digits": dg, "acc": None, "skipped": err})
+            continue
+        g = lm.generate_answers(params, probs, cfg=cfg, tok=tok, batch_size=config.gen_batch, prompt_len=P)
+        accs.append({"family": fam, "digits": dg, "acc": float(g["correct"].mean())})
     lo, hi = config.task.band_lo, config.task.band_hi
     ok = [a for a in accs if a["acc"] is not None]
     inside = [a for a in ok if lo <= a["acc"] <= hi]
     pick = inside[0] if inside else min(ok, key=lambda a: max(lo - a["acc"], a["acc"] - hi))
     return {"family": pick["family"], "digits": pick["digits"], "acc_select": pick["acc"], "accs": accs,
-            "in_band": bool(inside)}
+            "in_band": bool(inside), "prompt_len": P}
 
 
 def _orig_parsed(texts):
-    return [lm.parse_answer(C.split_answer(t)[1]) for t in texts]
+    return [lm.parse_answer(counterfactual.split_answer(t)[1]) for t in texts]
+
+
+class CFShape(NamedTuple):
+    """One (P, N) for every counterfactual program: prefixes left-padded to P tokens, N decoding steps."""
+    prompt_len: int
+    new_tokens: int
+
+
+def cf_shape(tok, cfg, texts, positions) -> CFShape:
+    """P = the longest '<bos>' + prefix over all positions; N = enough steps for the shortest prefix to fill
+    the model's context (each row is cut at its own context end, see counterfactual.counterfactuals)."""
+    lens = [len(tok.encode("<bos>" + counterfactual.truncate_at(t, p))) for p in positions for t in texts]
+    return CFShape(max(lens), cfg.max_len - min(lens))
+
+
+def cached_features(params, tok, cfg, texts, fcache: dict, batch_size: int) -> np.ndarray:
+    """Last-answer-token block outputs [L, len(texts), d] of (possibly repeated) texts, computing each
+    distinct text once: greedy counterfactuals mostly reproduce the original text (or one another), and the
+    teacher-forced embedding is a function of the text. fcache: {text: [L, d]}, filled in place."""
+    new = sorted({t for t in texts if t not in fcache})
+    if new:
+        F = counterfactual.features(params, new, cfg=cfg, tok=tok, batch_size=batch_size, strict=False)
+        for i, t in enumerate(new):
+            fcache[t] = F.blocks_lbd[:, i]
+    return np.stack([fcache[t] for t in texts], axis=1)
 
 
 def make_cfset(params, tok, cfg, texts, orig, key, *, position, rho, layer, num_draws, answer_tokens,
-               batch_size) -> E.CFSet:
-    """Counterfactuals of every text at `position` (truncate there, perturb its state, continue greedily)."""
-    prefixes = [C.truncate_at(t, position) for t in texts]
-    P = max(len(tok.encode(p)) for p in prefixes) + 1
-    n_new = min(answer_tokens, cfg.max_len - P) if position == "boundary" else cfg.max_len - P
-    prompts = C.encode_prefixes(prefixes, tok, P)
-    toks = C.counterfactuals(params, key, prompts, cfg=cfg, rho=rho, num_draws=num_draws,
-                             max_new_tokens=n_new, layer=layer, batch_size=batch_size)
-    conts = C.decode_answers(tok, toks)
+               batch_size, shape: CFShape, fcache: dict) -> ars_eval.CFSet:
+    """Counterfactuals of every text at `position` (truncate there, perturb its state, continue greedily).
+    At the LM-head input (layer -1) by forcing the first token (`counterfactual.head_counterfactuals`, reusing the
+    original text's remainder where the forced token is the original one); at a block output through the
+    sampler's delta intervention (`counterfactual.counterfactuals`)."""
+    prefixes = [counterfactual.truncate_at(t, position) for t in texts]
+    prompts = counterfactual.encode_prefixes(prefixes, tok, shape.prompt_len)
+    keep = answer_tokens if position == "boundary" else None
+    if layer == -1:
+        rest = [tok.encode(t[len(pre):]) for t, pre in zip(texts, prefixes)]
+        greedy = np.full((len(texts), max(1, max(len(r) for r in rest))), tok.pad_id, np.int32)
+        for i, r in enumerate(rest):
+            greedy[i, :len(r)] = r
+        toks = counterfactual.head_counterfactuals(params, key, prompts, cfg=cfg, rho=rho, num_draws=num_draws,
+                                      max_new_tokens=shape.new_tokens, batch_size=batch_size,
+                                      keep_tokens=keep, greedy_tokens=greedy)
+    else:
+        toks = counterfactual.counterfactuals(params, key, prompts, cfg=cfg, rho=rho, num_draws=num_draws,
+                                 max_new_tokens=shape.new_tokens, layer=layer, batch_size=batch_size,
+                                 keep_tokens=keep)
+    conts = counterfactual.decode_answers(tok, toks)
     full = [prefixes[i] + c for i in range(len(texts)) for c in conts[i]]
-    parsed = [lm.parse_answer(f) if C.MARKER in f else None for f in full]
+    parsed = [lm.parse_answer(f) if counterfactual.MARKER in f else None for f in full]
     N, M = len(texts), num_draws
     ok = np.array([p is not None for p in parsed]).reshape(N, M)
     agree = np.array([p is not None and p == orig[i // M] for i, p in enumerate(parsed)]).reshape(N, M)
-    F = C.features(params, full, cfg=cfg, tok=tok, batch_size=batch_size, strict=False)
-    ucf = F.blocks_lbd.reshape(F.blocks_lbd.shape[0], N, M, -1)
-    return E.CFSet(agree, ok, ucf)
+    u = cached_features(params, tok, cfg, full, fcache, batch_size)
+    return ars_eval.CFSet(agree, ok, u.reshape(u.shape[0], N, M, -1))
 
 
-def build_bundle(params, tok, cfg, config, task) -> tuple[E.Bundle, list[str], dict]:
+def build_bundle(params, tok, cfg, config, task) -> tuple[ars_eval.Bundle, list[str], dict]:
     probs = tasks.generate(task["family"], config.data.n_problems, seed=config.data.pool_seed, split="test",
                            digits=task["digits"], unique=True)
-    g = lm.generate_answers(params, probs, cfg=cfg, tok=tok, batch_size=config.batch_size)
+    P = max(task["prompt_len"], _prompt_len(tok, probs))   # = the selection's P (one compile) unless longer
+    g = lm.generate_answers(params, probs, cfg=cfg, tok=tok, batch_size=config.gen_batch, prompt_len=P)
     texts = [p.prompt() + g["texts"][i][0] for i, p in enumerate(probs)]
-    keep = [i for i, t in enumerate(texts) if C.MARKER in t]
+    keep = [i for i, t in enumerate(texts) if counterfactual.MARKER in t]
     texts = [texts[i] for i in keep]
     y = g["correct"][keep, 0].astype(np.int32)
-    F = C.features(params, texts, cfg=cfg, tok=tok, batch_size=config.batch_size)
-    Fy = C.features(params, texts, cfg=cfg, tok=tok, batch_size=config.batch_size, verdict="<yes>")
-    Fn = C.features(params, texts, cfg=cfg, tok=tok, batch_size=config.batch_size, verdict="<no>")
+    bs = config.batch_size
+    F = counterfactual.features(params, texts, cfg=cfg, tok=tok, batch_size=bs)
+    Fy = counterfactual.features(params, texts, cfg=cfg, tok=tok, batch_size=bs, verdict="<yes>")
+    Fn = counterfactual.features(params, texts, cfg=cfg, tok=tok, batch_size=bs, verdict="<no>")
     K = config.det.num_samples
     kept = [probs[i] for i in keep]
     s = lm.generate_answers(params, kept, cfg=cfg, tok=tok, greedy=False, num_samples=K,
                             temperature=config.det.temperature, key=jax.random.PRNGKey(4242),
-                            batch_size=max(1, config.batch_size // K))
+                            batch_size=max(1, config.gen_batch // K), prompt_len=P)
     stexts = [p.prompt() + s["texts"][i][k] for i, p in enumerate(kept) for k in range(K)]
-    Fs = C.features(params, stexts, cfg=cfg, tok=tok, batch_size=config.batch_size, strict=False)
+    Fs = counterfactual.features(params, stexts, cfg=cfg, tok=tok, batch_size=bs, strict=False)
     L = Fs.blocks_lbd.shape[0]
-    b = E.Bundle(y=y, u=F.blocks_lbd, u_yes=Fy.blocks_lbd, u_no=Fn.blocks_lbd,
+    b = ars_eval.Bundle(y=y, u=F.blocks_lbd, u_yes=Fy.blocks_lbd, u_no=Fn.blocks_lbd,
                  samples=Fs.blocks_lbd.reshape(L, len(kept), K, -1), nll=F.nll_b,
                  sem_entropy=semantic_entropy([list(r) for r in s["parsed"]]))
     info = {"n_generated": len(probs), "n_with_marker": len(keep), "acc": float(y.mean()),
@@ -119,8 +182,8 @@ def build_bundle(params, tok, cfg, config, task) -> tuple[E.Bundle, list[str], d
     return b, texts, info
 
 
-def _det_opts(config) -> E.DetOpts:
-    return E.DetOpts(probe_l2=config.det.probe_l2, n_low_labels=config.det.n_low_labels,
+def _det_opts(config) -> ars_eval.DetOpts:
+    return ars_eval.DetOpts(probe_l2=config.det.probe_l2, n_low_labels=config.det.n_low_labels,
                      ccs_restarts=config.det.ccs_restarts, halo_kmax=config.det.halo_kmax,
                      eigen_alpha=config.det.eigen_alpha)
 
@@ -134,9 +197,11 @@ def _hps(config) -> list[ARSHParams]:
 
 def run_seed_fn(params, tok, cfg, config, b, texts):
     orig = _orig_parsed(texts)
-    cfk = dict(num_draws=config.cf.num_draws, answer_tokens=config.cf.answer_tokens,
-               batch_size=config.batch_size)
     positions = [p.strip() for p in config.cf.positions.split(",") if p.strip()]
+    shape = cf_shape(tok, cfg, texts, ["boundary"] + positions)
+    fcache = {t: b.u[:, i] for i, t in enumerate(texts)}     # the originals' embeddings (same program)
+    cfk = dict(num_draws=config.cf.num_draws, answer_tokens=config.cf.answer_tokens,
+               batch_size=config.batch_size, shape=shape, fcache=fcache)
 
     def run_cell(cell, seed):
         t0 = time.time()
@@ -149,14 +214,16 @@ def run_seed_fn(params, tok, cfg, config, b, texts):
         def positions_fn(rho):
             out = {p: make_cfset(params, tok, cfg, texts, orig, jax.random.fold_in(key, 100 + j), position=p,
                                  rho=rho, layer=-1, **cfk) for j, p in enumerate(positions)}
-            out["mid_layer"] = make_cfset(params, tok, cfg, texts, orig, jax.random.fold_in(key, 200),
-                                          position="boundary", rho=rho, layer=config.cf.mid_layer, **cfk)
+            if config.cf.mid_layer >= 0:
+                out["mid_layer"] = make_cfset(params, tok, cfg, texts, orig, jax.random.fold_in(key, 200),
+                                              position="boundary", rho=rho, layer=config.cf.mid_layer, **cfk)
             return out
 
-        res = E.analyse_seed(b, cf_main, positions_fn, seed, hps=_hps(config),
+        res = ars_eval.analyse_seed(b, cf_main, positions_fn, seed, hps=_hps(config),
                              epochs_grid=list(config.head.epochs_grid), opts=_det_opts(config),
                              test_frac=config.data.test_frac, n_val=config.data.n_val)
         res["time_s"] = {"boundary_cf": round(t_cf, 1), "total": round(time.time() - t0, 1)}
+        res["cf_shape"] = list(shape)
         return res
     return run_cell
 
@@ -167,7 +234,7 @@ def _ms(v):
 
 
 def build_summary(recs: list[dict], seeds, task, info, workdir) -> dict:
-    det_names = list(E.EMBED_DETECTORS)
+    det_names = list(ars_eval.EMBED_DETECTORS)
     val = lambda rep, d: [r["detectors"][rep][d]["test"] for r in recs]
     claims = []
     parts = [claim(f"shaped_vs_raw_{d}", f"shaped z = g(u) gives higher test AUROC than raw u for {d}",
@@ -220,7 +287,7 @@ def build_summary(recs: list[dict], seeds, task, info, workdir) -> dict:
     # tables
     main = []
     for rep in ("raw", "shaped", "pca", "random"):
-        for d in E.ALL_DETECTORS:
+        for d in ars_eval.ALL_DETECTORS:
             vals = [r["detectors"][rep][d]["test"] for r in recs if d in r["detectors"][rep]]
             if vals:
                 m, s = _ms(vals)
@@ -250,7 +317,7 @@ def build_summary(recs: list[dict], seeds, task, info, workdir) -> dict:
     figdir = os.path.join(workdir, "figures")
     os.makedirs(figdir, exist_ok=True)
     figs = []
-    groups = list(E.ALL_DETECTORS)
+    groups = list(ars_eval.ALL_DETECTORS)
     series = {}
     for rep in ("raw", "shaped", "pca", "random"):
         ms = [_ms([r["detectors"][rep][d]["test"] for r in recs if d in r["detectors"][rep]] or [0.5])

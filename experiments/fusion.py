@@ -25,9 +25,9 @@ from jaxlab.core.checkpoint import Checkpointer
 from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import MetricsWriter, Progress, read_json, write_json_atomic
 from jaxlab.core.summary import claim, combine_claims, mean_std
-from jaxlab.fusion import cabinet as C
+from jaxlab.fusion import cabinet
 from jaxlab.fusion import policy as PL
-from jaxlab.fusion import pour as P
+from jaxlab.fusion import pour
 from jaxlab.fusion.mi import estimate_mi
 
 
@@ -160,7 +160,7 @@ def _cabinet_data_cached(data_seed, n_demos, mi_episodes, obs_horizon, pred_hori
 
     @jax.jit
     def make(keys):
-        trajs = jax.vmap(lambda k: C.rollout_expert(k, env, action_noise=action_noise))(keys)
+        trajs = jax.vmap(lambda k: cabinet.rollout_expert(k, env, action_noise=action_noise))(keys)
         obs, act = jax.vmap(lambda tr: PL.trajectory_dataset(
             tr, obs_horizon=obs_horizon, pred_horizon=pred_horizon))(trajs)
         return obs, act, trajs.states.release_t[:, -1]
@@ -187,7 +187,7 @@ def _mi_frames(config):
 def _mi_frames_cached(data_seed, mi_episodes, obs_horizon, pred_horizon):
     """`_mi_frames` keyed by every input (the old hand-made key left out ``data_seed``)."""
     keys = jax.random.split(jax.random.PRNGKey(data_seed + 1), mi_episodes)
-    trajs = jax.jit(jax.vmap(lambda k: P.rollout_expert(k)))(keys)
+    trajs = jax.jit(jax.vmap(lambda k: pour.rollout_expert(k)))(keys)
     obs, _ = jax.jit(jax.vmap(lambda tr: PL.trajectory_dataset(
         tr, obs_horizon=obs_horizon, pred_horizon=pred_horizon)))(trajs)
     flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731
@@ -336,6 +336,30 @@ def task_table(task, config, results):
     return table
 
 
+_EMB_COLORS = {"audio": "tab:blue", "fused": "tab:purple", "vision": "tab:orange"}
+
+
+def mi_figure(path, mi_rows, y, title):
+    """MI per fusion variant (groups), one bar per embedding x estimator: colour = embedding, hatched = MINE.
+    (Was 26 same-coloured bars with joined labels.) A variant without an embedding has no bar there."""
+    variants = list(dict.fromkeys(r["variant"] for r in mi_rows))
+    embs = [e for e in _EMB_COLORS if any(r["embedding"] == e for r in mi_rows)]
+    embs += sorted({r["embedding"] for r in mi_rows} - set(embs))
+    ests = list(dict.fromkeys(r["estimator"] for r in mi_rows))
+    series, styles = {}, {}
+    for e in embs:
+        for j, est in enumerate(ests):
+            got = {r["variant"]: r for r in mi_rows if r["embedding"] == e and r["estimator"] == est}
+            name = f"{e} ({est})"
+            series[name] = ([got[v]["mi_mean"] if v in got else np.nan for v in variants],
+                            [got[v]["mi_std"] if v in got else np.nan for v in variants])
+            styles[name] = {"color": _EMB_COLORS.get(e), "hatch": "//" if j else None,
+                            "edgecolor": "white" if j else None}
+    return plots.grouped_bars(path, variants, series, ylabel=f"I(z; {y}) (nats, mean ± std over seeds)",
+                              title=f"{title}: MI of each embedding with the hidden state (held-out frames)",
+                              styles=styles, zero_line=True)
+
+
 def task_figures(task, config, workdir, table, mi_rows):
     sub = "" if task == "pour" else task
     title = {"pour": "Pour-to-level", "cabinet": "Latch cabinet"}[task]
@@ -345,11 +369,8 @@ def task_figures(task, config, workdir, table, mi_rows):
         {"success": ([r["success_mean"] for r in table], [r["success_std"] for r in table])},
         ylabel="success rate", title=f"{title}: success by fusion variant"), workdir)]
     if mi_rows:
-        figs.append(os.path.relpath(plots.grouped_bars(
-            os.path.join(workdir, sub, "figures", "mi.png"), [f"{r['variant']}/{r['embedding']}/{r['estimator']}"
-                                                              for r in mi_rows],
-            {f"I(z; {y})": ([r["mi_mean"] for r in mi_rows], [r["mi_std"] for r in mi_rows])},
-            ylabel="nats", title=f"{title}: MI with the hidden state (held-out frames)"), workdir))
+        figs.append(os.path.relpath(mi_figure(os.path.join(workdir, sub, "figures", "mi.png"), mi_rows, y, title),
+                                    workdir))
     return figs
 
 

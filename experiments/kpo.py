@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from jaxlab.core import plots, study
-from jaxlab.core.config import config_hash, config_module_attr
+from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import MetricsWriter
 from jaxlab.core.summary import claim, mean_std
 from jaxlab.lm import cache, tasks
@@ -30,9 +30,22 @@ from jaxlab.rl import diagnostics as dg
 from jaxlab.rl.train import make_train
 
 
-def _conditions():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "kpo.py")
-    return config_module_attr(path, "CONDITIONS")
+def _conditions(config) -> dict:
+    """{condition: its complete rl settings} from `config.condition_settings` (recorded in config.json)."""
+    return config.condition_settings.to_dict()
+
+
+def user_rl(config) -> dict:
+    """The rl values the user set (not None): they win over every condition's settings (issue 20 item 6)."""
+    return {k: v for k, v in config.rl.to_dict().items() if v is not None}
+
+
+def effective_rl(config, cond: str) -> dict:
+    """The rl section a run of `cond` trains with: base rl, the condition's settings, the user's values."""
+    conds = _conditions(config)
+    if cond not in conds:
+        raise ValueError(f"conditions: unknown condition {cond!r}; expected one of {sorted(conds)}")
+    return {**config.rl.to_dict(), **conds[cond], **user_rl(config)}
 
 
 def problems(config):
@@ -43,7 +56,10 @@ def problems(config):
 
 def run_specs(config) -> list[dict]:
     """(condition, method label, rl overrides) for every run of the study (seeds apart)."""
-    conds = _conditions()
+    conds = _conditions(config)
+    if config.rl.method is not None:
+        raise ValueError(f"rl.method: each run's method comes from `methods` (and `condition_methods`); set "
+                         f"--config.methods={config.rl.method} instead of --config.rl.method")
     specs = []
     for cond in config.conditions:
         if cond not in conds:
@@ -77,6 +93,7 @@ def make_cells(config, specs) -> list[study.Cell]:
     for spec in specs:
         rl = config.rl.to_dict()
         rl.update(spec["rl"])
+        rl.update({k: v for k, v in user_rl(config).items() if k in _conditions(config)[spec["cond"]]})
         cells.append(study.Cell(f"{spec['cond']}__{spec['label']}", {
             "cond": spec["cond"], "label": spec["label"], "rl": rl, "task": config.task.to_dict(),
             "sft": config.sft.to_dict(), "sft_seed": int(config.sft_seed)}))
@@ -124,11 +141,11 @@ def run_stats(config, hist) -> dict:
 
 
 def run(config, workdir: str) -> dict:
+    specs = run_specs(config)      # bad conditions / rl.method fail here, before the SFT model is loaded
     tok = CharTokenizer()
     cfg = model_config(config.sft, tok)
     sft_params, sft_info = cache.load_or_train(config.sft, config.sft_seed)
     train_p, eval_p = problems(config)
-    specs = run_specs(config)
     seeds = list(config.seeds)
     results, hists = {}, {}
     cells = make_cells(config, specs)
@@ -238,7 +255,8 @@ def run(config, workdir: str) -> dict:
         m, s = mean_std(vals(cond, lb, "avg"))
         return f"{lb} {m:.3f}±{s:.3f}"
     main_cond = "noise" if "noise" in conds else conds[0]
-    head = (f"KPO on tiny-LM {config.task.family} ({len(seeds)} seeds, {config.rl.steps} steps), "
+    head = (f"KPO on tiny-LM {config.task.family} ({len(seeds)} seeds, "
+            f"{effective_rl(config, main_cond)['steps']} steps), "
             f"held-out avg@{k} under {main_cond} stress: "
             + ", ".join(fmt(main_cond, m) for m in config.methods if (main_cond, m) in have)
             + f" (SFT start {sft_ev[f'avg@{k}']:.3f})")

@@ -66,7 +66,8 @@ def run(config, workdir: str) -> dict:
             tasks.check_disjoint(train_problems, test)          # raises on any overlap
             log = lambda step, **s: mw.write(step, seed=seed, **s)
             params, info = cache.load_or_train(config, seed, eval_fn=make_eval_fn(config, tok, cfg),
-                                               log_fn=log, use_cache=config.cache)
+                                               log_fn=log, use_cache=config.cache,
+                                               progress=f"lm_sft seed {seed}")
             hists.append(info["history"])
             res = evaluate(params, test, cfg=cfg, tok=tok, key=jax.random.PRNGKey(1000 + seed),
                            modes=MODES, n_samples=config.eval.n_samples,

@@ -253,14 +253,14 @@ def make_figures(config, workdir, stats, dataset, setting):
                                ("system_error", "system error")):
             name = f"figures/{dataset}_{setting}_{tag}_{metric}.png"
             plots.curves(os.path.join(workdir, name), js, {m: sm[m][metric].T for m in sm}, xlabel="J (experts)",
-                         ylabel=ylabel, title=f"{dataset} / {setting} / {budget}")
+                         ylabel=ylabel, title=f"{dataset} / {setting} / {budget}", logx=True)
             figs.append(name)
         series = {m: sm[m]["class_mass"].T for m in sm if m in ("ce", "picce_ce", "realizable")}
         series["1/(1+A) (Eq. 6)"] = sm[config.methods[0]]["mass_vanilla_theory"].T
         series["1/(1+V) (PiCCE)"] = sm[config.methods[0]]["mass_picce_theory"].T
         name = f"figures/{dataset}_{setting}_{tag}_class_mass.png"
         plots.curves(os.path.join(workdir, name), js, series, xlabel="J (experts)", ylabel="class mass sum_k q_k",
-                     title=f"{dataset} / {setting} / {budget}")
+                     title=f"{dataset} / {setting} / {budget}", logx=True)
         figs.append(name)
     return figs
 

@@ -26,6 +26,7 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.kmeans_iters = 15
     c.kmeans_inits = 2
     c.pca_dim = 8                  # embeddings projected on the population's top PCs before k-means
+    c.ips_pi = 0.5                 # IPS label saving: each calibration draw is labelled with probability pi
     c.savings_margin = 0.02        # no_worse margin for token savings (2 points of CoT tokens)
 
     c.synthetic = ml_collections.ConfigDict(dict(enabled=True, builder_config="default", n_cal=400,
@@ -42,11 +43,13 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.lm.train_if_missing = False  # full: the 3 full SFT models must be in the cache (make full PAPER=lm_sft)
     if size == "quick":
         c.eps = [0.05]             # one eps: each eps is one compile of the vmapped calibration
-        c.n_splits = 200
+        c.n_splits = 150
         c.lm.sft_size = "quick"
         c.lm.model_seeds = [0]
         c.lm.families = ml_collections.ConfigDict(dict(add1=1, addsub=2, mul1=2))
         c.lm.max_per_family = 300
         c.lm.n_cal = 500
         c.lm.train_if_missing = True   # the quick SFT model trains in ~2 min if the cache is empty
+    else:
+        c.synthetic.n_cal = 1000       # ~250 draws per group: every group can route at eps = 0.02 (needs 114)
     return c

@@ -7,6 +7,11 @@ Conditions (each one stress axis, plus a control):
   learn      the learning regime (32 prompts x G=8, mu = 2, lr 5e-5, 40 steps): GRPO raises accuracy here
   learn_noise  the same under the Student-t(2) x 0.3 mismatch noise
 quick: the quick SFT model (jaxlab.lm quick config), one condition pair, 2 seeds, a few steps.
+
+Overrides (issue 20 item 6): every condition's settings live in the config as `condition_settings.<cond>`
+(complete: all CONDITION_KEYS), so `--config.condition_settings.drift.lr=3e-4` changes one condition and
+config.json records it. The same keys in `rl` are unset (None) by default; a user's `--config.rl.<key>=v`
+wins over every condition's value (and config.json records it), so no override is dropped.
 full:  the quick SFT model family, 3 seeds, 6 methods + ours, 3 conditions, plus a Q/V sweep and the
        grad="through" / fixed-alpha EMA ablations under noise (sized for ~2-3 CPU-hours, resumable).
 """
@@ -15,6 +20,7 @@ import importlib.util
 import os
 
 import ml_collections
+from ml_collections import config_dict
 
 from jaxlab.core.config import check_size
 from jaxlab.rl.train import default_rl_config
@@ -39,6 +45,24 @@ CONDITIONS = {
     "learn_noise": dict(n_prompts=32, n_minibatches=2, epochs=1, staleness=0, noise="student_t",
                         noise_scale=0.3, lr=5e-5, steps=40, eval_every=20),
 }
+
+
+# the rl keys a condition sets; each condition's settings hold all of them (the base values below filled in)
+CONDITION_KEYS = ("n_minibatches", "epochs", "staleness", "noise", "noise_scale", "lr", "n_prompts", "steps",
+                  "eval_every")
+
+
+def condition_settings(rl_base: dict) -> ml_collections.ConfigDict:
+    """Every condition's complete settings of CONDITION_KEYS: the base `rl` values, then CONDITIONS."""
+    return ml_collections.ConfigDict({
+        cond: {k: delta.get(k, rl_base[k]) for k in CONDITION_KEYS} for cond, delta in CONDITIONS.items()})
+
+
+def rl_section(rl_base: dict) -> ml_collections.ConfigDict:
+    """`rl` with CONDITION_KEYS unset (typed placeholders): set by the user, they win over the conditions.
+    `rl.method` is unset too: each run's method comes from `methods` (setting it is an error, not ignored)."""
+    return ml_collections.ConfigDict({k: config_dict.placeholder(type(v)) if k in CONDITION_KEYS + ("method",)
+                                      else v for k, v in rl_base.items()})
 
 
 def get_config(size: str = "quick") -> ml_collections.ConfigDict:
@@ -75,4 +99,7 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
         c.methods = ["grpo", "grpo_dual", "kpo_clipped", "kpo_tr"]
         c.qv_sweep = []
         c.ablations = []
+    base = c.rl.to_dict()
+    c.condition_settings = condition_settings(base)
+    c.rl = rl_section(base)
     return c

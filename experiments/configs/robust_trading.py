@@ -14,6 +14,7 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.size = size
     c.seeds = [0, 1]
     c.arms = ["ours", "dqn"]
+    c.fast_compile = False           # True: XLA with most optimisations off (jaxlab.core.app.fast_compile)
     # synthetic macro world (one world; seeds vary GAN/trader init, env sampling, augmentation, adversary)
     c.world_seed = 0
     c.num_days = 1500

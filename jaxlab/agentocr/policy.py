@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.agentocr import env as E
-from jaxlab.agentocr import render as R
+from jaxlab.agentocr import env as aenv
+from jaxlab.agentocr import render
 from jaxlab.agentocr.losses import C_SET
 
 NEG = -1e9
@@ -38,14 +38,14 @@ class PolicyConfig(NamedTuple):
     text_len: int = 48           # task + current observation word tokens
     hist_len: int = 256          # text-history word tokens (text policy)
     act_len: int = 5             # words per action
-    max_actions: int = E.MAX_ACTIONS
+    max_actions: int = aenv.MAX_ACTIONS
 
 
 def check_config(cfg: PolicyConfig) -> PolicyConfig:
     if cfg.kind not in ("ocr", "text"):
         raise ValueError(f"kind: expected 'ocr' or 'text', got {cfg.kind!r}")
-    if cfg.canvas_h % R.PATCH or cfg.canvas_w % R.PATCH:
-        raise ValueError(f"canvas_h/canvas_w: expected multiples of {R.PATCH}, got {cfg.canvas_h}x{cfg.canvas_w}")
+    if cfg.canvas_h % render.PATCH or cfg.canvas_w % render.PATCH:
+        raise ValueError(f"canvas_h/canvas_w: expected multiples of {render.PATCH}, got {cfg.canvas_h}x{cfg.canvas_w}")
     if cfg.d % cfg.heads:
         raise ValueError(f"d: expected a multiple of heads={cfg.heads}, got {cfg.d}")
     return cfg
@@ -74,7 +74,7 @@ class Policy(nn.Module):
         for i, ch in enumerate(c.stem):   # stride-2 3x3 convs; the rest of the 28 px is a patch reshape
             x = nn.gelu(nn.Conv(ch, (3, 3), strides=(2, 2), padding="SAME", name=f"stem{i + 1}")(x))
         B, H, W, Ch = x.shape
-        p = R.PATCH >> len(c.stem)
+        p = render.PATCH >> len(c.stem)
         r, cc = H // p, W // p
         x = x.reshape(B, r, p, cc, p, Ch).transpose(0, 1, 3, 2, 4, 5).reshape(B, r, cc, p * p * Ch)
         x = nn.Dense(c.d, name="patch_proj")(x)
@@ -88,12 +88,12 @@ class Policy(nn.Module):
         img [B, Hc, Wc] uint8 ink + patch_mask [B, Hc/28 * Wc/28] bool (ocr) or hist [B, Lh] int (text).
         Returns (action logits [B, A], compression logits [B, |C_SET|], digit logits [B, 2, 10])."""
         c = self.cfg
-        embed = nn.Embed(len(E.VOCAB), c.d, name="embed")
+        embed = nn.Embed(len(aenv.VOCAB), c.d, name="embed")
         text = batch["text"]
         B = text.shape[0]
         parts = [jnp.broadcast_to(self.param("cls", nn.initializers.normal(0.02), (1, 1, c.d)), (B, 1, c.d)),
                  embed(text) + self.param("text_pos", nn.initializers.normal(0.02), (text.shape[1], c.d))]
-        masks = [jnp.ones((B, 1), bool), text != E.PAD]
+        masks = [jnp.ones((B, 1), bool), text != aenv.PAD]
         if c.kind == "ocr":
             img = batch["img"].astype(jnp.float32) / 255.0
             parts.append(self.patch_tokens(img) + self.param("img_type", nn.initializers.normal(0.02), (c.d,)))
@@ -101,7 +101,7 @@ class Policy(nn.Module):
         else:
             hist = batch["hist"]
             parts.append(embed(hist) + self.param("hist_pos", nn.initializers.normal(0.02), (hist.shape[1], c.d)))
-            masks.append(hist != E.PAD)
+            masks.append(hist != aenv.PAD)
         x = jnp.concatenate(parts, axis=1)
         m = jnp.concatenate(masks, axis=1)
         attn = m[:, None, None, :]
@@ -112,7 +112,7 @@ class Policy(nn.Module):
         # action head: embed each admissible action, one cross-attention over the trunk, score vs CLS
         acts = batch["acts"]
         a = embed(acts) + self.param("act_pos", nn.initializers.normal(0.02), (acts.shape[2], c.d))
-        a = a * (acts != E.PAD)[..., None]
+        a = a * (acts != aenv.PAD)[..., None]
         a = nn.Dense(c.d, name="act_in")(a.reshape(B, acts.shape[1], -1))
         a = a + nn.MultiHeadDotProductAttention(num_heads=c.heads, qkv_features=c.d, name="act_xattn")(
             nn.LayerNorm(name="act_ln")(a), x, mask=attn)
@@ -144,9 +144,9 @@ def place_on_canvas(ink_hw: np.ndarray, cfg: PolicyConfig) -> tuple[np.ndarray, 
     h = min(h, cfg.canvas_h)
     canvas = np.zeros((cfg.canvas_h, cfg.canvas_w), np.uint8)
     canvas[:h, :w] = ink_hw[:h]
-    rows, cols = cfg.canvas_h // R.PATCH, cfg.canvas_w // R.PATCH
+    rows, cols = cfg.canvas_h // render.PATCH, cfg.canvas_w // render.PATCH
     mask = np.zeros((rows, cols), bool)
-    mask[:-(-h // R.PATCH), :-(-w // R.PATCH)] = True
+    mask[:-(-h // render.PATCH), :-(-w // render.PATCH)] = True
     if h == 0:
         mask[:] = False
     return canvas, mask.reshape(-1), cropped
@@ -158,7 +158,7 @@ def encode_actions(actions: list[str], cfg: PolicyConfig) -> tuple[np.ndarray, n
         raise ValueError(f"actions: expected at most {cfg.max_actions}, got {len(actions)}")
     ids = np.zeros((cfg.max_actions, cfg.act_len), np.int32)
     for i, a in enumerate(actions):
-        ids[i], _ = E.encode_padded(a, cfg.act_len, keep="first")
+        ids[i], _ = aenv.encode_padded(a, cfg.act_len, keep="first")
     mask = np.zeros((cfg.max_actions,), bool)
     mask[:len(actions)] = True
     return ids, mask
@@ -171,27 +171,27 @@ def history_text(segments: list[str]) -> str:
 def token_counts(segments: list[str], image_hw: tuple[int, int]) -> dict:
     """History tokens counted three ways: characters, word tokens (~BPE), visual tokens of the image seen."""
     text = history_text(segments)
-    return {"chars": len(text), "words": len(E.words(text)), "visual": R.visual_tokens(*image_hw)}
+    return {"chars": len(text), "words": len(aenv.words(text)), "visual": render.visual_tokens(*image_hw)}
 
 
-def featurize(env: E.ShelfWorld, cache: R.SegmentCache, c_prev: float, cfg: PolicyConfig) -> tuple[dict, dict]:
+def featurize(env: aenv.ShelfWorld, cache: render.SegmentCache, c_prev: float, cfg: PolicyConfig) -> tuple[dict, dict]:
     """One observation of the policy at the env's current step: the history (previous steps) as an image
     compressed by the c chosen at the previous step (ocr) or as word tokens (text), plus the task and the
     current observation as text and the admissible actions. Returns (features, info)."""
     segs = env.segments()
-    text, _ = E.encode_padded(env.task + " " + env.obs, cfg.text_len, keep="first")
+    text, _ = aenv.encode_padded(env.task + " " + env.obs, cfg.text_len, keep="first")
     acts, amask = encode_actions(env.admissible(), cfg)
     feats = {"text": text, "acts": acts, "act_mask": amask}
     if cfg.kind == "ocr":
-        img = R.compress(cache.render(segs), c_prev)
+        img = render.compress(cache.render(segs), c_prev)
         canvas, pmask, cropped = place_on_canvas(to_ink(img), cfg)
         feats.update(img=canvas, patch_mask=pmask)
         info = token_counts(segs, img.shape[:2])
         info["cropped"] = cropped
     else:
-        hist, dropped = E.encode_padded(history_text(segs), cfg.hist_len, keep="first")
+        hist, dropped = aenv.encode_padded(history_text(segs), cfg.hist_len, keep="first")
         feats["hist"] = hist
-        img = R.compress(cache.render(segs), c_prev) if cache is not None else np.zeros((0, 0, 3), np.uint8)
+        img = render.compress(cache.render(segs), c_prev) if cache is not None else np.zeros((0, 0, 3), np.uint8)
         info = token_counts(segs, img.shape[:2])
         info["cropped"] = dropped > 0
     return feats, info

@@ -82,9 +82,19 @@ def fingerprint(settings: RenderSettings) -> bytes:
 
 def segment_key(settings: RenderSettings, text: str) -> str:
     """Cache key k(l) = blake2b(fingerprint(psi) || 0x00 || strip(l)); identical across processes."""
+    return _key_with(_key_prefix(settings), text)
+
+
+def _key_prefix(settings: RenderSettings):
+    """blake2b state after fingerprint(psi) || 0x00 (computed once per cache, copied per key)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(fingerprint(settings))
     h.update(b"\x00")
+    return h
+
+
+def _key_with(prefix, text: str) -> str:
+    h = prefix.copy()
     h.update(normalize_segment(text).encode("utf-8"))
     return h.hexdigest()
 
@@ -194,6 +204,7 @@ class SegmentCache:
 
     def __init__(self, settings: RenderSettings = RenderSettings()):
         self.settings = check_settings(settings)
+        self._prefix = _key_prefix(self.settings)
         self._store: dict[str, np.ndarray] = {}
         self.hits = self.misses = self.render_calls = 0
 
@@ -212,7 +223,7 @@ class SegmentCache:
         return int(sum(v.nbytes for v in self._store.values()))
 
     def get(self, text: str) -> np.ndarray:
-        k = segment_key(self.settings, text)
+        k = _key_with(self._prefix, text)
         im = self._store.get(k)
         if im is None:
             self.misses += 1

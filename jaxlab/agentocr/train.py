@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlab.agentocr import env as E
-from jaxlab.agentocr import losses as L
-from jaxlab.agentocr import policy as P
-from jaxlab.agentocr import render as R
+from jaxlab.agentocr import env as aenv
+from jaxlab.agentocr import losses
+from jaxlab.agentocr import policy
+from jaxlab.agentocr import render
 from jaxlab.core import loop
 
 
@@ -53,28 +53,28 @@ class TrainState:
 
 
 # ----------------------------------------------------------------------------------------- BC data
-def bc_dataset(env_params: E.EnvParams, cfg: P.PolicyConfig, seeds, *, settings=R.RenderSettings(),
+def bc_dataset(env_params: aenv.EnvParams, cfg: policy.PolicyConfig, seeds, *, settings=render.RenderSettings(),
                c_seed: int = 0) -> dict:
     """Expert episodes -> stacked features and labels (numpy): act [M], c [M] (= index of c = 1),
     digits [M, 2] and digit_mask [M] (code variant, code in the history), c_img [M] (augmentation c)."""
     rng = np.random.default_rng(c_seed)
     feats, acts, digits, dmask, c_img = [], [], [], [], []
     for seed in seeds:
-        env = E.ShelfWorld(env_params)
+        env = aenv.ShelfWorld(env_params)
         env.reset(int(seed))
-        cache = R.SegmentCache(settings) if cfg.kind == "ocr" else None
+        cache = render.SegmentCache(settings) if cfg.kind == "ocr" else None
         c_prev = 1.0
         while not env.done:
-            f, _ = P.featurize(env, cache, c_prev, cfg)
-            a = E.expert_action(env)
+            f, _ = policy.featurize(env, cache, c_prev, cfg)
+            a = aenv.expert_action(env)
             feats.append(f)
             acts.append(env.admissible().index(a))
             digits.append([env.code // 10, env.code % 10])
             dmask.append(env_params.variant == "code" and env.t >= 1)
             c_img.append(c_prev)
             env.step(a)
-            c_prev = L.C_SET[int(rng.integers(len(L.C_SET)))]
-    out = P.stack_feats(feats)
+            c_prev = losses.C_SET[int(rng.integers(len(losses.C_SET)))]
+    out = policy.stack_feats(feats)
     out.update(act=np.asarray(acts, np.int32), c=np.zeros(len(acts), np.int32),
                digits=np.asarray(digits, np.int32), digit_mask=np.asarray(dmask, bool),
                c_img=np.asarray(c_img, np.float64))
@@ -88,12 +88,12 @@ def _features(batch):
     return {k: batch[k] for k in FEATURE_KEYS if k in batch}
 
 
-def bc_loss(params, batch, *, cfg: P.PolicyConfig, hp: BCHParams):
+def bc_loss(params, batch, *, cfg: policy.PolicyConfig, hp: BCHParams):
     """CE(action) + CE_smooth(c -> 1) + aux * CE(code digits). Returns (loss, metrics)."""
-    logits, c_logits, dig = P.Policy(cfg).apply({"params": params}, _features(batch))
+    logits, c_logits, dig = policy.Policy(cfg).apply({"params": params}, _features(batch))
     lp = jax.nn.log_softmax(logits)
     ce_a = -jnp.take_along_axis(lp, batch["act"][:, None], 1)[:, 0]
-    target_c = optax.smooth_labels(jax.nn.one_hot(batch["c"], len(L.C_SET)), hp.c_smooth)
+    target_c = optax.smooth_labels(jax.nn.one_hot(batch["c"], len(losses.C_SET)), hp.c_smooth)
     ce_c = optax.softmax_cross_entropy(c_logits, target_c)
     ce_d = optax.softmax_cross_entropy_with_integer_labels(dig, batch["digits"]).sum(-1)
     dm = batch["digit_mask"].astype(jnp.float32)
@@ -105,7 +105,7 @@ def bc_loss(params, batch, *, cfg: P.PolicyConfig, hp: BCHParams):
 
 
 def _bc_init(key, *, cfg, hp):
-    params = P.init_params(cfg, key)
+    params = policy.init_params(cfg, key)
     return TrainState(params=params, opt_state=optax.adam(hp.lr).init(params), step=jnp.zeros((), jnp.int32))
 
 
@@ -115,9 +115,9 @@ def _bc_step(state, batch, *, cfg, hp):
     return TrainState(params=optax.apply_updates(state.params, upd), opt_state=opt, step=state.step + 1), m
 
 
-def make_bc(cfg: P.PolicyConfig, hp: BCHParams, data: dict) -> tuple[loop.Trainer, callable]:
+def make_bc(cfg: policy.PolicyConfig, hp: BCHParams, data: dict) -> tuple[loop.Trainer, callable]:
     """-> (Trainer(init, step), collect) for `loop.run`: collect draws a seeded random minibatch on the host."""
-    P.check_config(cfg)
+    policy.check_config(cfg)
     n = len(data["act"])
     if n < 1:
         raise ValueError("data: expected at least one BC sample")
@@ -134,7 +134,7 @@ _APPLY = {}
 
 def _apply_fn(cfg):
     if cfg not in _APPLY:
-        net = P.Policy(cfg)
+        net = policy.Policy(cfg)
         _APPLY[cfg] = jax.jit(lambda p, b: net.apply({"params": p}, b)[:2])
     return _APPLY[cfg]
 
@@ -144,20 +144,25 @@ def _log_softmax_np(x):
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
-def rollout(params, cfg: P.PolicyConfig, env_params: E.EnvParams, seeds, *, sample_seed: int = 0,
-            greedy: bool = False, c_fixed: float | None = None, settings=R.RenderSettings()) -> dict:
+def rollout(params, cfg: policy.PolicyConfig, env_params: aenv.EnvParams, seeds, *, sample_seed: int = 0,
+            greedy: bool = False, temperature: float = 1.0, c_fixed: float | None = None,
+            settings=render.RenderSettings()) -> dict:
     """Runs one episode per task seed with the policy, all envs batched in one forward per step.
 
     c_fixed: a fixed c (fixed-c sweep / c = 1 arms) instead of the compression head's choice.
+    temperature: sampling temperature of both heads (1 for GRPO rollouts, whose logp are at temperature 1;
+    the paper validates at 0.4); greedy=True takes the argmax.
     Returns per-episode arrays (success, ret, length, n_invalid, mean/peak tokens per step for chars,
     words and visual, mean c) and per-step samples for GRPO (features, act, c, logp_act, logp_c, episode).
     """
     if c_fixed is not None:
-        L.c_index(c_fixed)
+        losses.c_index(c_fixed)
+    if not (temperature > 0 and np.isfinite(temperature)):
+        raise ValueError(f"temperature: expected a finite value > 0, got {temperature}")
     rng = np.random.default_rng(sample_seed)
     n = len(seeds)
-    envs = [E.ShelfWorld(env_params) for _ in seeds]
-    caches = [R.SegmentCache(settings) for _ in seeds]
+    envs = [aenv.ShelfWorld(env_params) for _ in seeds]
+    caches = [render.SegmentCache(settings) for _ in seeds]
     for e, s in zip(envs, seeds):
         e.reset(int(s))
     c_prev = np.ones(n)
@@ -170,25 +175,25 @@ def rollout(params, cfg: P.PolicyConfig, env_params: E.EnvParams, seeds, *, samp
         if not active:
             break
         for i in active:
-            last[i], info = P.featurize(envs[i], caches[i], float(c_prev[i]), cfg)
+            last[i], info = policy.featurize(envs[i], caches[i], float(c_prev[i]), cfg)
             for k in tok:
                 tok[k][i].append(info[k])
             crops += int(info["cropped"])
-        batch = P.stack_feats(last)
+        batch = policy.stack_feats(last)
         logits, c_logits = (np.asarray(x, np.float64) for x in apply(params, batch))
         lpa, lpc = _log_softmax_np(logits), _log_softmax_np(c_logits)
         if greedy:
             a_idx, c_idx = lpa.argmax(-1), lpc.argmax(-1)
         else:
-            a_idx = (lpa + rng.gumbel(size=lpa.shape)).argmax(-1)
-            c_idx = (lpc + rng.gumbel(size=lpc.shape)).argmax(-1)
+            a_idx = (lpa / temperature + rng.gumbel(size=lpa.shape)).argmax(-1)
+            c_idx = (lpc / temperature + rng.gumbel(size=lpc.shape)).argmax(-1)
         if c_fixed is not None:
-            c_idx = np.full(n, L.c_index(c_fixed))
+            c_idx = np.full(n, losses.c_index(c_fixed))
         for i in active:
             adm = envs[i].admissible()
             _, r, _, _ = envs[i].step(adm[int(a_idx[i])])
             ret[i] += r
-            c = L.C_SET[int(c_idx[i])]
+            c = losses.C_SET[int(c_idx[i])]
             c_used[i].append(c)
             steps.append({**last[i], "act": int(a_idx[i]), "c": int(c_idx[i]), "logp_act": lpa[i, a_idx[i]],
                           "logp_c": lpc[i, c_idx[i]], "episode": i, "c_value": c,
@@ -217,21 +222,21 @@ def grpo_samples(rolls: list[dict], *, iteration: int, hp: GRPOHParams) -> dict:
             rows.append((g, s["act"], s["c"], s["logp_act"], s["logp_c"], ro["ret"][e], ro["success"][e],
                          s["c_value"]))
     rows = np.asarray(rows, np.float64)
-    chp = L.CompressionHParams(lam=hp.lam, every_k=hp.every_k, clip_eps=hp.clip_eps)
-    scores = L.step_scores(rows[:, 5], rows[:, 7], rows[:, 6] > 0.5, iteration=iteration, hp=chp)
-    adv = L.step_advantages(scores, rows[:, 0].astype(np.int32), np.ones(len(rows), bool), num_groups=len(rolls))
-    out = P.stack_feats(feats)
+    chp = losses.CompressionHParams(lam=hp.lam, every_k=hp.every_k, clip_eps=hp.clip_eps)
+    scores = losses.step_scores(rows[:, 5], rows[:, 7], rows[:, 6] > 0.5, iteration=iteration, hp=chp)
+    adv = losses.step_advantages(scores, rows[:, 0].astype(np.int32), np.ones(len(rows), bool), num_groups=len(rolls))
+    out = policy.stack_feats(feats)
     out.update(act=rows[:, 1].astype(np.int32), c=rows[:, 2].astype(np.int32),
                old_logp_act=rows[:, 3].astype(np.float32), old_logp_c=rows[:, 4].astype(np.float32),
                adv=np.asarray(adv, np.float32), valid=np.ones(len(rows), bool))
     return out
 
 
-def grpo_loss_fn(params, batch, *, cfg: P.PolicyConfig, hp: GRPOHParams):
-    logits, c_logits, _ = P.Policy(cfg).apply({"params": params}, _features(batch))
+def grpo_loss_fn(params, batch, *, cfg: policy.PolicyConfig, hp: GRPOHParams):
+    logits, c_logits, _ = policy.Policy(cfg).apply({"params": params}, _features(batch))
     lpa = jnp.take_along_axis(jax.nn.log_softmax(logits), batch["act"][:, None], 1)[:, 0]
     lpc = jnp.take_along_axis(jax.nn.log_softmax(c_logits), batch["c"][:, None], 1)[:, 0]
-    return L.policy_loss(lpa, lpc, batch["old_logp_act"], batch["old_logp_c"], batch["adv"], batch["valid"],
+    return losses.policy_loss(lpa, lpc, batch["old_logp_act"], batch["old_logp_c"], batch["adv"], batch["valid"],
                          clip_eps=hp.clip_eps, learn_c=batch.get("learn_c", hp.learn_c))
 
 
@@ -249,7 +254,7 @@ def grpo_init(params, hp: GRPOHParams) -> TrainState:
     return TrainState(params=params, opt_state=optax.adam(hp.lr).init(params), step=jnp.zeros((), jnp.int32))
 
 
-def grpo_update(state: TrainState, samples: dict, *, cfg: P.PolicyConfig, hp: GRPOHParams, seed: int = 0):
+def grpo_update(state: TrainState, samples: dict, *, cfg: policy.PolicyConfig, hp: GRPOHParams, seed: int = 0):
     """One pass over the samples in shuffled minibatches of fixed size (the last one padded, valid=False)."""
     n = len(samples["act"])
     perm = np.random.default_rng(seed).permutation(n)
@@ -270,7 +275,7 @@ def grpo_update(state: TrainState, samples: dict, *, cfg: P.PolicyConfig, hp: GR
 
 
 def grpo_iteration(state: TrainState, iteration: int, *, cfg, env_params, hp: GRPOHParams, task_seeds,
-                   group_size: int, sample_seed: int, c_fixed=None, settings=R.RenderSettings()):
+                   group_size: int, sample_seed: int, c_fixed=None, settings=render.RenderSettings()):
     """Collects G episodes for each task seed (one batched rollout), builds advantages, updates once."""
     seeds = np.repeat(np.asarray(task_seeds), group_size)
     ro = rollout(state.params, cfg, env_params, seeds, sample_seed=sample_seed, c_fixed=c_fixed,

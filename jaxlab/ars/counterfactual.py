@@ -10,6 +10,7 @@ Other positions (a fraction of the trace, mid-answer) truncate x ⊕ r ⊕ a the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple, Sequence
 
@@ -79,8 +80,10 @@ def encode_prefixes(prefixes: Sequence[str], tok: lm.CharTokenizer, length: int)
 
 
 def _pad_rows(x: np.ndarray, bs: int) -> tuple[np.ndarray, int]:
+    """Pads the rows of x (repeating row 0) to a multiple of bs (at least bs): every batch then has the
+    same shape, so a program compiles once per batch size, whatever the number of rows."""
     n = x.shape[0]
-    pad = (-n) % bs
+    pad = (-n) % bs if n >= bs else bs - n
     if pad:
         x = np.concatenate([x, np.repeat(x[:1], pad, axis=0)], axis=0)
     return x, n
@@ -93,8 +96,8 @@ _apply_hidden = jax.jit(lambda params, toks, cfg: lm.apply(params, toks, cfg=cfg
 def boundary_states(params, prompts_bp: np.ndarray, *, cfg: lm.LMConfig, layer: int = -1,
                     batch_size: int = 256) -> np.ndarray:
     """State at the last prompt position: the LM-head input (layer=-1) or block `layer`'s output. [B, D]."""
-    x, n = _pad_rows(np.asarray(prompts_bp), min(batch_size, len(prompts_bp)))
-    bs = min(batch_size, n)
+    bs = int(batch_size)
+    x, n = _pad_rows(np.asarray(prompts_bp), bs)
     outs = []
     for s in range(0, x.shape[0], bs):
         _, hid = _apply_hidden(params, jnp.asarray(x[s:s + bs]), cfg)
@@ -103,39 +106,119 @@ def boundary_states(params, prompts_bp: np.ndarray, *, cfg: lm.LMConfig, layer: 
 
 
 def counterfactuals(params, key: jax.Array, prompts_bp: np.ndarray, *, cfg: lm.LMConfig, rho: float,
-                    num_draws: int, max_new_tokens: int, layer: int = -1, batch_size: int = 256
-                    ) -> np.ndarray:
+                    num_draws: int, max_new_tokens: int, layer: int = -1, batch_size: int = 256,
+                    keep_tokens: int | None = None) -> np.ndarray:
     """Greedy counterfactual continuations: [B, M, N] tokens (PAD after EOS).
 
     prompts_bp: [B, P] left-padded prefixes ending at the intervention position. delta as in
     `perturbation(key, h, rho=rho, num_draws=M)` with h the state at that position in `layer`
     (-1: LM-head input); decoding is greedy, so fixed keys give identical counterfactuals and
     rho = 0 gives the unperturbed greedy continuation.
+
+    Every batch has batch_size rows and the decoder runs N = max_new_tokens steps, so one compiled
+    program serves every position, rho and seed with the same (P, N). P + N may exceed cfg.max_len
+    (left PAD takes no position): each row then keeps at most cfg.max_len - (its real prompt length)
+    tokens (what fits in the model's context) and, with keep_tokens, at most keep_tokens (greedy decoding
+    is causal, so this equals decoding only that many steps); the rest is PAD.
     """
     if not rho >= 0:
         raise ValueError(f"rho: expected >= 0, got {rho}")
     prompts_bp = np.asarray(prompts_bp, np.int32)
     B, P = prompts_bp.shape
+    run_cfg = cfg if P + max_new_tokens <= cfg.max_len else dataclasses.replace(cfg, max_len=P + max_new_tokens)
     h = boundary_states(params, prompts_bp, cfg=cfg, layer=layer, batch_size=batch_size)
     delta = np.asarray(perturbation(key, jnp.asarray(h), rho=rho, num_draws=num_draws))   # [B, M, D]
     rows = np.repeat(prompts_bp, num_draws, axis=0)
     drows = delta.reshape(B * num_draws, -1)
-    bs = min(batch_size, rows.shape[0])
+    bs = int(batch_size)
     rows, n = _pad_rows(rows, bs)
     drows, _ = _pad_rows(drows, bs)
     outs = []
     for s in range(0, rows.shape[0], bs):
-        o = lm.sample(params, None, rows[s:s + bs], cfg=cfg, max_new_tokens=max_new_tokens, greedy=True,
+        o = lm.sample(params, None, rows[s:s + bs], cfg=run_cfg, max_new_tokens=max_new_tokens, greedy=True,
                       delta=drows[s:s + bs], delta_layer=layer)
         outs.append(np.asarray(o.tokens[:, 0]))
-    return np.concatenate(outs)[:n].reshape(B, num_draws, max_new_tokens)
+    toks = np.concatenate(outs)[:n].reshape(B, num_draws, max_new_tokens)
+    room = cfg.max_len - (prompts_bp != cfg.pad_id).sum(1)                                 # [B]
+    if keep_tokens is not None:
+        room = np.minimum(room, int(keep_tokens))
+    cut = np.arange(max_new_tokens)[None, None, :] >= room[:, None, None]
+    return np.where(cut, cfg.pad_id, toks).astype(np.int32)
+
+
+def _last_logits_and_states(params, prompts_bp: np.ndarray, *, cfg: lm.LMConfig, batch_size: int):
+    """LM-head input h [B, D] at the last prompt position (fixed batch shape, see `boundary_states`)."""
+    return boundary_states(params, prompts_bp, cfg=cfg, layer=-1, batch_size=batch_size)
+
+
+def first_tokens(params, h_bd: np.ndarray, delta_bmd: np.ndarray, cfg: lm.LMConfig) -> np.ndarray:
+    """Greedy first token under a head-input intervention: argmax over generable tokens of
+    (h + delta) W_o (the head has no bias; PAD and BOS are never generated). [B, M] int32."""
+    w = np.asarray(params["head"]["kernel"], np.float32)                       # [D, V]
+    logits = (np.asarray(h_bd, np.float32)[:, None, :] + np.asarray(delta_bmd, np.float32)) @ w
+    logits[..., [cfg.pad_id, cfg.bos_id]] = -np.inf
+    return np.argmax(logits, axis=-1).astype(np.int32)
+
+
+def head_counterfactuals(params, key: jax.Array, prompts_bp: np.ndarray, *, cfg: lm.LMConfig, rho: float,
+                         num_draws: int, max_new_tokens: int, batch_size: int = 256,
+                         keep_tokens: int | None = None, greedy_tokens: np.ndarray | None = None
+                         ) -> np.ndarray:
+    """`counterfactuals(..., layer=-1)` computed by forcing the first token (the paper's greedy form).
+
+    With delta at the LM-head input only the first generated token's logits move (by delta W_o) and the
+    KV cache is untouched, so a counterfactual is t0 = argmax((h + delta) W_o) followed by the greedy
+    continuation of prompt ⊕ t0. Draws that force the same t0 share one decode; t0 = EOS needs none; and
+    with greedy_tokens [B, >=1] (the unperturbed greedy continuation of each prompt, e.g. the rest of the
+    original text, PAD-padded) a draw whose t0 equals both the unperturbed argmax and greedy_tokens[b, 0]
+    reuses it. Same delta draws (key) as `counterfactuals`; same cuts (context end, keep_tokens).
+    Returns [B, M, N] tokens (PAD after EOS).
+    """
+    if not rho >= 0:
+        raise ValueError(f"rho: expected >= 0, got {rho}")
+    prompts_bp = np.asarray(prompts_bp, np.int32)
+    B, P = prompts_bp.shape
+    M, N = int(num_draws), int(max_new_tokens)
+    h = _last_logits_and_states(params, prompts_bp, cfg=cfg, batch_size=batch_size)
+    delta = np.asarray(perturbation(key, jnp.asarray(h), rho=rho, num_draws=M))          # [B, M, D]
+    t0 = first_tokens(params, h, delta, cfg)                                           # [B, M]
+    t_greedy = first_tokens(params, h, np.zeros_like(delta[:, :1]), cfg)[:, 0]          # [B]
+    out = np.full((B, M, N), cfg.pad_id, np.int32)
+    out[:, :, 0] = t0
+    reuse = np.zeros((B, M), bool)
+    if greedy_tokens is not None:
+        g = np.full((B, N), cfg.pad_id, np.int32)
+        gt = np.asarray(greedy_tokens, np.int32)[:, :N]
+        g[:, :gt.shape[1]] = gt
+        reuse = (t0 == t_greedy[:, None]) & (t0 == g[:, :1])
+        out[reuse] = np.broadcast_to(g[:, None], (B, M, N))[reuse]
+    need = ~reuse & (t0 != cfg.eos_id)
+    pairs = sorted({(b, int(t)) for b, t in zip(*np.nonzero(need)) for t in [t0[b, t]]})
+    if pairs and N > 1:
+        rows = np.concatenate([prompts_bp[[b for b, _ in pairs]],
+                               np.asarray([[t] for _, t in pairs], np.int32)], axis=1)   # [Q, P + 1]
+        n_new = N - 1
+        run_cfg = cfg if P + 1 + n_new <= cfg.max_len else dataclasses.replace(cfg, max_len=P + 1 + n_new)
+        bs = int(batch_size)
+        x, q = _pad_rows(rows, bs)
+        conts = np.concatenate([np.asarray(lm.sample(params, None, x[s:s + bs], cfg=run_cfg, max_new_tokens=n_new,
+                                                     greedy=True).tokens[:, 0])
+                                for s in range(0, x.shape[0], bs)])[:q]
+        index = {pt: i for i, pt in enumerate(pairs)}
+        for b, m in zip(*np.nonzero(need)):
+            out[b, m, 1:] = conts[index[(b, int(t0[b, m]))]]
+    room = cfg.max_len - (prompts_bp != cfg.pad_id).sum(1)                                 # [B]
+    if keep_tokens is not None:
+        room = np.minimum(room, int(keep_tokens))
+    cut = np.arange(N)[None, None, :] >= room[:, None, None]
+    return np.where(cut, cfg.pad_id, out).astype(np.int32)
 
 
 def greedy_continuations(params, prompts_bp: np.ndarray, *, cfg: lm.LMConfig, max_new_tokens: int,
                          batch_size: int = 256) -> np.ndarray:
     """Unperturbed greedy continuations [B, N] of left-padded prompts (the reference for rho = 0)."""
-    x, n = _pad_rows(np.asarray(prompts_bp, np.int32), min(batch_size, len(prompts_bp)))
-    bs = min(batch_size, n)
+    bs = int(batch_size)
+    x, n = _pad_rows(np.asarray(prompts_bp, np.int32), bs)
     outs = [np.asarray(lm.sample(params, None, x[s:s + bs], cfg=cfg, max_new_tokens=max_new_tokens,
                                  greedy=True).tokens[:, 0]) for s in range(0, x.shape[0], bs)]
     return np.concatenate(outs)[:n]
@@ -201,7 +284,7 @@ def features(params, texts: Sequence[str], *, cfg: lm.LMConfig, tok: lm.CharToke
         ids = ids.copy()
         ids[np.arange(len(ids)), last + 1] = vid               # replaces EOS
         last = last + 1
-    bs = min(batch_size, len(ids))
+    bs = int(batch_size)                      # fixed batch shape: one compile for any number of texts
     ids, n = _pad_rows(ids, bs)
     last, _ = _pad_rows(last, bs)
     start, _ = _pad_rows(start, bs)

@@ -13,7 +13,7 @@ from typing import NamedTuple, Sequence
 import jax
 import numpy as np
 
-from jaxlab.ars import detectors as D
+from jaxlab.ars import detectors as det_lib
 from jaxlab.ars.losses import ARSHParams
 from jaxlab.ars.train import HeadData, fit_head
 from jaxlab.core.classification import auroc
@@ -64,7 +64,7 @@ def make_split(n: int, seed: int, *, test_frac: float = 0.25, n_val: int = 100) 
 
 
 def _oriented(score_va, score_te, y_va, y_te):
-    s = D.orient(score_va, y_va)
+    s = det_lib.orient(score_va, y_va)
     return auroc(s * score_va, y_va), auroc(s * score_te, y_te)
 
 
@@ -72,8 +72,8 @@ def choose_layer(b: Bundle, split: Split, *, l2: float = 1.0) -> tuple[int, list
     """Layer with the best VAL AUROC of the raw logistic probe fitted on train."""
     vals = []
     for l in range(b.u.shape[0]):
-        m = D.fit_logistic(b.u[l, split.train], b.y[split.train], l2=l2)
-        vals.append(auroc(D.logistic_scores(m, b.u[l, split.val]), b.y[split.val]))
+        m = det_lib.fit_logistic(b.u[l, split.train], b.y[split.train], l2=l2)
+        vals.append(auroc(det_lib.logistic_scores(m, b.u[l, split.val]), b.y[split.val]))
     return int(np.argmax(vals)), vals
 
 
@@ -89,34 +89,34 @@ def detectors(rep, b: Bundle, layer: int, split: Split, key, opts: DetOpts,
     f = rep(b.u[layer])
     out = {}
     if "probe" in which:
-        m = D.fit_logistic(f[tr], y[tr], l2=opts.probe_l2)
-        out["probe"] = _oriented(D.logistic_scores(m, f[va]), D.logistic_scores(m, f[te]), y[va], y[te])
+        m = det_lib.fit_logistic(f[tr], y[tr], l2=opts.probe_l2)
+        out["probe"] = _oriented(det_lib.logistic_scores(m, f[va]), det_lib.logistic_scores(m, f[te]), y[va], y[te])
     if "probe_lowlabel" in which:
         rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist() + [7])
         sub = np.sort(rng.choice(tr, min(opts.n_low_labels, len(tr)), replace=False))
         if 0 < y[sub].sum() < len(sub):
-            m = D.fit_logistic(f[sub], y[sub], l2=opts.probe_l2)
-            out["probe_lowlabel"] = _oriented(D.logistic_scores(m, f[va]), D.logistic_scores(m, f[te]),
+            m = det_lib.fit_logistic(f[sub], y[sub], l2=opts.probe_l2)
+            out["probe_lowlabel"] = _oriented(det_lib.logistic_scores(m, f[va]), det_lib.logistic_scores(m, f[te]),
                                               y[va], y[te])
     if "ccs" in which or "ccs_labelled" in which:
         fp, fn = rep(b.u_yes[layer]), rep(b.u_no[layer])
         if "ccs" in which:
-            norm = D.ccs_normalizer(fp[tr], fn[tr])
-            xp, xn = D.ccs_normalize(norm, fp, fn)
-            w, c = D.fit_ccs(jax.random.fold_in(key, 3), xp[tr], xn[tr], restarts=opts.ccs_restarts)
-            s = D.ccs_scores(w, c, xp, xn)
+            norm = det_lib.ccs_normalizer(fp[tr], fn[tr])
+            xp, xn = det_lib.ccs_normalize(norm, fp, fn)
+            w, c = det_lib.fit_ccs(jax.random.fold_in(key, 3), xp[tr], xn[tr], restarts=opts.ccs_restarts)
+            s = det_lib.ccs_scores(w, c, xp, xn)
             out["ccs"] = _oriented(s[va], s[te], y[va], y[te])
         if "ccs_labelled" in which:
             diff = fp - fn
-            m = D.fit_logistic(diff[tr], y[tr], l2=opts.probe_l2)
-            out["ccs_labelled"] = _oriented(D.logistic_scores(m, diff[va]), D.logistic_scores(m, diff[te]),
+            m = det_lib.fit_logistic(diff[tr], y[tr], l2=opts.probe_l2)
+            out["ccs_labelled"] = _oriented(det_lib.logistic_scores(m, diff[va]), det_lib.logistic_scores(m, diff[te]),
                                             y[va], y[te])
     if "haloscope" in which:
-        (sv, st), info = D.haloscope(f[tr], f[va], y[va], [f[va], f[te]],
+        (sv, st), info = det_lib.haloscope(f[tr], f[va], y[va], [f[va], f[te]],
                                      ks=range(1, opts.halo_kmax + 1))
         out["haloscope"] = (auroc(sv, y[va]), auroc(st, y[te]))
     if "eigenscore" in which:
-        es = D.eigenscore(rep(b.samples[layer]), alpha=opts.eigen_alpha)
+        es = det_lib.eigenscore(rep(b.samples[layer]), alpha=opts.eigen_alpha)
         out["eigenscore"] = _oriented(es[va], es[te], y[va], y[te])
     return {k: {"val": float(v[0]), "test": float(v[1])} for k, v in out.items()}
 
@@ -145,15 +145,21 @@ def head_data(cfs: CFSet, b: Bundle, layer: int, rows: np.ndarray) -> HeadData:
 
 
 def shaped_grid(b: Bundle, cfs: CFSet, layer: int, split: Split, key, hps: Sequence[ARSHParams],
-                epochs_grid: Sequence[int], opts: DetOpts, which=EMBED_DETECTORS) -> list[dict]:
+                epochs_grid: Sequence[int], opts: DetOpts, which=EMBED_DETECTORS,
+                eval_epochs: Sequence[int] | None = None) -> list[dict]:
     """For each head hyperparameter (k, tau, ...) and checkpoint epoch: fit g on TRAIN rows, run the
-    detectors on z = g(u). Returns a list of {"k", "tau", "epochs", "W", "det": {...}}."""
+    detectors on z = g(u). Every head trains max(epochs_grid) epochs (one cosine schedule) and is read at
+    the checkpoints of epochs_grid; eval_epochs (default: all) limits which checkpoints are evaluated.
+    Returns a list of {"k", "tau", "epochs", "W", "det": {...}}."""
     data = head_data(cfs, b, layer, split.train)
+    eval_epochs = set(epochs_grid if eval_epochs is None else eval_epochs)
     out = []
     for i, hp in enumerate(hps):
         hp = hp._replace(epochs=max(epochs_grid))
         ws, loss = fit_head(jax.random.fold_in(key, i), data, hp, checkpoints=tuple(sorted(epochs_grid)))
         for e, w in zip(sorted(epochs_grid), np.asarray(ws)):
+            if e not in eval_epochs:
+                continue
             rep = lambda x, w=w: np.asarray(x, np.float32) @ w.T
             det = detectors(rep, b, layer, split, jax.random.fold_in(key, 100 + i), opts, which)
             out.append({"k": hp.k, "tau": hp.tau, "epochs": int(e), "W": w, "det": det,
@@ -236,10 +242,11 @@ def analyse_seed(b: Bundle, cf_main: dict, positions_fn, seed: int, *, hps: Sequ
     res["positions"] = {}
     cf_pos = positions_fn(rho_star) if positions_fn is not None else {}
     for name, cfs in cf_pos.items():
-        hp = ARSHParams(k=k, tau=best["tau"], epochs=best["epochs"], lr=hps[0].lr,
+        hp = ARSHParams(k=k, tau=best["tau"], epochs=max(epochs_grid), lr=hps[0].lr,
                         weight_decay=hps[0].weight_decay, batch_size=hps[0].batch_size, loss=hps[0].loss,
-                        reg=hps[0].reg)
-        e = shaped_grid(b, cfs, layer, split, jax.random.fold_in(key, 20), [hp], [best["epochs"]], opts)[0]
+                        reg=hps[0].reg)          # the boundary head's schedule, read at its chosen epoch
+        e = shaped_grid(b, cfs, layer, split, jax.random.fold_in(key, 20), [hp], epochs_grid, opts,
+                        eval_epochs=[best["epochs"]])[0]
         res["positions"][name] = {"val_mean": mean_auroc(e["det"], "val"), "test_mean": mean_auroc(e["det"], "test"),
                                   "det": e["det"], "disagree": float(1 - cfs.agree.mean()),
                                   "unparsed": float(1 - cfs.parsed.mean())}

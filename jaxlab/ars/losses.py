@@ -21,6 +21,13 @@ import jax.numpy as jnp
 _EPS = 1e-8
 
 
+def _check_tau(tau) -> None:
+    """tau > 0 (checked for concrete values; a traced tau, e.g. one jitted head program reused across the
+    tau grid, is checked by the caller before tracing)."""
+    if not isinstance(tau, jax.core.Tracer) and not float(tau) > 0:
+        raise ValueError(f"tau: expected > 0, got {tau}")
+
+
 class ARSHParams(NamedTuple):
     """Typed hyperparameters of the shaping head (hashable; static under jit)."""
     k: int = 32                 # output dimension of g, k <= d
@@ -82,8 +89,7 @@ def ars_loss(z_b: jax.Array, z_pos_b: jax.Array, z_neg_bm: jax.Array, neg_mask_b
     Returns:
       (per-anchor loss [B] (0 where not valid), masked mean over valid anchors (0 if none)).
     """
-    if not tau > 0:
-        raise ValueError(f"tau: expected > 0, got {tau}")
+    _check_tau(tau)
     s_pos = cosine(z_b, z_pos_b)
     s_neg = cosine(z_b[:, None, :], z_neg_bm)
     valid = valid_b.astype(bool)
@@ -103,8 +109,7 @@ def supcon_loss(z_nk: jax.Array, ids_n: jax.Array, agree_n: jax.Array, valid_n: 
     Returns:
       (per-row loss [N] (0 where masked), masked mean over rows with a positive (0 if none)).
     """
-    if not tau > 0:
-        raise ValueError(f"tau: expected > 0, got {tau}")
+    _check_tau(tau)
     n = z_nk.shape[0]
     s = cosine(z_nk[:, None, :], z_nk[None, :, :]) / tau                 # [N, N]
     valid = valid_n.astype(bool)

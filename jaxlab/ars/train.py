@@ -48,30 +48,35 @@ def _optimizer(hp: ARSHParams, total_steps: int):
     return optax.adamw(sched, weight_decay=hp.weight_decay)
 
 
-def head_loss(w, data: HeadData, idx_b, pos_b, *, hp: ARSHParams):
-    """Mean loss of one batch. idx_b: [B] problem indices; pos_b: [B] index of the sampled positive."""
+def head_loss(w, data: HeadData, idx_b, pos_b, *, hp: ARSHParams, tau=None):
+    """Mean loss of one batch. idx_b: [B] problem indices; pos_b: [B] index of the sampled positive.
+    tau: optional (traced) temperature overriding hp.tau."""
+    tau = hp.tau if tau is None else tau
     u, ucf, agree = data.u_nd[idx_b], data.ucf_nmd[idx_b], data.agree_nm[idx_b]
     z, zcf = linear_head(w, u), linear_head(w, ucf)                     # [B, k], [B, M, k]
     valid = jnp.any(agree, axis=1)
     if hp.loss == "eq5":
         zpos = jnp.take_along_axis(zcf, pos_b[:, None, None], axis=1)[:, 0]
-        _, loss = ars_loss(z, zpos, zcf, ~agree, valid, tau=hp.tau)
+        _, loss = ars_loss(z, zpos, zcf, ~agree, valid, tau=tau)
     elif hp.loss == "supcon":
         B, M = agree.shape
         zz = jnp.concatenate([z[:, None], zcf], axis=1).reshape(B * (1 + M), -1)
         ids = jnp.repeat(jnp.arange(B), 1 + M)
         lab = jnp.concatenate([jnp.ones((B, 1), bool), agree], axis=1).reshape(-1)
-        _, loss = supcon_loss(zz, ids, lab, jnp.ones((B * (1 + M),), bool), tau=hp.tau)
+        _, loss = supcon_loss(zz, ids, lab, jnp.ones((B * (1 + M),), bool), tau=tau)
     else:
         raise ValueError(f"loss: expected 'eq5' or 'supcon', got {hp.loss!r}")
     return loss + hp.reg * jnp.sum(w * w)
 
 
-def make_trainer(data: HeadData, hp: ARSHParams) -> Trainer:
-    """Trainer(init(key) -> HeadState, step(state, None) -> (state, metrics)) of pure functions."""
+def make_trainer(data: HeadData, hp: ARSHParams, tau=None) -> Trainer:
+    """Trainer(init(key) -> HeadState, step(state, None) -> (state, metrics)) of pure functions.
+    tau: optional (possibly traced) temperature overriding hp.tau (one compiled program for a tau grid)."""
     n, d = data.u_nd.shape
     if not 1 <= hp.k <= d:
         raise ValueError(f"k: expected 1 <= k <= d = {d}, got {hp.k}")
+    if tau is None and not hp.tau > 0:
+        raise ValueError(f"tau: expected > 0, got {hp.tau}")
     total = hp.epochs * steps_per_epoch(n, hp.batch_size)
     opt = _optimizer(hp, total)
     valid = jnp.any(data.agree_nm, axis=1)
@@ -92,7 +97,7 @@ def make_trainer(data: HeadData, hp: ARSHParams) -> Trainer:
         logits = jnp.where(data.agree_nm[idx], 0.0, -jnp.inf)
         logits = jnp.where(jnp.any(data.agree_nm[idx], 1, keepdims=True), logits, 0.0)
         pos = jax.random.categorical(k_pos, logits, axis=1)
-        loss, g = jax.value_and_grad(head_loss)(state.w, data, idx, pos, hp=hp)
+        loss, g = jax.value_and_grad(head_loss)(state.w, data, idx, pos, hp=hp, tau=tau)
         upd, opt_state = opt.update(g, state.opt_state, state.w)
         w = optax.apply_updates(state.w, upd)
         return HeadState(w, opt_state, key, state.step + 1), {"loss": loss}
@@ -106,12 +111,15 @@ def fit_head(key: jax.Array, data: HeadData, hp: ARSHParams, *, checkpoints=None
     checkpoints = tuple(int(e) for e in (checkpoints or (hp.epochs,)))
     if any(e < 1 or e > hp.epochs for e in checkpoints) or list(checkpoints) != sorted(checkpoints):
         raise ValueError(f"checkpoints: expected increasing epochs in [1, {hp.epochs}], got {checkpoints}")
+    if not hp.tau > 0:
+        raise ValueError(f"tau: expected > 0, got {hp.tau}")
     data = HeadData(*(jnp.asarray(x) for x in data))
-    return _fit(key, data, hp, checkpoints)
+    # tau is traced (hp.tau is replaced by a placeholder in the static key): one compile per (k, epochs, ...)
+    return _fit(key, data, hp._replace(tau=1.0), checkpoints, jnp.float32(hp.tau))
 
 
-def _fit_impl(key, data, hp, checkpoints):
-    trainer = make_trainer(data, hp)
+def _fit_impl(key, data, hp, checkpoints, tau):
+    trainer = make_trainer(data, hp, tau=tau)
     spe = steps_per_epoch(data.u_nd.shape[0], hp.batch_size)
     state = trainer.init(key)
     ws, losses, prev = [], [], 0

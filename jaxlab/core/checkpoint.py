@@ -28,6 +28,17 @@ def _is_orbax_tmp(name: str) -> bool:
     return ".orbax-checkpoint-tmp" in name
 
 
+def _collect_quietly() -> None:
+    import gc
+    import sys
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda *_: None
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+
+
 class CheckpointError(ValueError):
     """A checkpoint directory is missing, corrupt or unreadable; the message names it."""
 
@@ -84,14 +95,22 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"checkpoint directory {self.directory!r} has no checkpoint to restore")
+        failure = None
         try:
             restored = self._manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                               meta=ocp.args.JsonRestore()))
         except Exception as e:
-            raise CheckpointError(
-                f"checkpoint {step} in {self.directory!r} is corrupt or does not match the state "
-                f"({type(e).__name__}); it was left untouched") from e
+            if os.environ.get("JAXLAB_DEBUG"):
+                raise CheckpointError(f"checkpoint {step} in {self.directory!r} is corrupt or does not match "
+                                      f"the state ({type(e).__name__}); it was left untouched") from e
+            failure = type(e).__name__
+        if failure is not None:
+            # A failed orbax restore leaves un-awaited read coroutines whose errors Python would print as
+            # "Exception ignored" tracebacks at exit, after our one-line error: collect them quietly now.
+            _collect_quietly()
+            raise CheckpointError(f"checkpoint {step} in {self.directory!r} is corrupt or does not match the "
+                                  f"state ({failure}); it was left untouched")
         return step, restored["state"]
 
     def restore_metadata(self, step: int | None = None) -> dict:

@@ -131,16 +131,21 @@ def _coerce_sequence(key: str, old, new) -> list:
 
 
 def _is_count(name: str) -> bool:
-    return (name.startswith(("num_", "n_")) or name.endswith(("_size", "steps", "epochs", "_every"))
-            or name in ("chunk", "steps", "epochs", "batch_size", "minibatches", "group_size"))
+    return (name.startswith(("num_", "n_")) or name.endswith(("_size", "steps", "epochs", "_every", "_batch"))
+            or name in ("chunk", "steps", "epochs", "batch", "batch_size", "minibatches", "group_size"))
 
 
 def validate_value(key: str, old: Any, new: Any) -> None:
     """Range checks on an overridden value, by the key's name (one `ConfigError` naming the key):
     seeds non-empty and unique; learning rates finite and > 0; counts (num_*, n_*, *_size, *steps,
-    *epochs, *_every, chunk) >= 1 when their default is >= 1; every float finite when its default is."""
+    *epochs, *_every, *_batch, chunk, batch; or any key under such a section, e.g. epochs.gmm) >= 1 when their
+    default is >= 1; every float finite when its default is.
+    A default of None (an unset `config_dict.placeholder`) counts as a finite count."""
     import math
-    name = key.rsplit(".", 1)[-1]
+    parts = key.split(".")
+    name = parts[-1]
+    if len(parts) > 1 and _is_count(parts[-2]) and not _is_count(name):
+        name = parts[-2]             # a dict of counts, e.g. epochs.gmm: the parent names the kind
     if name == "seeds":
         seeds = list(new)
         if not seeds:
@@ -156,11 +161,12 @@ def validate_value(key: str, old: Any, new: Any) -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if isinstance(v, float) and not math.isfinite(v) and all(
-                isinstance(d, (int, float)) and math.isfinite(d) for d in defaults):
+                d is None or (isinstance(d, (int, float)) and math.isfinite(d)) for d in defaults):
             raise ConfigError(f"config key {key!r}: expected a finite number, got {v}")
         if (name in ("lr", "learning_rate") or name.endswith("_lr")) and not v > 0:
             raise ConfigError(f"config key {key!r}: expected a learning rate > 0, got {v}")
-        if _is_count(name) and all(isinstance(d, (int, float)) and d >= 1 for d in defaults) and v < 1:
+        if _is_count(name) and all(d is None or (isinstance(d, (int, float)) and d >= 1) for d in defaults) \
+                and v < 1:
             raise ConfigError(f"config key {key!r}: expected a count >= 1, got {v}")
     if isinstance(new, (list, tuple)) and defaults and not values and _is_count(name):
         raise ConfigError(f"config key {key!r}: expected at least one value")
@@ -192,9 +198,20 @@ def load_config(path: str, size: str = "quick", overrides: dict[str, Any] | None
         old = _lookup(config, key)
         parent, leaf = (key.rsplit(".", 1) if "." in key else ("", key))
         node = config if not parent else _lookup(config, parent)
-        value = _coerce(key, old, value)
+        if old is None:   # an unset typed placeholder: coerce to its declared type
+            try:
+                field_type = node.get_ref(leaf).get_type()
+            except Exception:
+                field_type = None
+            if field_type in (bool, int, float, str) and value is not None:
+                value = _coerce(key, field_type(), value)
+        else:
+            value = _coerce(key, old, value)
         validate_value(key, old, value)
-        node[leaf] = value
+        try:
+            node[leaf] = value
+        except (TypeError, ValueError) as e:   # ml_collections' own type check (e.g. a typed placeholder)
+            raise ConfigError(f"config key {key!r}: {e}") from None
     config.lock()
     return config
 

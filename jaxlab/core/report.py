@@ -133,6 +133,12 @@ def overall_verdicts(summary: dict) -> str:
     return ", ".join(f"{c['id']}: {c['verdict']}" for c in summary.get("claims", []))
 
 
+def _cpu(data: dict) -> str:
+    """CPU seconds (user + system, children included) when the summary recorded them."""
+    cpu = data.get("cpu_time_s")
+    return f"{cpu:.0f} CPU-s" if isinstance(cpu, (int, float)) else ""
+
+
 def _anchor(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "", name.lower().replace(" ", "-"))
 
@@ -147,8 +153,8 @@ def render(workdir: str, suite: str | None = None, experiments=None) -> str:
              "improvement (Welch t, or paired t when arms share random numbers) is above 0; *no worse* iff it "
              "is above −margin. The paper-level verdict combines only the paper's own claims; sanity checks "
              "and our variants are listed apart.", "",
-             "| experiment | paper | status | paper-level verdict | all claims | wall time (budget) |",
-             "|---|---|---|---|---|---|"]
+             "| experiment | paper | status | paper-level verdict | all claims | wall time (budget) | CPU time |",
+             "|---|---|---|---|---|---|---|"]
     sections, toc = [], ["", "Contents:", ""]
     for exp in exps:
         status, data = load_status(workdir, exp)
@@ -160,12 +166,12 @@ def render(workdir: str, suite: str | None = None, experiments=None) -> str:
             n = len(data.get("claims", []))
             ok = sum(c.get("verdict") == "reproduced" for c in data.get("claims", []))
             lines.append(f"| {exp.name} | {paper} | done | {paper_level(data)} | {ok}/{n} reproduced | "
-                         f"{wall:.0f} s ({exp.budget_s:.0f} s){over} |")
+                         f"{wall:.0f} s ({exp.budget_s:.0f} s){over} | {_cpu(data)} |")
         elif status == "FAILED":
             err = " ".join(str(data.get("error", "")).split())[:200]
-            lines.append(f"| {exp.name} | {paper} | **FAILED** | {err} | | {data.get('wall_time_s', 0):.0f} s |")
+            lines.append(f"| {exp.name} | {paper} | **FAILED** | {err} | | {data.get('wall_time_s', 0):.0f} s | |")
         else:
-            lines.append(f"| {exp.name} | {paper} | {status} | | | |")
+            lines.append(f"| {exp.name} | {paper} | {status} | | | | |")
         sections.append(render_experiment(exp, status, data))
     return "\n".join(lines + toc + [""] + sections) + "\n"
 
@@ -278,12 +284,21 @@ def main(argv=None) -> None:
     parser.add_argument("--run", default=None, help="render one run's workdir (its summary.json) instead")
     parser.add_argument("--update_docs", action="store_true")
     args = parser.parse_args(argv)
-    if args.run:
-        print(write_run_report(args.run))
-        return
-    print(write_report(args.workdir))
-    if args.update_docs:
-        print(update_docs())
+    from jaxlab.core.app import fail
+    try:
+        if args.run:
+            print(write_run_report(args.run))
+            return
+        if not os.path.isdir(args.workdir):
+            fail(f"results workdir {args.workdir!r} does not exist (run `python -m jaxlab.reproduce "
+                 f"--workdir={args.workdir}` first, or pass the folder that holds the experiments)")
+        print(write_report(args.workdir))
+        if args.update_docs:
+            print(update_docs())
+    except (OSError, ValueError) as e:   # a missing run folder, an unwritable REPORT.md: one line, exit 2
+        if os.environ.get("JAXLAB_DEBUG"):
+            raise
+        fail(f"{type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

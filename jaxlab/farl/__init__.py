@@ -1,5 +1,5 @@
 """FARL (arXiv 2601.07821): failure-aware offline-to-online RL on FailureBench-style Brax tasks."""
-from jaxlab.farl.envs import TASKS, FailureBenchEnv, failure_event, make_env, task_reward
+from jaxlab.farl.envs import TASKS, FailureBenchEnv, failure_event, make_env, register_envs, task_reward
 from jaxlab.farl.losses import (bc_loss, gae, normalize_advantages, ppo_policy_loss, risk_critic_loss, value_loss,
                                 world_model_loss)
 from jaxlab.farl.ppo import Arm, make_arm, make_train

@@ -229,16 +229,17 @@ class FailureBenchEnv(PipelineEnv):
                              metrics={"cost": cost}, info=info)
 
 
-def _register():
-    for task in TASKS:
-        brax_envs.register_environment(f"farl_{task}", functools.partial(FailureBenchEnv, task))
-
-
-_register()
+def register_envs() -> tuple[str, ...]:
+    """Registers every task in Brax's registry as `farl_<task>` (explicit: importing jaxlab has no side
+    effects); idempotent. Returns the registered names."""
+    names = tuple(f"farl_{task}" for task in TASKS)
+    for name, task in zip(names, TASKS):
+        brax_envs.register_environment(name, functools.partial(FailureBenchEnv, task))
+    return names
 
 
 def make_env(task: str, **kwargs) -> FailureBenchEnv:
-    """`FailureBenchEnv` by task name (also available as `brax.envs.get_environment("farl_<task>")`)."""
+    """`FailureBenchEnv` by task name (after `register_envs()` also `brax.envs.get_environment("farl_<task>")`)."""
     if task not in TASKS:
         raise ValueError(f"task: expected one of {TASKS}, got {task!r}")
     return FailureBenchEnv(task, **kwargs)

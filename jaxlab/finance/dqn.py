@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from jaxlab.finance import env as env_lib
-from jaxlab.finance import metrics as M
+from jaxlab.finance import metrics as fin_metrics
 from jaxlab.finance.losses import dqn_loss, dqn_targets  # noqa: F401  (the losses live in losses.py)
 from jaxlab.finance.models import window_features
 
@@ -201,8 +201,8 @@ def make_dqn(*, window=10, num_envs=8, buffer_size=8192, batch_size=64, lr=1e-3,
 
 def strategy_metrics(r_d):
     """Daily returns [D] -> Sharpe (sqrt 252), total return, max drawdown, mean daily return."""
-    eq = M.equity_curve(r_d)
-    return {"sharpe": M.sharpe_ratio(r_d), "total_return": M.total_return(eq), "mdd": M.max_drawdown(eq),
+    eq = fin_metrics.equity_curve(r_d)
+    return {"sharpe": fin_metrics.sharpe_ratio(r_d), "total_return": fin_metrics.total_return(eq), "mdd": fin_metrics.max_drawdown(eq),
             "mean_daily": jnp.mean(r_d)}
 
 

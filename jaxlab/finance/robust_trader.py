@@ -127,14 +127,14 @@ def trading_metrics(r_d):
     """Daily strategy returns [D] -> dict: sharpe_252 (sqrt 252 mean/std), sharpe_sqrtN (the code's
     mean sqrt(N)/std), total_return, mdd, calmar (252 mean / MDD), sortino (252 mean / downside std, the
     code's scaling), arr ((prod(1+r) - 1) / N * 252)."""
-    from jaxlab.finance import metrics as M
+    from jaxlab.finance import metrics as fin_metrics
     n = r_d.shape[0]
-    eq = M.equity_curve(r_d)
-    mdd = M.max_drawdown(eq)
+    eq = fin_metrics.equity_curve(r_d)
+    mdd = fin_metrics.max_drawdown(eq)
     mean = jnp.mean(r_d)
     down = jnp.sqrt(jnp.mean(jnp.minimum(r_d, 0.0) ** 2))
-    return {"sharpe_252": M.sharpe_ratio(r_d), "sharpe_sqrtN": M.sharpe_ratio(r_d, periods=n),
-            "total_return": M.total_return(eq), "mdd": mdd, "calmar": 252 * mean / (mdd + 1e-12),
+    return {"sharpe_252": fin_metrics.sharpe_ratio(r_d), "sharpe_sqrtN": fin_metrics.sharpe_ratio(r_d, periods=n),
+            "total_return": fin_metrics.total_return(eq), "mdd": mdd, "calmar": 252 * mean / (mdd + 1e-12),
             "sortino": 252 * mean / (down + 1e-12), "arr": (eq[-1] - 1.0) / n * 252}
 
 

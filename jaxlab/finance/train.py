@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from jaxlab.finance import data as data_lib
-from jaxlab.finance import metrics as M
+from jaxlab.finance import metrics as fin_metrics
 from jaxlab.finance import ops
 from jaxlab.finance import planner as planner_lib
 from jaxlab.finance import provenance as prov
@@ -302,13 +302,13 @@ def make_train(config: TrainHParams, prepared: Prepared):
         out = {"val_mse": float(np.mean((pv - prepared.y_va) ** 2)),
                "test_mse": float(np.mean((pt - yt) ** 2)), "test_mae": float(np.mean(np.abs(pt - yt)))}
         if S >= 2:
-            ic = M.information_coefficient(jnp.asarray(pd), jnp.asarray(yd))
-            ric = M.rank_information_coefficient(jnp.asarray(pd), jnp.asarray(yd))
-            out["ic"], out["icir"] = (float(v) for v in M.ic_summary(ic))
+            ic = fin_metrics.information_coefficient(jnp.asarray(pd), jnp.asarray(yd))
+            ric = fin_metrics.rank_information_coefficient(jnp.asarray(pd), jnp.asarray(yd))
+            out["ic"], out["icir"] = (float(v) for v in fin_metrics.ic_summary(ic))
             out["rank_ic"] = float(jnp.mean(ric))
-            ls = M.long_short_returns(jnp.asarray(pd), jnp.asarray(yd), top_k=5, cost=1e-3)
-            out["ls_sharpe"] = float(M.sharpe_ratio(ls))
-            out["ls_mdd"] = float(M.max_drawdown(M.equity_curve(ls)))
+            ls = fin_metrics.long_short_returns(jnp.asarray(pd), jnp.asarray(yd), top_k=5, cost=1e-3)
+            out["ls_sharpe"] = float(fin_metrics.sharpe_ratio(ls))
+            out["ls_mdd"] = float(fin_metrics.max_drawdown(fin_metrics.equity_curve(ls)))
         return out
 
     def train(key, method="ours", log_path=None, monitor=False, on_epoch=None):

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlab import diffusion as D
-from jaxlab.fusion import cabinet as C
-from jaxlab.fusion import pour as P
+from jaxlab import diffusion
+from jaxlab.fusion import cabinet
+from jaxlab.fusion import pour
 from jaxlab.fusion.audio import log_mel
 from jaxlab.fusion.encoders import FusionEncoder, PolicyObs, parse_variant
 from jaxlab.fusion.losses import diffusion_policy_loss
@@ -26,19 +26,19 @@ LOGMEL_SHIFT, LOGMEL_SCALE = 8.0, 4.0  # log(mel + 1e-6) -> (x + 8) / 4, roughly
 
 def task_module(p):
     """The task module (``pour`` or ``cabinet``) of a params tuple (PourParams / CabinetParams)."""
-    if isinstance(p, C.CabinetParams):
-        return C
-    if isinstance(p, P.PourParams):
-        return P
+    if isinstance(p, cabinet.CabinetParams):
+        return cabinet
+    if isinstance(p, pour.PourParams):
+        return pour
     raise ValueError(f"p must be PourParams or CabinetParams, got {type(p).__name__}")
 
 
 def task_params(task: str):
     """Default params of a task by name: 'pour' or 'cabinet'."""
     if task == "pour":
-        return P.PourParams()
+        return pour.PourParams()
     if task == "cabinet":
-        return C.CabinetParams()
+        return cabinet.CabinetParams()
     raise ValueError(f"task must be 'pour' or 'cabinet', got {task!r}")
 
 
@@ -59,7 +59,7 @@ def make_policy_obs(images_th, audio_tn, proprio_tp) -> PolicyObs:
     return PolicyObs(jnp.moveaxis(images_th, 0, -1), lm, proprio_tp.reshape(-1))
 
 
-def trajectory_dataset(traj: P.Trajectory, *, obs_horizon: int, pred_horizon: int):
+def trajectory_dataset(traj: pour.Trajectory, *, obs_horizon: int, pred_horizon: int):
     """All decision samples of one episode. Returns (PolicyObs with leading [T], actions [T, Tp, 1]);
     ``traj.obs`` holds obs after each step, the window for decision t ends at obs index t of [o0, o1..]."""
     allobs = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], 0), traj.first_obs, traj.obs)
@@ -75,7 +75,7 @@ def trajectory_dataset(traj: P.Trajectory, *, obs_horizon: int, pred_horizon: in
 
 
 def expert_dataset(key, n_episodes: int, *, obs_horizon: int, pred_horizon: int, action_noise: float = 0.02,
-                   p=P.PourParams()):
+                   p=pour.PourParams()):
     """Demonstrations flattened over episodes: PolicyObs [N, ...], actions [N, Tp, 1], N = episodes * T.
     ``p``: PourParams or CabinetParams selects the task."""
     M = task_module(p)
@@ -106,9 +106,9 @@ class PolicyNet(nn.Module):
         self.encoder = FusionEncoder(self.variant, out=self.cond_dim, proprio_dim=self.proprio_dim,
                                      tokenizer=self.tokenizer)
         if self.denoiser_kind == "unet":
-            self.denoiser = D.ConditionalUnet1D(down_dims=self.down_dims)
+            self.denoiser = diffusion.ConditionalUnet1D(down_dims=self.down_dims)
         elif self.denoiser_kind == "mlp":
-            self.denoiser = D.MLPDenoiser(hidden=tuple(self.mlp_hidden))
+            self.denoiser = diffusion.MLPDenoiser(hidden=tuple(self.mlp_hidden))
         else:
             raise ValueError(f"denoiser must be 'unet' or 'mlp', got {self.denoiser_kind!r}")
 
@@ -152,13 +152,13 @@ class PolicyConfig(NamedTuple):
     mlp_hidden: tuple = (128, 128, 128)
 
 
-def action_normalizer(p=P.PourParams()) -> D.Normalizer:
+def action_normalizer(p=pour.PourParams()) -> diffusion.Normalizer:
     """Min-max normaliser of the task's action range (``action_bounds`` of the task module of ``p``)."""
     low, high = task_module(p).action_bounds(p)
-    return D.Normalizer(jnp.array([low]), jnp.array([high]))
+    return diffusion.Normalizer(jnp.array([low]), jnp.array([high]))
 
 
-def make_train(cfg: PolicyConfig, dataset, p=P.PourParams()):
+def make_train(cfg: PolicyConfig, dataset, p=pour.PourParams()):
     """Returns (init(key) -> TrainState, train_chunk(state, key, n) -> (state, losses [n])).
 
     dataset: (PolicyObs [N, ...], actions [N, Tp, 1]) raw actions; normalised to [-1, 1] inside.
@@ -173,7 +173,7 @@ def make_train(cfg: PolicyConfig, dataset, p=P.PourParams()):
         raise ValueError(f"dataset actions must be [N, {cfg.pred_horizon}, 1], got {act_all.shape}")
     net = PolicyNet(cfg.variant, down_dims=tuple(cfg.down_dims), proprio_dim=obs_all.proprio.shape[-1],
                     denoiser_kind=cfg.denoiser, tokenizer=cfg.tokenizer, mlp_hidden=tuple(cfg.mlp_hidden))
-    sched = D.make_schedule(cfg.num_diffusion_steps, "cosine")
+    sched = diffusion.make_schedule(cfg.num_diffusion_steps, "cosine")
     lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup, max(cfg.train_steps, cfg.warmup + 1))
     tx = optax.adamw(lr, b1=0.95, b2=0.999, weight_decay=cfg.weight_decay)
     N = act_all.shape[0]
@@ -193,7 +193,7 @@ def make_train(cfg: PolicyConfig, dataset, p=P.PourParams()):
         loss, g = jax.value_and_grad(loss_fn)(state.params, obs, act_all[idx], k2)
         upd, opt_state = tx.update(g, state.opt_state, state.params)
         params = optax.apply_updates(state.params, upd)
-        ema = D.ema_update(state.ema, params, D.ema_decay(state.step, power=cfg.ema_power))
+        ema = diffusion.ema_update(state.ema, params, diffusion.ema_decay(state.step, power=cfg.ema_power))
         return TrainState(params, ema, opt_state, state.step + 1), loss
 
     @functools.partial(jax.jit, static_argnums=2)
@@ -203,9 +203,9 @@ def make_train(cfg: PolicyConfig, dataset, p=P.PourParams()):
     return net, init, train_chunk
 
 
-def make_policy_fn(net: PolicyNet, cfg: PolicyConfig, p=P.PourParams()):
+def make_policy_fn(net: PolicyNet, cfg: PolicyConfig, p=pour.PourParams()):
     """(params, PolicyObs [B, ...], key) -> raw action chunks [B, Tp, 1] by DDIM (eta 0) in one scan."""
-    sched = D.make_schedule(cfg.num_diffusion_steps, "cosine")
+    sched = diffusion.make_schedule(cfg.num_diffusion_steps, "cosine")
     norm = action_normalizer(p)
 
     def act(params, obs: PolicyObs, key, num_inference_steps=cfg.num_inference_steps, sampler="ddim"):
@@ -213,15 +213,15 @@ def make_policy_fn(net: PolicyNet, cfg: PolicyConfig, p=P.PourParams()):
         fn = lambda x, t: net.apply(params, x, t, cond, method=PolicyNet.denoise)  # noqa: E731
         shape = (cond.shape[0], cfg.pred_horizon, 1)
         if sampler == "ddim":
-            x = D.sample_ddim(fn, sched, key, shape, num_inference_steps=num_inference_steps)
+            x = diffusion.sample_ddim(fn, sched, key, shape, num_inference_steps=num_inference_steps)
         else:
-            x = D.sample_ddpm(fn, sched, key, shape)
+            x = diffusion.sample_ddpm(fn, sched, key, shape)
         return norm.unnormalize(x)
 
     return act
 
 
-def rollout_policy(act_fn, params, key, n_episodes: int, cfg: PolicyConfig, p=P.PourParams(), **act_kw):
+def rollout_policy(act_fn, params, key, n_episodes: int, cfg: PolicyConfig, p=pour.PourParams(), **act_kw):
     """Closed-loop evaluation of ``n_episodes`` episodes vmapped: outer scan over chunks (re-plan), inner scan over
     Ta executed steps; the observation ring buffer keeps the last To frames (audio included). ``p`` selects the
     task (PourParams / CabinetParams). Returns the task's ``episode_metrics``, a dict of [n_episodes] arrays:

@@ -19,7 +19,7 @@ import ml_collections
 from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import read_json, write_json_atomic
 from jaxlab.lm.model import init
-from jaxlab.lm.train import make_train, model_config
+from jaxlab.lm.train import check_params_finite, make_train, model_config
 
 # Config sections that determine the trained parameters (not evaluation or device count).
 KEY_SECTIONS = ("model", "data", "optim")
@@ -69,7 +69,10 @@ def _recipe(rows, recipe, init_key):
 
 def load(config: ml_collections.ConfigDict, seed: int, *, root: Optional[str] = None,
          rows=None, recipe: Optional[dict] = None, init_key: Optional[str] = None):
-    """Returns (params, info) from the cache, or None if absent or incomplete."""
+    """Returns (params, info) from the cache, or None if absent or incomplete.
+
+    Raises ValueError naming the folder when the stored parameters are not finite (a model cached before
+    training checked for NaN): such an entry is never used."""
     folder = os.path.join(root or cache_root(),
                           model_key(config, seed, recipe=_recipe(rows, recipe, init_key)))
     if not os.path.exists(os.path.join(folder, "info.json")):
@@ -79,19 +82,28 @@ def load(config: ml_collections.ConfigDict, seed: int, *, root: Optional[str] = 
     ckpt = Checkpointer(os.path.join(folder, "params"), save_every=1, keep=1)
     _, params = ckpt.restore(target)
     ckpt.close()
+    try:
+        check_params_finite(params, step=0)
+    except ValueError:
+        raise ValueError(f"model cache entry {folder!r} holds non-finite parameters; delete that folder "
+                         f"and run again to retrain it") from None
     return params, read_json(os.path.join(folder, "info.json"))
 
 
 def load_or_train(config: ml_collections.ConfigDict, seed: int, *, root: Optional[str] = None,
                   eval_fn: Optional[Callable] = None, log_fn: Optional[Callable] = None,
                   use_cache: bool = True, rows=None, recipe: Optional[dict] = None,
-                  init_params=None, init_key: Optional[str] = None):
+                  init_params=None, init_key: Optional[str] = None, progress: bool | str = True):
     """Loads params for (config, seed) or trains them with `make_train(config)` and stores them.
 
     Custom SFT data: `rows` ((prompt, completion) text pairs) with a JSON-able `recipe` (required)
     and optionally warm-start `init_params` named by `init_key` (e.g. the stock model's cache key).
     The recipe, a digest of the rows and init_key enter the cache key, so such a model is stored
     apart from the stock model of the same config.
+
+    Training prints progress with rate and ETA (`progress`: True, False or a description).
+    A NaN/inf loss or parameter stops training with NonFiniteError (a ValueError naming the step and the
+    quantity) before anything is checkpointed or cached.
 
     Returns (params, info) where info has the training history, the cache key and `cached`
     (whether the params came from the cache).
@@ -107,8 +119,10 @@ def load_or_train(config: ml_collections.ConfigDict, seed: int, *, root: Optiona
             params, info = hit
             return params, {**info, "cached": True}
     train = make_train(config, ckpt_dir=os.path.join(folder, "ckpt") if use_cache else None,
-                       eval_fn=eval_fn, log_fn=log_fn, rows=rows, init_params=init_params)
-    params, hist = train(jax.random.PRNGKey(seed))
+                       eval_fn=eval_fn, log_fn=log_fn, rows=rows, init_params=init_params,
+                       progress=f"sft {key}" if progress is True else progress)
+    params, hist = train(jax.random.PRNGKey(seed))   # raises NonFiniteError on a NaN loss or NaN params
+    check_params_finite(params, step=int(hist["steps_done"]))
     info = {"key": key, "seed": int(seed), "history": hist, "config": config.to_dict()}
     if rec is not None:
         info["recipe"] = rec

@@ -19,7 +19,9 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxlab.core import metrics as metrics_lib
 from jaxlab.core import sharding
+from jaxlab.core.loop import NonFiniteError, check_finite
 from jaxlab.lm import tasks
 from jaxlab.lm.model import LMConfig, apply, init, output_log_softmax
 from jaxlab.lm.tokenizer import CharTokenizer
@@ -112,9 +114,19 @@ def build_train_problems(config) -> list:
                               digits=dict(d.digits), detail=d.detail)
 
 
+def check_params_finite(params, *, step: int, what: str = "parameters") -> None:
+    """Raises NonFiniteError naming `step` and the first parameter leaf that holds a NaN or inf."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    finite = jax.device_get([jnp.isfinite(x).all() for _, x in leaves])
+    for (path, _), ok in zip(leaves, finite):
+        if not bool(ok):
+            raise NonFiniteError(f"training produced non-finite {what} ({jax.tree_util.keystr(path)}) at step "
+                                 f"{step}; stopping before any checkpoint or cache entry of it is written")
+
+
 def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = None,
                eval_fn: Optional[Callable] = None, log_fn: Optional[Callable] = None,
-               problems=None, rows=None, init_params=None) -> Callable:
+               problems=None, rows=None, init_params=None, progress: bool | str = True) -> Callable:
     """Returns `train(key) -> (params, metrics)`.
 
     Args:
@@ -129,9 +141,15 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
         (e.g. role-token data of a multi-agent system); cache such a model with
         `cache.load_or_train(..., rows=rows, recipe=...)` so it gets its own key.
       init_params: optional warm-start parameters (default: a fresh `init(key)`).
+      progress: True, False or a description: a progress line with rate and ETA on stderr
+        (`core.metrics.Progress`; a redrawn bar on a terminal, a line every 10 s otherwise).
     Returns:
       train(key) -> (params, {"loss": [n_chunks], "step": [n_chunks], "eval": [(step, value)],
-      "steps_done": int, "stopped_early": bool, "steps_per_s": float}).
+      "steps_done": int, "stopped_early": bool, "steps_per_s": float}). With `ckpt_dir` the history is
+      checkpointed with the state, so a resumed run returns the whole history, not only its own chunks.
+    Raises:
+      NonFiniteError (a ValueError) naming the step and the quantity as soon as a step's loss or the
+      parameters are NaN/inf, before that state is checkpointed.
     """
     tok = CharTokenizer()
     cfg = model_config(config, tok)
@@ -166,47 +184,71 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(step0 + jnp.arange(chunk))
         (params, opt_state, _, _), losses = jax.lax.scan(sgd_step, (params, opt_state, toks, mask),
                                                          keys)
-        return params, opt_state, losses.mean()
+        return params, opt_state, losses
 
     def train(key):
         key_init, key_data = jax.random.split(key)
         params = init(key_init, cfg) if init_params is None else init_params
         state = {"params": params, "opt_state": tx.init(params)}
         step, ckpt = 0, None
+        hist = {"loss": [], "step": [], "eval": [], "stopped_early": False}
+        total = total_steps
         if ckpt_dir is not None:
             from jaxlab.core.checkpoint import Checkpointer
             ckpt = Checkpointer(ckpt_dir, save_every=chunk, keep=1,
                                 metadata={"config": config.to_dict()})
             if ckpt.latest_step() is not None:
                 step, state = ckpt.restore(state)
+                saved = ckpt.restore_metadata(step).get("history")
+                if saved is not None:      # the history up to `step` (older checkpoints lack it)
+                    hist = {"loss": list(saved["loss"]), "step": list(saved["step"]),
+                            "eval": [tuple(e) for e in saved["eval"]],
+                            "stopped_early": bool(saved["stopped_early"])}
+                    if hist["stopped_early"]:
+                        total = step       # stopped early before the kill: do not train on
         state = jax.device_put(state, rep)
         toks, mask = jax.device_put((jnp.asarray(toks_np), jnp.asarray(mask_np)), rep)
-        hist = {"loss": [], "step": [], "eval": [], "stopped_early": False}
-        total = total_steps
         t0, steps_run = time.perf_counter(), 0
-        while step < total:
-            p, o, loss = run_chunk(state["params"], state["opt_state"], toks, mask, key_data,
-                                   jnp.int32(step))
-            state = {"params": p, "opt_state": o}
-            step += chunk
-            steps_run += chunk
-            loss = float(loss)
-            hist["loss"].append(loss)
-            hist["step"].append(step)
-            scalars = {"loss": loss}
-            if eval_fn is not None and (step % t.eval_every == 0 or step >= total):
-                val = float(eval_fn(state["params"]))
-                hist["eval"].append((step, val))
-                scalars["val_acc"] = val
-                if t.target_acc > 0 and val >= t.target_acc:
-                    hist["stopped_early"] = step < total
-                    total = step
-            if log_fn is not None:
-                log_fn(step, **scalars)
+        bar = None
+        if progress:
+            bar = metrics_lib.Progress(total, desc=progress if isinstance(progress, str) else "sft")
+            if step:
+                bar.update(min(step, total))
+        try:
+            while step < total:
+                p, o, losses = run_chunk(state["params"], state["opt_state"], toks, mask, key_data,
+                                         jnp.int32(step))
+                losses = np.asarray(jax.device_get(losses))
+                check_finite({"loss": losses}, step + 1)
+                check_params_finite(p, step=step + chunk)
+                state = {"params": p, "opt_state": o}
+                step += chunk
+                steps_run += chunk
+                loss = float(losses.mean())
+                hist["loss"].append(loss)
+                hist["step"].append(step)
+                scalars = {"loss": loss}
+                if eval_fn is not None and (step % t.eval_every == 0 or step >= total):
+                    val = float(eval_fn(state["params"]))
+                    hist["eval"].append((step, val))
+                    scalars["val_acc"] = val
+                    if t.target_acc > 0 and val >= t.target_acc:
+                        hist["stopped_early"] = step < total
+                        total = step
+                if log_fn is not None:
+                    log_fn(step, **scalars)
+                if ckpt is not None:
+                    ckpt.maybe_save(step, state, force=step >= total,
+                                    meta={"history": {k: v for k, v in hist.items()}})
+                if bar is not None:
+                    if total != bar.total:
+                        bar.total = max(total, 1)
+                    bar.update(chunk, **scalars)
+        finally:
+            if bar is not None:
+                bar.close()
             if ckpt is not None:
-                ckpt.maybe_save(step, state, force=step >= total)
-        if ckpt is not None:
-            ckpt.wait()
+                ckpt.close()
         dt = time.perf_counter() - t0
         hist["steps_done"] = step
         hist["steps_per_s"] = steps_run / dt if steps_run else float("nan")

@@ -256,6 +256,15 @@ def naive_threshold(scores_n, losses_n, weights_n, cands_c, *, eps):
                          params=PACParams(eps=eps, alpha=0.5, bound="naive"))
 
 
+def naive_group_thresholds(scores_n, losses_n, groups_n, weights_n, cands_c, *, num_groups: int, eps):
+    """Naive per-group baseline (spec B4 [R]): per group, the largest u with empirical L_hat_g(u) <= eps.
+
+    No confidence correction, so each group's risk exceeds eps about half the time. [G] thresholds.
+    """
+    return group_thresholds(scores_n, losses_n, groups_n, weights_n, cands_c, num_groups=num_groups,
+                            params=PACParams(eps=eps, alpha=0.5, bound="naive"))
+
+
 _group_thresholds_jit = jax.jit(group_thresholds, static_argnames=("num_groups", "params"))
 
 
@@ -347,6 +356,28 @@ def cpac_thresholds(key, emb_nd, scores_n, losses_n, weights_n, cands_c, *, num_
     return CPACResult(thr, km.centroids, w1, w2)
 
 
+def random_partition(key, num_points: int, *, num_clusters: int):
+    """Random cluster labels [num_points] int32, uniform on [0, num_clusters), independent of the data.
+
+    The C-PAC ablation with random clusters (spec B4 [R]): G-PAC on these labels is valid per random
+    cluster (they do not depend on the calibration data) but, being mixtures of the true groups, they
+    inherit the marginal method's failure on a hard group. Label population rows with it, then index.
+    """
+    return jax.random.randint(key, (num_points,), 0, num_clusters).astype(jnp.int32)
+
+
+def cpac_random_thresholds(key, labels_n, scores_n, losses_n, weights_n, cands_c, *, num_clusters: int,
+                           params: PACParams, cluster_frac: float = 0.3) -> CPACResult:
+    """C-PAC ablation: G-PAC with random cluster labels `labels_n` (from `random_partition`) on the same
+    D_2 share as C-PAC (each draw is set aside with probability `cluster_frac`, unused, so both methods
+    calibrate on equally many points). centroids are empty ([M, 0]); route with thresholds[labels]."""
+    w = jnp.asarray(weights_n, jnp.float32)
+    w1 = jnp.minimum(jax.random.binomial(key, w, cluster_frac).astype(jnp.float32), w)
+    w2 = w - w1
+    thr = group_thresholds(scores_n, losses_n, labels_n, w2, cands_c, num_groups=num_clusters, params=params)
+    return CPACResult(thr, jnp.zeros((num_clusters, 0)), w1, w2)
+
+
 # ----------------------------------------------------------------------------- IPS label saving
 def ips_losses(key, losses_n, pi_n):
     """Z_i = l_i xi_i / pi_i with xi_i ~ Bern(pi_i): unbiased for l_i; returns (z [n], xi [n] bool).
@@ -362,11 +393,21 @@ def ips_threshold(key, scores_n, losses_n, pi_n, cands_c, *, eps, alpha, bound: 
     """PAC labels / PAC reasoning v1 (transductive): threshold from IPS losses of a labelled subsample.
 
     Z(u) = l xi 1{U < u} / pi is unbiased for the batch loss L(u); its range is [0, 1/min(pi)], so
-    the UCB is taken on Z * min(pi) in [0, 1] and rescaled. bound in ("wsr", "hoeffding", "clt").
+    the UCB is taken on Z * min(pi) in [0, 1] and rescaled. bound in ("wsr", "hoeffding", "clt", "cp").
+    "cp" (exact, fast): needs a constant scalar pi and binary losses; then Z * pi = l * xi is Bernoulli
+    with mean pi L(u), so "CP-UCB(Z * pi) / pi <= eps" is the k_max-table scan at level pi * eps.
     Returns (u_hat, xi [n] labelled rows).
     """
-    if bound not in ("wsr", "hoeffding", "clt"):
-        raise ValueError(f"bound: expected 'wsr', 'hoeffding' or 'clt' for IPS, got {bound!r}")
+    if bound not in ("wsr", "hoeffding", "clt", "cp"):
+        raise ValueError(f"bound: expected 'wsr', 'hoeffding', 'clt' or 'cp' for IPS, got {bound!r}")
+    if bound == "cp":
+        if jnp.ndim(pi_n) != 0:
+            raise ValueError("pi_n: the 'cp' IPS bound needs one constant labelling probability (a scalar)")
+        xi = jax.random.uniform(key, jnp.shape(losses_n)) < pi_n
+        lab = jnp.where(xi, losses_n, 0.0)                                  # = Z * pi, in {0, 1}
+        pass_c = pass_curve(scores_n, lab, jnp.ones_like(lab), cands_c,
+                            params=PACParams(eps=float(eps) * float(pi_n), alpha=alpha, bound="cp"))
+        return scan_passes(pass_c, cands_c)[0], xi
     z, xi = ips_losses(key, losses_n, pi_n)
     scale = jnp.min(jnp.broadcast_to(jnp.asarray(pi_n, jnp.float32), jnp.shape(losses_n)))
     zs = jnp.clip(z * scale, 0.0, 1.0)

@@ -86,9 +86,9 @@ def check_policy_inputs(logp_bt, old_logp_bt, adv, mask_bt, *, token_adv_ok: boo
     return adv_bt.astype(logp_bt.dtype), jnp.asarray(mask_bt, bool)
 
 
-def log_ratio(logp_bt, old_logp_bt, mask_bt, *, clip: float = 20.0):
-    """z = clamp(logp - old_logp, ±clip) on valid tokens, 0 elsewhere. [B, T]."""
-    z = jnp.clip(logp_bt - old_logp_bt, -clip, clip)
+def log_ratio(logp_bt, old_logp_bt, mask_bt, *, log_ratio_clip: float = 20.0):
+    """z = clamp(logp - old_logp, ±log_ratio_clip) on valid tokens, 0 elsewhere. [B, T]."""
+    z = jnp.clip(logp_bt - old_logp_bt, -log_ratio_clip, log_ratio_clip)
     return jnp.where(mask_bt, z, 0.0)
 
 
@@ -133,7 +133,7 @@ def grpo_loss(logp_bt, old_logp_bt, adv, mask_bt, *, clip_eps: float = 0.2,
     adv_bt, mask_bt = check_policy_inputs(logp_bt, old_logp_bt, adv, mask_bt)
     eh = clip_eps if clip_eps_high is None else clip_eps_high
     _check_eps(clip_eps, eh, dual_clip)
-    z = log_ratio(logp_bt, old_logp_bt, mask_bt, clip=log_ratio_clip)
+    z = log_ratio(logp_bt, old_logp_bt, mask_bt, log_ratio_clip=log_ratio_clip)
     surr, clipped = _ppo_surrogate(jnp.exp(z), adv_bt, clip_eps, eh, dual_clip)
     loss = -aggregate(surr, mask_bt, agg, norm_const=norm_const)
     return loss, _ratio_metrics(z, mask_bt, clipped & mask_bt)
@@ -152,7 +152,7 @@ def gspo_loss(logp_bt, old_logp_bt, adv, mask_bt, *, clip_eps: float = 3e-4,
     adv_bt, mask_bt = check_policy_inputs(logp_bt, old_logp_bt, adv, mask_bt,
                                           token_adv_ok=token_level)
     _check_eps(clip_eps, clip_eps_high)
-    z = log_ratio(logp_bt, old_logp_bt, mask_bt, clip=log_ratio_clip)
+    z = log_ratio(logp_bt, old_logp_bt, mask_bt, log_ratio_clip=log_ratio_clip)
     m = mask_bt.astype(z.dtype)
     log_s_b = jnp.sum(z * m, axis=1) / jnp.maximum(jnp.sum(m, axis=1), 1.0)
     if token_level:
@@ -176,7 +176,7 @@ def gmpo_loss(logp_bt, old_logp_bt, adv, mask_bt, *, delta: float = 0.4,
     adv_bt, mask_bt = check_policy_inputs(logp_bt, old_logp_bt, adv, mask_bt, token_adv_ok=False)
     if delta <= 0:
         raise ValueError(f"delta: expected a log-space clip range > 0, got {delta}")
-    z = log_ratio(logp_bt, old_logp_bt, mask_bt, clip=log_ratio_clip)
+    z = log_ratio(logp_bt, old_logp_bt, mask_bt, log_ratio_clip=log_ratio_clip)
     sgn = jnp.sign(adv_bt)
     zc = sgn * jnp.minimum(sgn * z, sgn * jnp.clip(z, -delta, delta))
     m = mask_bt.astype(z.dtype)
@@ -206,13 +206,13 @@ def filtered_log_ratio(logp_bt, old_logp_bt, mask_bt, *, gains_t=None, Q: float 
     T = logp_bt.shape[1]
     if gains_t is None:
         gains_t = kalman_gains(T, Q=Q, V=V, P0=P0, init=init)
-    z = log_ratio(logp_bt, old_logp_bt, mask_bt, clip=log_ratio_clip)
+    z = log_ratio(logp_bt, old_logp_bt, mask_bt, log_ratio_clip=log_ratio_clip)
     x = kalman_filter(sg(z) if grad == "stopgrad" else z, gains_t, mask_bt=mask_bt, x0=x0,
                       parallel=parallel, method=method)
     return z, x
 
 
-def kpo_loss(logp_bt, old_logp_bt, adv, mask_bt, *, clip: bool = False, clip_eps: float = 0.2,
+def kpo_loss(logp_bt, old_logp_bt, adv, mask_bt, *, clip_eps: float | None = None,
              clip_eps_high: float | None = None, raw_trust_region: bool = False,
              gains_t=None, Q: float = 1e-6, V: float = 1.0, P0: float = 1.0, init: str = "prior",
              x0: float = 0.0, grad: str = "stopgrad", parallel: bool | None = None, method: str = "auto",
@@ -222,22 +222,28 @@ def kpo_loss(logp_bt, old_logp_bt, adv, mask_bt, *, clip: bool = False, clip_eps
 
     grad="stopgrad" (default): r_hat = sg(r~) exp(logp - sg logp) (value r~, gradient through the token's
     own log-prob; equals GRPO on-policy). grad="through": r_hat = r~ with x_hat differentiable in z.
-    clip=False:  loss = -agg r_hat A                       (KPO)
-    clip=True:   loss = -agg min(r_hat A, clip(r_hat, 1-el, 1+eh) A)   (KPO-clipped; eps on r~)
-    raw_trust_region=True (ours, "kpo_tr"; implies the clipped value): additionally stop the gradient of
+    clip_eps=None:  loss = -agg r_hat A                       (KPO, the default)
+    clip_eps=el:    loss = -agg min(r_hat A, clip(r_hat, 1-el, 1+eh) A)   (KPO-clipped; eps on r~;
+                    eh = clip_eps_high, default el)
+    raw_trust_region=True (ours, "kpo_tr"; needs clip_eps): additionally stop the gradient of
       tokens whose RAW ratio r_t is outside the band on the advantage's side (A>0, r>1+eh or A<0, r<1-el),
       which the smoothed ratio alone does not bound.
     Metrics add filtered-ratio stats (prefix "filt_") and switch frequency raw/filtered.
     """
     adv_bt, mask_bt = check_policy_inputs(logp_bt, old_logp_bt, adv, mask_bt)
-    eh = clip_eps if clip_eps_high is None else clip_eps_high
-    _check_eps(clip_eps, eh)
+    if clip_eps is None:
+        if raw_trust_region or clip_eps_high is not None:
+            raise ValueError("clip_eps: raw_trust_region and clip_eps_high need a clip range (clip_eps, e.g. 0.2); "
+                             "clip_eps=None is the unclipped KPO loss")
+    else:
+        eh = clip_eps if clip_eps_high is None else clip_eps_high
+        _check_eps(clip_eps, eh)
     z, x = filtered_log_ratio(logp_bt, old_logp_bt, mask_bt, gains_t=gains_t, Q=Q, V=V, P0=P0,
                               init=init, x0=x0, grad=grad, parallel=parallel, method=method,
                               log_ratio_clip=log_ratio_clip)
     r_f = jnp.exp(x)
     r_hat = sg(r_f) * jnp.exp(logp_bt - sg(logp_bt)) if grad == "stopgrad" else r_f
-    if clip or raw_trust_region:
+    if clip_eps is not None:
         surr, clipped = _ppo_surrogate(r_hat, adv_bt, clip_eps, eh, None)
     else:
         surr, clipped = r_hat * adv_bt, jnp.zeros(z.shape, bool)
@@ -259,11 +265,11 @@ def kpo_loss(logp_bt, old_logp_bt, adv, mask_bt, *, clip: bool = False, clip_eps
     return loss, met
 
 
-kpo_clipped_loss = functools.partial(kpo_loss, clip=True)
-kpo_clipped_loss.__doc__ = "KPO-clipped: `kpo_loss(..., clip=True)` (PPO clip on the filtered ratio)."
-kpo_tr_loss = functools.partial(kpo_loss, clip=True, raw_trust_region=True)
+kpo_clipped_loss = functools.partial(kpo_loss, clip_eps=0.2)
+kpo_clipped_loss.__doc__ = "KPO-clipped: `kpo_loss(..., clip_eps=0.2)` (PPO clip on the filtered ratio)."
+kpo_tr_loss = functools.partial(kpo_loss, clip_eps=0.2, raw_trust_region=True)
 kpo_tr_loss.__doc__ = ("KPO-TR (ours): KPO-clipped plus a per-token trust region on the raw ratio; "
-                       "`kpo_loss(..., clip=True, raw_trust_region=True)`.")
+                       "`kpo_loss(..., clip_eps=0.2, raw_trust_region=True)`.")
 
 POLICY_LOSSES = {
     "grpo": grpo_loss,

@@ -71,7 +71,9 @@ def loss_hparams(rl, T: int) -> dict:
         return dict(common, clip_eps=rl.gspo_eps_low, clip_eps_high=rl.gspo_eps_high)
     if m == "gmpo":
         return dict(common, delta=rl.gmpo_delta)
-    if m in ("kpo", "kpo_clipped", "kpo_tr"):
+    if m == "kpo":     # unclipped: no clip range
+        return dict(common, gains_t=_gains(rl, T), grad=rl.kpo_grad)
+    if m in ("kpo_clipped", "kpo_tr"):
         return dict(common, gains_t=_gains(rl, T), grad=rl.kpo_grad, clip_eps=rl.clip_eps,
                     clip_eps_high=rl.clip_eps_high)
     raise ValueError(f"rl.method: unknown method {m!r}")

@@ -73,3 +73,9 @@ def test_rollout_off_by_one_bc_and_grpo_plumbing():
     assert np.isfinite(m["loss"]) and 0.0 <= m["success"] <= 1.0
     st2, _ = T.grpo_update(st, out, cfg=TINY, hp=hp)           # non-zero advantages move the parameters
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(st.params), jax.tree.leaves(st2.params)))
+    # evaluation temperature: a tiny temperature acts like greedy; a non-positive one is an error
+    g = T.rollout(state.params, TINY, ep, [1, 2, 3], greedy=True)
+    cold = T.rollout(state.params, TINY, ep, [1, 2, 3], sample_seed=5, temperature=1e-6)
+    assert [s["act"] for s in g["steps"]] == [s["act"] for s in cold["steps"]]
+    with pytest.raises(ValueError, match="temperature"):
+        T.rollout(state.params, TINY, ep, [1], temperature=0.0)

@@ -76,6 +76,7 @@ def test_changing_any_rendering_setting_changes_the_key():
         assert R.segment_key(S._replace(**change), text) != base, change
     cache = R.SegmentCache(S)
     cache.get(text)
+    assert cache.keys() == {base}                          # the cache uses exactly this key
     other = R.SegmentCache(S._replace(width=224))
     other._store.update(cache._store)  # even with the old entries present, new settings miss
     other.get(text)
@@ -130,3 +131,22 @@ def test_bad_inputs_raise():
         R.compress(np.zeros((28, 192, 3), np.uint8), float("nan"))
     with pytest.raises(ValueError, match="settings.font"):
         R.render_segment("x", S._replace(font="comic"))
+
+
+def test_render_cache_benchmark_tiny_checks_parity():
+    """The benchmark's tiny size runs its parity check (byte identity of the three methods at every step);
+    its timings are never asserted."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "render_cache.py")
+    spec = importlib.util.spec_from_file_location("render_cache_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.run("tiny", None)
+    rows = {r["method"]: r for r in res["rows"]}
+    assert set(rows) == set(mod.METHODS)
+    seg = rows["segment_cache"]
+    # 2 rollouts x 10 steps: misses = unique segments, hits = all other lookups
+    assert seg["render_calls"] == res["workload"]["unique_segments"]
+    assert seg["hits"] + seg["render_calls"] == 2 * sum(range(1, 11))
+    assert rows["no_cache"]["bytes_held_last"] == 0 and seg["bytes_held_last"] > 0

@@ -107,6 +107,7 @@ def test_scale_invariance_and_bias_free_head():
     assert float(jnp.max(jnp.abs(linear_head(w, jnp.zeros((3, 10)))))) == 0.0
 
 
+@pytest.mark.slow
 def test_supcon_matches_reference_and_masks():
     key = jax.random.PRNGKey(4)
     z = jax.random.normal(key, (7, 5))
@@ -161,3 +162,20 @@ def test_fit_head_separates_disagreeing_counterfactuals():
 
     assert np.all(np.isfinite(np.asarray(loss)))
     assert gap(ws[1]) > gap(ws[0]) + 0.2
+
+
+@pytest.mark.slow
+def test_tau_grid_shares_one_compiled_head_program():
+    """tau is traced in fit_head: a tau grid compiles the head program once, and tau still matters."""
+    from jaxlab.ars import train as T
+    rng = np.random.default_rng(0)
+    data = HeadData(rng.normal(size=(20, 6)).astype(np.float32), rng.normal(size=(20, 3, 6)).astype(np.float32),
+                    rng.random((20, 3)) < 0.5)
+    hp = ARSHParams(k=3, epochs=2, batch_size=8, lr=1e-2)
+    before = T._fit._cache_size()
+    _, l1 = fit_head(jax.random.PRNGKey(0), data, hp._replace(tau=0.1))
+    _, l2 = fit_head(jax.random.PRNGKey(0), data, hp._replace(tau=0.7))
+    assert T._fit._cache_size() == before + 1
+    assert np.all(np.isfinite(np.asarray(l1))) and not np.allclose(np.asarray(l1), np.asarray(l2))
+    with pytest.raises(ValueError, match="tau"):
+        fit_head(jax.random.PRNGKey(0), data, hp._replace(tau=0.0))

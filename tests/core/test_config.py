@@ -57,3 +57,18 @@ def test_list_overrides_in_every_form(form):
 def test_single_element_and_float_lists():
     assert list(config_lib.load_config(TOY, "quick", {"seeds": "(5,)"}).seeds) == [5]
     assert list(config_lib.load_config(TOY, "quick", {"seeds": "7"}).seeds) == [7]
+
+
+@pytest.mark.parametrize("path, overrides, needle", [
+    (TOY, {"batch": "0"}, "config key 'batch': expected a count >= 1"),                      # was a NaN loss
+    ("experiments/configs/picce.py", {"epochs.gmm": "0"}, "config key 'epochs.gmm': expected a count >= 1"),
+    ("experiments/configs/kpo.py", {"rl.n_minibatches": "0"}, "config key 'rl.n_minibatches'"),   # placeholder
+    ("experiments/configs/kpo.py", {"rl.lr": "fast"}, "config key 'rl.lr': expected float"),
+])
+def test_issue20_counts_in_sections_and_placeholders_are_validated(path, overrides, needle):
+    """Issue 20 item 4: `batch`, a dict of counts (epochs.gmm, an IndexError traceback before) and unset typed
+    placeholders (kpo's per-condition rl keys) are range- and type-checked where the config is read."""
+    with pytest.raises(config_lib.ConfigError, match=needle.replace("(", r"\(")):
+        config_lib.load_config(path, "quick", overrides)
+    ok = config_lib.load_config("experiments/configs/kpo.py", "quick", {"rl.lr": "2e-4", "rl.noise": "none"})
+    assert ok.rl.lr == 2e-4 and isinstance(ok.rl.lr, float) and ok.rl.noise == "none"

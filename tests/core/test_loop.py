@@ -145,3 +145,31 @@ def test_metrics_after_resume_hold_each_step_once(tmp_path):
     assert [r["step"] for r in rows if r["seed"] == 0] == [5, 10, 15, 20]
     assert [r["step"] for r in rows if r["seed"] == 1] == [15]
     assert os.listdir(tmp_path / "tb")                               # TensorBoard events beside the JSONL
+
+
+def test_sigkill_during_an_async_save_then_resume_is_bitwise(tmp_path):
+    """Issue 20 item 1: a real SIGKILL while an asynchronous save is in flight (the process kills itself right
+    after `maybe_save` returned for step 20, before orbax finalised it). The same call then resumes from the
+    last complete checkpoint (10 or 20), never refuses, and ends bitwise equal to an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    ck = tmp_path / "ckpt"
+    code = f"""
+import os, signal, jax
+from jaxlab.core import loop
+from tests.core.toy_experiment import ToyHParams, make_trainer
+def die(step, record):
+    if step == 20:
+        os.kill(os.getpid(), signal.SIGKILL)
+loop.run(make_trainer(ToyHParams(lr=0.05, batch=16, dim=4)), jax.random.key(3), steps=40, chunk=10,
+         ckpt_dir={str(ck)!r}, log_fn=die, progress=False)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert Checkpointer(str(ck), save_every=1).latest_step() in (10, 20)
+    reference, ref_hist = loop.run(make_trainer(HP), jax.random.key(3), steps=40, chunk=10, progress=False)
+    state, hist = loop.run(make_trainer(HP), jax.random.key(3), steps=40, chunk=10, ckpt_dir=str(ck),
+                           progress=False)
+    np.testing.assert_array_equal(np.asarray(state[0]), np.asarray(reference[0]))
+    assert hist["step"] == ref_hist["step"] and not any(".orbax-checkpoint-tmp" in p.name for p in ck.iterdir())

@@ -107,3 +107,15 @@ def test_update_docs_rewrites_only_the_marked_block(tmp_path, fake_registry):
     assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
     assert "| full results (3 seeds) | **untestable here** (0/0 paper claims). alpha wins by 0.4 |" in text
     assert "| Delta paper | `jaxlab.delta` | — | — | not implemented |" in text
+
+
+def test_report_cli_missing_folders_are_one_error_line(tmp_path, capsys):
+    """Issue 20 sweep: `--run` on a missing run (a FileNotFoundError traceback before) and a missing results
+    workdir (an empty REPORT.md written silently before) are one `error:` line and exit 2."""
+    for argv in (["--run", str(tmp_path / "missing")], ["--workdir", str(tmp_path / "nothing")]):
+        with pytest.raises(SystemExit) as exc:
+            report.main(argv)
+        assert exc.value.code == 2
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and err[0].startswith("error: ") and argv[1] in err[0], err
+    assert not (tmp_path / "nothing").exists()

@@ -24,6 +24,8 @@ def test_unknown_task_raises():
 
 
 def test_registered_in_brax_by_name():
+    from jaxlab.farl import register_envs
+    assert "farl_fragile_push_wall" in register_envs()
     e = brax.envs.get_environment("farl_fragile_push_wall")
     assert e.task == "fragile_push_wall" and e.observation_size == 12 and e.action_size == 2
 

@@ -1,7 +1,4 @@
-import jax
 import pytest
-
-jax.config.update("jax_threefry_partitionable", True)
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,6 @@ import pytest
 
 from jaxlab.lm import CharTokenizer, LMConfig, init
 
-jax.config.update("jax_threefry_partitionable", True)
-
 
 @pytest.fixture(scope="session")
 def tok():

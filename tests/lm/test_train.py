@@ -95,3 +95,95 @@ print(json.dumps({"diff": diff, "loss8": out[8][1], "loss1": out[1][1]}))
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["diff"] < 1e-5, res
     np.testing.assert_allclose(res["loss8"], res["loss1"], rtol=1e-5)
+
+
+def _nano_config(**optim):
+    c = tiny_config(steps=20)
+    c.model.update(d_model=16, num_layers=1, num_heads=2, d_ff=32)
+    c.data.n_train = 200
+    c.optim.update(batch_size=16, **optim)
+    c.train.chunk = 5
+    return c
+
+
+@pytest.mark.parametrize("lr", [float("nan"), 1e30])
+def test_non_finite_training_stops_at_once_and_caches_nothing(tmp_path, lr):
+    """Issue 20 item 5: a NaN / diverging learning rate stops at the first bad step with a NonFiniteError
+    naming the step and the quantity; no params or info.json reach the model cache (it used to cache a
+    NaN model)."""
+    from jaxlab.core.loop import NonFiniteError
+    c = _nano_config(lr=lr, warmup=1)
+    with pytest.raises(NonFiniteError, match=r"non-finite .* at step \d+"):
+        cache.load_or_train(c, 0, root=str(tmp_path), progress=False)
+    folder = tmp_path / cache.model_key(c, 0)
+    assert not (folder / "info.json").exists() and not (folder / "params").exists()
+    assert cache.load(c, 0, root=str(tmp_path)) is None
+
+
+def test_cached_nan_model_is_refused(tmp_path):
+    """An entry cached before the check existed (NaN params) is never handed out."""
+    from jaxlab.core.checkpoint import Checkpointer
+    from jaxlab.core.metrics import write_json_atomic
+    from jaxlab.lm import init
+    from jaxlab.lm.train import model_config
+    c = _nano_config()
+    params = init(jax.random.PRNGKey(0), model_config(c))
+    folder = tmp_path / cache.model_key(c, 1)
+    ckpt = Checkpointer(str(folder / "params"), save_every=1, keep=1)
+    ckpt.maybe_save(1, jax.tree_util.tree_map(lambda x: x * np.nan, params), force=True)
+    ckpt.close()
+    write_json_atomic(folder / "info.json", {"key": folder.name})
+    with pytest.raises(ValueError, match="non-finite parameters"):
+        cache.load(c, 1, root=str(tmp_path))
+
+
+def test_history_survives_a_resume_whole(tmp_path):
+    """Issue 20 item 8: a run interrupted after some chunks and resumed returns the whole history (every
+    chunk's step and loss, the first ones as the interrupted run logged them), not only the resumed chunks
+    (it used to return the resumed chunks only)."""
+    c = _nano_config()
+    logged = []
+
+    def stop_after_two_chunks(step, **s):
+        logged.append((step, s["loss"]))
+        if len(logged) == 2:
+            raise KeyboardInterrupt          # before chunk 2 is checkpointed: resumes from step 5
+    with pytest.raises(KeyboardInterrupt):
+        make_train(c, ckpt_dir=str(tmp_path / "ckpt"), log_fn=stop_after_two_chunks,
+                   progress=False)(jax.random.PRNGKey(0))
+    _, hist = make_train(c, ckpt_dir=str(tmp_path / "ckpt"), progress=False)(jax.random.PRNGKey(0))
+    assert hist["step"] == [5, 10, 15, 20] and hist["steps_done"] == 20
+    np.testing.assert_allclose(hist["loss"][:2], [x for _, x in logged], rtol=1e-5)
+    assert all(np.isfinite(hist["loss"]))
+
+
+def test_sft_prints_progress_with_rate_and_eta():
+    import io
+    import contextlib
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        make_train(_nano_config(), progress="sft test")(jax.random.PRNGKey(0))
+    lines = [ln for ln in err.getvalue().splitlines() if ln.startswith("sft test:")]
+    assert lines and "it/s" in lines[-1] and "ETA" in lines[-1] and "20/20" in lines[-1]
+
+
+def test_lm_sft_cli_with_diverging_lr_is_one_error_line(tmp_path):
+    """`experiments/lm_sft.py --config.optim.lr=1e30`: exit 2, the last stderr line is one `error:` naming the
+    step and the quantity, no traceback, and nothing in the model cache."""
+    import os
+    import subprocess
+    import sys
+    args = ["--config.optim.lr=1e30", "--config.optim.steps=20", "--config.optim.warmup=1",
+            "--config.optim.batch_size=16", "--config.train.chunk=5", "--config.train.eval_every=20",
+            "--config.data.n_train=200", "--config.model.d_model=16", "--config.model.num_layers=1",
+            "--config.model.d_ff=32", "--config.model.num_heads=2", "--config.eval.n_test=4"]
+    env = {**os.environ, "JAXLAB_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "experiments/lm_sft.py", *args, f"--workdir={tmp_path / 'w'}"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert lines[-1].startswith("error: NonFiniteError") and "at step" in lines[-1], lines[-1]
+    assert sum(ln.startswith("error:") for ln in lines) == 1
+    models = tmp_path / "cache" / "models"
+    assert not any(p.name == "info.json" for p in models.rglob("*")) if models.exists() else True
+    assert not (tmp_path / "w" / "summary.json").exists()

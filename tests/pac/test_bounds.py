@@ -58,13 +58,19 @@ def _se():
 @pytest.mark.parametrize("name", ["cp", "hb", "hoeffding"])
 def test_coverage_count_bounds(bernoulli_draws, name):
     k, p, n = bernoulli_draws
+    # The bound is a function of (k, n) only: evaluate it once per distinct pair (a few hundred instead
+    # of 45,000 bisections), then map back to every repetition. Same miss rates, a fraction of the time.
+    nn = np.broadcast_to(n, k.shape)
+    pairs, inv = np.unique(np.stack([k.ravel(), nn.ravel()], 1), axis=0, return_inverse=True)
+    ku, nu = pairs[:, 0], pairs[:, 1]
     if name == "cp":
-        u = bounds.clopper_pearson_ucb(k, n, alpha=ALPHA)
+        u = bounds.clopper_pearson_ucb(ku, nu, alpha=ALPHA)
     elif name == "hb":
-        u = bounds.hoeffding_bentkus_ucb(k / n, n, alpha=ALPHA)
+        u = bounds.hoeffding_bentkus_ucb(ku / nu, nu, alpha=ALPHA)
     else:
-        u = bounds.hoeffding_ucb(k / n, n, alpha=ALPHA)
-    miss = (np.asarray(u) < p).mean(-1)                      # [3 p, 3 n]
+        u = bounds.hoeffding_ucb(ku / nu, nu, alpha=ALPHA)
+    u = np.asarray(u)[inv.ravel()].reshape(k.shape)
+    miss = (u < p).mean(-1)                                  # [3 p, 3 n]
     assert np.all(miss <= ALPHA + 3 * _se()), (name, miss)
 
 

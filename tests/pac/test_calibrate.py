@@ -45,13 +45,15 @@ def test_fast_cp_pass_equals_bisection_ucb():
     d = data.sample(jax.random.PRNGKey(4), data.PopulationSpec(), 250)
     c = cal.sorted_candidates(d["scores"])
     w = jnp.ones(250)
+    ucb_cp = np.asarray(cal.ucb_curve(d["scores"], d["losses"], w, c, bound="cp", alpha=ALPHA))
+    ucb_hb = np.asarray(cal.ucb_curve(d["scores"], d["losses"], w, c, bound="hb", alpha=ALPHA))
     for eps in (0.02, 0.05, 0.2):
         fast = np.asarray(cal.pass_curve(d["scores"], d["losses"], w, c, params=P._replace(eps=eps)))
-        slow = np.asarray(cal.ucb_curve(d["scores"], d["losses"], w, c, bound="cp", alpha=ALPHA)) <= eps
+        slow = ucb_cp <= eps
         assert (fast == slow).mean() == 1.0
         fast_hb = np.asarray(cal.pass_curve(d["scores"], d["losses"], w, c,
                                             params=P._replace(eps=eps, bound="hb")))
-        slow_hb = np.asarray(cal.ucb_curve(d["scores"], d["losses"], w, c, bound="hb", alpha=ALPHA)) <= eps
+        slow_hb = ucb_hb <= eps
         assert (fast_hb != slow_hb).sum() <= 1          # bisection round-off at the boundary only
 
 
@@ -64,7 +66,17 @@ def synthetic_runs():
         d = data.sample(key, spec, N_CAL)
         c = cal.sorted_candidates(d["scores"])
         w = jnp.ones(N_CAL)
+        kr, kt, ki = jax.random.split(jax.random.fold_in(key, 7), 3)
+        lab = cal.random_partition(kr, N_CAL, num_clusters=4)
+        rnd = cal.cpac_random_thresholds(kt, lab, d["scores"], d["losses"], w, c, num_clusters=4, params=P)
         return {"marginal": cal.pac_threshold(d["scores"], d["losses"], w, c, params=P),
+                "naive_group": cal.naive_group_thresholds(d["scores"], d["losses"], d["groups"], w, c,
+                                                          num_groups=4, eps=EPS),
+                "ips": cal.ips_threshold(ki, d["scores"], d["losses"], 0.5, c, eps=EPS, alpha=ALPHA,
+                                         bound="cp")[0],
+                "random": rnd.thresholds,
+                "random_disjoint": jnp.all((rnd.w_cluster * rnd.w_calib == 0) & (rnd.w_cluster + rnd.w_calib == 1)),
+                "random_n2": rnd.w_calib.sum(),
                 "naive": cal.naive_threshold(d["scores"], d["losses"], w, c, eps=EPS),
                 "gpac": cal.group_thresholds(d["scores"], d["losses"], d["groups"], w, c, num_groups=4, params=P),
                 "bonf": cal.group_thresholds(d["scores"], d["losses"], d["groups"], w, c, num_groups=4,
@@ -98,6 +110,35 @@ def test_gpac_holds_every_group_while_marginal_fails_hard_group(synthetic_runs):
         any_viol |= _risk(curves, g, out["bonf"][:, g]) > EPS
     assert any_viol.mean() <= ALPHA + 3 * SE
     assert np.all(out["bonf"] <= out["gpac"])           # alpha/G is more conservative
+
+
+def test_naive_per_group_violates_where_gpac_holds(synthetic_runs):
+    """Spec B4 naive per-group baseline: no UCB -> some group violated often (the G-PAC test has power)."""
+    curves, out = synthetic_runs
+    viol = [(_risk(curves, g, out["naive_group"][:, g]) > EPS).mean() for g in range(4)]
+    assert max(viol) >= 0.3, viol
+    assert np.all(out["naive_group"] >= out["gpac"])    # CP-UCB >= mean: the naive scan never stops earlier
+
+
+def test_ips_label_saving_valid(synthetic_runs):
+    """IPS with pi = 0.5 (half the calibration draws labelled): pooled risk still controlled."""
+    curves, out = synthetic_runs
+    v_ips = (_risk(curves, None, out["ips"]) > EPS).mean()
+    assert v_ips <= ALPHA + 3 * SE, v_ips
+
+
+def test_cpac_random_clusters_valid_per_cluster_but_fail_hard_group(synthetic_runs):
+    """Random clusters are independent of the data, so each cluster's risk curve IS the pooled curve R(u):
+    per-cluster validity is exact to check; the hard true group (routed by cluster thresholds) is not held."""
+    curves, out = synthetic_runs
+    assert bool(np.all(out["random_disjoint"])) and 0.6 < out["random_n2"].mean() / N_CAL < 0.8
+    thr = out["random"]                                                      # [REPS, 4]
+    viol_m = [(_risk(curves, None, thr[:, m]) > EPS).mean() for m in range(4)]
+    assert max(viol_m) <= ALPHA + 3 * SE, viol_m
+    hard = np.mean([_risk(curves, 3, thr[:, m]) for m in range(4)], axis=0)  # uniform random clusters
+    assert (hard > EPS).mean() > 2 * ALPHA
+    lab = np.asarray(cal.random_partition(jax.random.PRNGKey(0), 40_000, num_clusters=4))
+    assert np.all(np.abs(np.bincount(lab, minlength=4) / 40_000 - 0.25) < 0.01)
 
 
 def test_edge_cases(caplog):
@@ -139,6 +180,18 @@ def test_ips_with_full_labels_equals_plain_scan():
     u_ips, xi = cal.ips_threshold(jax.random.PRNGKey(0), s, l, 1.0, c, eps=0.1, alpha=ALPHA, bound="hoeffding")
     u = cal.pac_threshold(s, l, jnp.ones(500), c, params=cal.PACParams(0.1, ALPHA, "hoeffding"))
     assert bool(xi.all()) and float(u_ips) == float(u)
+    u_ips, xi = cal.ips_threshold(jax.random.PRNGKey(0), s, l, 1.0, c, eps=0.1, alpha=ALPHA, bound="cp")
+    u = cal.pac_threshold(s, l, jnp.ones(500), c, params=cal.PACParams(0.1, ALPHA, "cp"))
+    assert bool(xi.all()) and float(u_ips) == float(u)
+    # pi < 1, two implementations: the fast CP path at level pi*eps vs the CP bisection UCB of Z*pi / pi
+    key, pi = jax.random.PRNGKey(3), 0.4
+    u_fast, xi = cal.ips_threshold(key, s, l, pi, c, eps=0.1, alpha=ALPHA, bound="cp")
+    lab = jnp.where(xi, l, 0.0)
+    ucb = cal.ucb_curve(s, lab, jnp.ones(500), c, bound="cp", alpha=ALPHA) / pi
+    u_slow, _ = cal.first_failure_scan(ucb, c, 0.1)
+    assert float(u_fast) == float(u_slow) and 0.3 < float(xi.mean()) < 0.5
+    with pytest.raises(ValueError, match="pi_n"):
+        cal.ips_threshold(key, s, l, jnp.full(500, 0.5), c, eps=0.1, alpha=ALPHA, bound="cp")
 
 
 def test_efficiency_instance():
@@ -191,8 +244,14 @@ def test_bad_input():
         cal.calibrate_marginal(s, l, params=cal.PACParams(eps=0.05, alpha=1.0))
     with pytest.raises(ValueError, match="eps"):
         cal.calibrate_marginal(s, l, params=cal.PACParams(eps=0.0, alpha=0.1))
+    with pytest.raises(ValueError, match="eps"):
+        cal.calibrate_marginal(s, l, params=cal.PACParams(eps=-0.1, alpha=0.1))
+    with pytest.raises(ValueError, match="eps"):
+        cal.calibrate_marginal(s, l, params=cal.PACParams(eps=float("nan"), alpha=0.1))
     with pytest.raises(ValueError, match="losses_n"):
         cal.calibrate_marginal(s, l + 1.5, params=P)
+    with pytest.raises(ValueError, match="losses_n"):
+        cal.calibrate_marginal(s, l - 0.5, params=P)
     with pytest.raises(ValueError, match="losses_n"):
         cal.calibrate_marginal(s, l[:40], params=P)
     with pytest.raises(ValueError, match="groups_n"):

@@ -25,6 +25,7 @@ def test_family_population_distinct_and_held_out():
         lm_data.family_population({"nope": 1}, max_per_family=10)
 
 
+@pytest.mark.slow      # ~23 CPU-s (four compiles of a tiny model); the U definition check runs in make test-slow
 def test_answer_both_modes_scores_match_teacher_forcing():
     tok = lm.CharTokenizer()
     cfg = lm.LMConfig(vocab_size=tok.vocab_size, d_model=32, num_layers=1, num_heads=2, d_ff=64, max_len=24)

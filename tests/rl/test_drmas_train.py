@@ -15,7 +15,6 @@ from jaxlab.rl import multiagent as ma
 from jaxlab.rl.losses import get_policy_loss
 from jaxlab.rl.train import make_update, response_logprobs_entropy
 
-jax.config.update("jax_threefry_partitionable", True)
 TOK = CharTokenizer()
 CFG = LMConfig(vocab_size=TOK.vocab_size, d_model=32, num_layers=1, num_heads=2, d_ff=64, max_len=64,
                pad_id=TOK.pad_id, bos_id=TOK.bos_id, eos_id=TOK.eos_id)

@@ -86,3 +86,36 @@ def test_summarize_only_reports_the_finished_cells(fake, tmp_path):
     out = kpo.run(c, str(tmp_path))
     assert len(calls) == 2 * len(c.seeds)
     assert {r["method"] for r in out["tables"]["main"]} == {"grpo", "kpo_clipped"}
+
+
+def test_user_overrides_win_over_condition_settings_and_are_recorded(fake, tmp_path):
+    """Issue 20 item 6: `--config.rl.<key>` of a key a condition sets (noise, noise_scale, minibatches, epochs,
+    staleness, lr under drift) reaches every run, and config.json records the same value (the conditions used to
+    overwrite it silently). A condition's own setting is changed through `condition_settings.<cond>.<key>`."""
+    from jaxlab.core.app import run_experiment
+    from jaxlab.core.config import load_config
+    user = {"rl.noise": "none", "rl.noise_scale": "0.1", "rl.n_minibatches": "2", "rl.epochs": "3",
+            "rl.staleness": "1", "rl.lr": "2e-4"}
+    c = load_config("experiments/configs/kpo.py", "quick",
+                    {**user, "conditions": "noise,drift", "methods": "grpo,kpo_clipped",
+                     "condition_settings.drift.steps": "4"})
+    want = {"noise": "none", "noise_scale": 0.1, "n_minibatches": 2, "epochs": 3, "staleness": 1, "lr": 2e-4}
+    cells = kpo.make_cells(c, kpo.run_specs(c))
+    assert {cell.config["cond"] for cell in cells} == {"noise", "drift"}
+    for cell in cells:
+        assert {k: cell.config["rl"][k] for k in want} == want, cell.id
+        assert cell.config["rl"]["steps"] == (4 if cell.config["cond"] == "drift" else 6)
+    calls = []
+    fake(calls)
+    run_experiment("kpo", kpo.run, c, str(tmp_path), "quick")
+    recorded = json.load(open(tmp_path / "config.json"))
+    assert {k: recorded["rl"][k] for k in want} == want
+    assert recorded["condition_settings"]["drift"]["steps"] == 4
+    assert calls and all(lr == 2e-4 for _, lr, _ in calls)
+
+
+def test_rl_method_override_is_an_error_not_ignored():
+    from jaxlab.core.config import load_config
+    c = load_config("experiments/configs/kpo.py", "quick", {"rl.method": "gspo"})
+    with pytest.raises(ValueError, match="--config.methods=gspo"):
+        kpo.run_specs(c)

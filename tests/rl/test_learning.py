@@ -31,6 +31,7 @@ def sft():
     return c, params
 
 
+@pytest.mark.slow   # ~300 s on 2 cores: 3 seeds x 40 steps of 32 prompts x G=8 (`make test-slow`)
 def test_grpo_raises_heldout_accuracy_of_the_quick_sft_model_on_three_seeds(sft):
     sft_cfg, params = sft
     tok = CharTokenizer()

@@ -226,6 +226,10 @@ def test_bad_inputs_raise_value_errors():
         kpo_loss(logp, old, adv, mask, Q=-1.0)
     with pytest.raises(ValueError, match="V"):
         kpo_loss(logp, old, adv, mask, V=-1.0)
+    with pytest.raises(ValueError, match="clip_eps"):    # a trust region needs a clip range
+        kpo_loss(logp, old, adv, mask, raw_trust_region=True)
+    with pytest.raises(ValueError, match="clip_eps"):
+        kpo_loss(logp, old, adv, mask, clip_eps=1.5)
     with pytest.raises(ValueError, match="dual_clip"):
         grpo_loss(logp, old, adv, mask, dual_clip=0.5)
     with pytest.raises(ValueError, match="method"):

@@ -1,0 +1,89 @@
+"""docs/VOCABULARY.md is kept: banned spellings are found by walking the AST of every library module.
+
+Each check names the file and line of an offence, so a new module that drifts fails here."""
+
+import ast
+import glob
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIB = sorted(glob.glob(os.path.join(ROOT, "jaxlab", "**", "*.py"), recursive=True))
+EXP = sorted(glob.glob(os.path.join(ROOT, "experiments", "**", "*.py"), recursive=True))
+BANNED_ARGS = {
+    "clip": "a PPO clip range is `clip_eps`; a bound on a log-ratio is `log_ratio_clip`",
+    "eps_clip": "use `clip_eps`", "clip_param": "use `clip_eps`", "clip_ratio": "use `clip_eps`",
+    "ppo_eps": "use `clip_eps`",
+    "log_probs": "use `logp_bt`", "logprobs": "use `logp_bt`", "old_log_probs": "use `old_logp_bt`",
+    "old_logprobs": "use `old_logp_bt`", "masks": "use `mask_bt` / `where=`", "reduce": "use `reduction=`",
+}
+
+
+CLASS_ALIASES = {"PartitionSpec"}   # `PartitionSpec as P` is JAX's own idiom (a class, not a module)
+
+
+def _parse(path):
+    with open(path) as f:
+        return ast.parse(f.read(), filename=path)
+
+
+def _rel(path):
+    return os.path.relpath(path, ROOT)
+
+
+def test_the_check_sees_the_library():
+    assert len(LIB) > 50 and any(p.endswith(os.path.join("rl", "losses.py")) for p in LIB)
+
+
+def test_no_banned_argument_names_in_the_library():
+    bad = []
+    for path in LIB:
+        for node in ast.walk(_parse(path)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                a = node.args
+                for arg in a.posonlyargs + a.args + a.kwonlyargs:
+                    if arg.arg in BANNED_ARGS:
+                        bad.append(f"{_rel(path)}:{node.lineno} `{arg.arg}`: {BANNED_ARGS[arg.arg]}")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_single_letter_module_aliases_in_library_and_experiments():
+    bad = []
+    for path in LIB + EXP:
+        for node in ast.walk(_parse(path)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    if alias.asname is not None and len(alias.asname) == 1 and alias.name not in CLASS_ALIASES:
+                        bad.append(f"{_rel(path)}:{node.lineno} `as {alias.asname}`")
+    assert not bad, "\n".join(bad)
+
+
+def _is_call_to(node, attr):
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == attr
+
+
+def test_importing_the_library_has_no_side_effects():
+    """No module-level call statements (registry writes, backend switches) in jaxlab/; no
+    `matplotlib.use` anywhere users run code."""
+    bad = []
+    for path in LIB:
+        for node in _parse(path).body:
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+                bad.append(f"{_rel(path)}:{node.lineno} module-level call `{ast.unparse(node)[:60]}`")
+    for path in LIB + EXP:
+        for node in ast.walk(_parse(path)):
+            if _is_call_to(node, "use") and "matplotlib" in ast.unparse(node.func):
+                bad.append(f"{_rel(path)}:{node.lineno} matplotlib.use")
+    assert not bad, "\n".join(bad)
+
+
+def test_jax_flags_live_in_the_root_conftest_only():
+    allowed = {os.path.join("tests", "conftest.py"),
+               os.path.join("tests", "core", "test_distributed.py")}   # gloo collectives for its 2 processes
+    bad = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "tests", "**", "*.py"), recursive=True)):
+        if _rel(path) in allowed:
+            continue
+        for node in ast.walk(_parse(path)):
+            if _is_call_to(node, "update") and ast.unparse(node.func).endswith("jax.config.update"):
+                bad.append(f"{_rel(path)}:{node.lineno}")
+    assert not bad, "\n".join(bad)
