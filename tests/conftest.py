@@ -1,7 +1,6 @@
 """The one root conftest: JAX flags for the whole suite, and a CPU-time account of every test.
 
-JAX flags (set before any test module imports jax, and exported so subprocesses and notebook kernels
-inherit them):
+JAX flags:
 - Opt-in `JAX_DISABLE_MOST_OPTIMIZATIONS=1` (exported by the user): the suite is dominated by XLA
   compiles of small programs, and with most optimisations off a compile costs about half the CPU
   (measured on `tests/rl/test_train.py::test_on_policy_update_is_identical_for_every_method`: 93 CPU-s
@@ -16,33 +15,27 @@ of them as JSON lines.
 
 import json
 import os
-import resource
 
+import jax
+import pytest
 
-import jax  # noqa: E402  (the environment above must be set before jax reads it)
-import pytest  # noqa: E402
+from jaxlab.core.app import cpu_seconds
 
 jax.config.update("jax_threefry_partitionable", True)
-
-
-def _cpu_s():
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     out = yield
     if call.when == "teardown":   # the call phase's cost so far (setup + call) travels with the report
-        out.get_result().user_properties.append(("cpu_s", _cpu_s() - item._jaxlab_t0))
+        out.get_result().user_properties.append(("cpu_s", cpu_seconds() - item._jaxlab_t0))
 
 
 _REPORTS = {}   # nodeid -> CPU seconds (filled on the controller from the workers' reports)
 
 
 def pytest_runtest_setup(item):
-    item._jaxlab_t0 = _cpu_s()
+    item._jaxlab_t0 = cpu_seconds()
 
 
 def pytest_runtest_logreport(report):

@@ -101,16 +101,16 @@ class Checkpointer:
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                               meta=ocp.args.JsonRestore()))
         except Exception as e:
+            failure = CheckpointError(f"checkpoint {step} in {self.directory!r} is corrupt or does not match "
+                                      f"the state ({type(e).__name__}); it was left untouched")
             if os.environ.get("JAXLAB_DEBUG"):
-                raise CheckpointError(f"checkpoint {step} in {self.directory!r} is corrupt or does not match "
-                                      f"the state ({type(e).__name__}); it was left untouched") from e
-            failure = type(e).__name__
+                raise failure from e
         if failure is not None:
             # A failed orbax restore leaves un-awaited read coroutines whose errors Python would print as
-            # "Exception ignored" tracebacks at exit, after our one-line error: collect them quietly now.
+            # "Exception ignored" tracebacks at exit, after our one-line error: collect them quietly now
+            # (outside the `except`, so the orbax exception and its frames are no longer referenced).
             _collect_quietly()
-            raise CheckpointError(f"checkpoint {step} in {self.directory!r} is corrupt or does not match the "
-                                  f"state ({failure}); it was left untouched")
+            raise failure
         return step, restored["state"]
 
     def restore_metadata(self, step: int | None = None) -> dict:

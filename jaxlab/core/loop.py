@@ -33,6 +33,7 @@ import os
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.core import metrics as metrics_lib
@@ -125,6 +126,16 @@ def check_finite(metrics: dict, first_step: int) -> None:
     if bad is not None:
         raise NonFiniteError(f"training produced a non-finite {bad[1]!r} at step {first_step + bad[0]}; "
                              f"stopping before any checkpoint of it is written")
+
+
+def check_params_finite(params, *, step: int, what: str = "parameters") -> None:
+    """Raises NonFiniteError naming `step` and the first leaf of the pytree `params` that holds a NaN or inf."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    finite = jax.device_get([jnp.isfinite(x).all() for _, x in leaves])
+    for (path, _), ok in zip(leaves, finite):
+        if not bool(ok):
+            raise NonFiniteError(f"training produced non-finite {what} ({jax.tree_util.keystr(path)}) at step "
+                                 f"{step}; stopping before any checkpoint or cache entry of it is written")
 
 
 def _mean_record(metrics: dict) -> dict:

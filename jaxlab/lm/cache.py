@@ -19,7 +19,8 @@ import ml_collections
 from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import read_json, write_json_atomic
 from jaxlab.lm.model import init
-from jaxlab.lm.train import check_params_finite, make_train, model_config
+from jaxlab.core.loop import check_params_finite
+from jaxlab.lm.train import make_train, model_config
 
 # Config sections that determine the trained parameters (not evaluation or device count).
 KEY_SECTIONS = ("model", "data", "optim")

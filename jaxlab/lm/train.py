@@ -21,7 +21,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxlab.core import metrics as metrics_lib
 from jaxlab.core import sharding
-from jaxlab.core.loop import NonFiniteError, check_finite
+from jaxlab.core.loop import check_finite, check_params_finite
 from jaxlab.lm import tasks
 from jaxlab.lm.model import LMConfig, apply, init, output_log_softmax
 from jaxlab.lm.tokenizer import CharTokenizer
@@ -112,16 +112,6 @@ def build_train_problems(config) -> list:
     d = config.data
     return tasks.generate_mix(dict(d.weights), d.n_train, seed=d.seed, split="train",
                               digits=dict(d.digits), detail=d.detail)
-
-
-def check_params_finite(params, *, step: int, what: str = "parameters") -> None:
-    """Raises NonFiniteError naming `step` and the first parameter leaf that holds a NaN or inf."""
-    leaves = jax.tree_util.tree_leaves_with_path(params)
-    finite = jax.device_get([jnp.isfinite(x).all() for _, x in leaves])
-    for (path, _), ok in zip(leaves, finite):
-        if not bool(ok):
-            raise NonFiniteError(f"training produced non-finite {what} ({jax.tree_util.keystr(path)}) at step "
-                                 f"{step}; stopping before any checkpoint or cache entry of it is written")
 
 
 def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = None,
