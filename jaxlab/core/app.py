@@ -14,10 +14,13 @@ line `error: ...` and exit with status 2; set JAXLAB_DEBUG=1 to see the tracebac
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging as std_logging
 import os
 import re
 import resource
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Callable
@@ -32,6 +35,8 @@ RunFn = Callable[[ml_collections.ConfigDict, str], dict]
 
 # Errors that are the user's to fix get one line and exit code 2.
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError)
+# OS errors that the machine, not the code, causes: disk full, quota, read-only file system, no permission.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 class WorkdirError(ValueError):
@@ -46,6 +51,9 @@ def fail(message: str, code: int = 2) -> None:
         # leftovers of the failed operation (e.g. orbax read coroutines of a mismatched checkpoint) must not
         # print "Exception ignored" tracebacks at exit after the one error line
         sys.unraisablehook = lambda *_: None
+        # nor may writer threads that the failure orphaned (orbax's asyncio loops after a full disk)
+        threading.excepthook = lambda *_: None
+        std_logging.getLogger("asyncio").disabled = True
     sys.exit(code)
 
 
@@ -243,6 +251,9 @@ def launch(paper: str, run_fn: RunFn, argv: list[str] | None = None) -> None:
         if not os.environ.get("JAXLAB_DEBUG"):
             from absl import logging
             logging.set_verbosity(logging.WARNING)
+            # orbax's writer threads log their failure with a traceback before the main thread re-raises it
+            # (disk full, read-only folder); the main thread's one error line is enough
+            std_logging.getLogger("absl").addFilter(lambda record: "orbax" not in record.pathname)
         signal.signal(signal.SIGTERM, _raise_interrupt)
         # Ctrl-C must stop the run even when the parent started us with SIGINT ignored (an ignored
         # disposition is inherited across exec, e.g. from pytest-xdist workers or `cmd &` in sh).
@@ -256,6 +267,12 @@ def launch(paper: str, run_fn: RunFn, argv: list[str] | None = None) -> None:
             if os.environ.get("JAXLAB_DEBUG"):
                 traceback.print_exc()
             fail(f"{type(e).__name__}: {e}")
+        except OSError as e:
+            if e.errno not in ENVIRONMENT_ERRNOS:
+                raise
+            fail(f"{paper}: {e.strerror} ({e.filename or 'a file in the workdir'}); completed checkpoints and "
+                 f"cell records in {workdir_flag.value!r} are kept; free space or fix the folder, then run the "
+                 f"same command to resume")
         verdicts = ", ".join(f"{c['id']}={c['verdict']}" for c in summary["claims"])
         print(f"{paper}: done in {summary['wall_time_s']:.1f}s; {verdicts}; "
               f"summary at {os.path.join(workdir_flag.value, 'summary.json')}")

@@ -14,6 +14,7 @@ JSON (`meta`). A directory that exists but cannot be read as checkpoints is repo
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from typing import Any
@@ -41,6 +42,24 @@ def _collect_quietly() -> None:
 
 class CheckpointError(ValueError):
     """A checkpoint directory is missing, corrupt or unreadable; the message names it."""
+
+
+SPACE_MARGIN_BYTES = 4 << 20   # orbax metadata, manifests and the JSON record on top of the arrays
+
+
+def _check_free_space(directory: str, state: Any) -> None:
+    """Raises OSError(ENOSPC) naming `directory` when the disk cannot hold one more copy of `state`.
+
+    Checked before orbax starts its writer threads: a write that fails inside them leaves tracebacks from
+    several threads and a half-written temporary directory; this way the run stops with one line and the
+    last complete checkpoint is untouched.
+    """
+    import jax
+    need = sum(int(getattr(x, "nbytes", 0)) for x in jax.tree_util.tree_leaves(state)) + SPACE_MARGIN_BYTES
+    free = shutil.disk_usage(directory).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"No space left on device: a checkpoint needs ~{need >> 10} KiB, "
+                      f"{free >> 10} KiB free", directory)
 
 
 class Checkpointer:
@@ -132,6 +151,7 @@ class Checkpointer:
         if step in self.all_steps():
             return False
         record = {**self.metadata, **to_builtin(meta or {}), "step": step}
+        _check_free_space(self.directory, state)
         self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                          meta=ocp.args.JsonSave(record)),
                            force=True)

@@ -87,3 +87,22 @@ def test_directory_with_foreign_files_is_refused(tmp_path):
     assert (tmp_path / "ckpt" / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="save_every"):
         Checkpointer(str(tmp_path / "other"), save_every=0)
+
+
+def test_full_disk_stops_before_writing_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+    ck = Checkpointer(str(tmp_path / "ckpt"), save_every=1)
+    state = {"w": np.arange(1000, dtype=np.float32)}
+    assert ck.maybe_save(1, state)
+    ck.wait()
+    before = sorted(os.listdir(tmp_path / "ckpt"))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10 << 20, 10 << 20, 100 << 10))   # 100 KiB free
+    with pytest.raises(OSError) as info:
+        ck.maybe_save(2, state)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "ckpt")
+    assert "4099 KiB" in str(info.value)          # (4000 bytes of arrays + the 4 MiB margin) >> 10
+    assert sorted(os.listdir(tmp_path / "ckpt")) == before
+    assert ck.restore(state)[0] == 1

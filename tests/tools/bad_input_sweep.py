@@ -44,7 +44,8 @@ class Case:
     expect: str = "error"           # "error" (clean error line, exit 2) or "ok" (exit 0 and `check` holds)
     setup: Optional[Callable[[str], None]] = None
     check: Optional[Callable[[str, subprocess.CompletedProcess], Optional[str]]] = None  # -> "lost: why"
-    env: dict = field(default_factory=dict)
+    env: dict = field(default_factory=dict)  # values may use "{tmp}"
+    teardown: Optional[Callable[[str], None]] = None
 
 
 def exp(name: str, *overrides: str, config: bool = True) -> list:
@@ -104,6 +105,62 @@ def setup_ckpt_shape_mismatch(tmp: str) -> None:
 def check_ckpt_untouched(tmp: str, _proc) -> Optional[str]:
     want = open(os.path.join(tmp, "digest")).read()
     return None if _digest(os.path.join(tmp, "w", "ckpt")) == want else "the checkpoint folder was changed"
+
+
+def _mount_tmpfs(where: str, size: str, *options: str) -> None:
+    """A small RAM file system (root only): the way to make a real full disk or read-only folder."""
+    os.makedirs(where, exist_ok=True)
+    opts = ",".join((f"size={size}",) + options)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", where], check=True, capture_output=True)
+
+
+def unmount_w(tmp: str) -> None:
+    subprocess.run(["umount", os.path.join(tmp, "w")], capture_output=True)
+
+
+def setup_disk_full(tmp: str) -> None:
+    """The workdir on a 96 KiB file system: config.json fits, a checkpoint does not."""
+    _mount_tmpfs(os.path.join(tmp, "w"), "96k")
+
+
+def setup_disk_fills(tmp: str) -> None:
+    """A finished 20-step run on an 8 MiB file system, which a big file then fills; the rerun asks for 40."""
+    _mount_tmpfs(os.path.join(tmp, "w"), "8m")
+    _toy_run(tmp)
+    free = shutil.disk_usage(os.path.join(tmp, "w")).free
+    with open(os.path.join(tmp, "w", "filler.bin"), "wb") as fh:
+        fh.write(b"\0" * max(0, free - (64 << 10)))
+    with open(os.path.join(tmp, "digest"), "w") as fh:
+        fh.write(_digest(os.path.join(tmp, "w", "ckpt")))
+
+
+def setup_read_only(tmp: str) -> None:
+    """A finished 20-step run whose file system is then remounted read-only; the rerun asks for 40."""
+    _mount_tmpfs(os.path.join(tmp, "w"), "8m")
+    _toy_run(tmp)
+    with open(os.path.join(tmp, "digest"), "w") as fh:
+        fh.write(_digest(os.path.join(tmp, "w", "ckpt")))
+    subprocess.run(["mount", "-o", "remount,ro", os.path.join(tmp, "w")], check=True, capture_output=True)
+
+
+def setup_dataset_cache(kind: str) -> Callable[[str], None]:
+    """The digits data set built into {tmp}/data, then one split's array_record file corrupted or removed."""
+    def setup(tmp: str) -> None:
+        env = {**os.environ, "JAXLAB_DATA_DIR": os.path.join(tmp, "data")}
+        subprocess.run([PY, "-c", "from jaxlab.l2d import data; data.load('digits')"], cwd=ROOT, env=env,
+                       check=True, capture_output=True, timeout=300)
+        target = None
+        for dirpath, _, files in os.walk(os.path.join(tmp, "data")):
+            for f in sorted(files):
+                if "train.array_record" in f:
+                    target = os.path.join(dirpath, f)
+        if kind == "missing":
+            os.remove(target)
+        else:
+            with open(target, "r+b") as fh:
+                fh.seek(100)
+                fh.write(b"\x00garbage" * 50)
+    return setup
 
 
 def setup_workdir_is_file(tmp: str) -> None:
@@ -197,6 +254,17 @@ CASES = [
          setup=setup_stray_ckpt, check=check_ckpt_untouched),
     Case("toy: metrics.jsonl cut mid-line, rerun", toy("--config.steps=40", "--workdir={tmp}/w"), expect="ok",
          setup=setup_metrics_cut, check=check_summary_written),
+    # --- the machine: full disk, read-only folder, broken dataset cache (tmpfs mounts need root)
+    Case("toy: disk full before the first checkpoint", toy("--config.steps=20", "--workdir={tmp}/w"),
+         setup=setup_disk_full, teardown=unmount_w),
+    Case("toy: disk fills, rerun for more steps", toy("--config.steps=40", "--workdir={tmp}/w"),
+         setup=setup_disk_fills, teardown=unmount_w, check=check_ckpt_untouched),
+    Case("toy: workdir remounted read-only, rerun", toy("--config.steps=40", "--workdir={tmp}/w"),
+         setup=setup_read_only, teardown=unmount_w, check=check_ckpt_untouched),
+    Case("picce: corrupt dataset cache", exp("picce", "--config.datasets=digits"),
+         setup=setup_dataset_cache("corrupt"), env={"JAXLAB_DATA_DIR": "{tmp}/data"}),
+    Case("picce: dataset cache missing a file", exp("picce", "--config.datasets=digits"),
+         setup=setup_dataset_cache("missing"), env={"JAXLAB_DATA_DIR": "{tmp}/data"}),
     # --- the real experiments' configs (default --config, i.e. none given, and with --config=)
     Case("kpo: unknown key, no --config", exp("kpo", "--config.nope=1", config=False)),
     Case("picce: unknown key, no --config", exp("picce", "--config.nope=1", config=False)),
@@ -270,7 +338,8 @@ def classify(case: Case, tmp: str, proc, timed_out: bool) -> tuple[str, str]:
 
 def run_case(case: Case, timeout: float) -> dict:
     tmp = tempfile.mkdtemp(prefix="jaxlab_sweep_")
-    env = {**os.environ, "JAXLAB_CACHE_DIR": os.path.join(tmp, "cache"), **case.env}
+    env = {**os.environ, "JAXLAB_CACHE_DIR": os.path.join(tmp, "cache"),
+           **{k: v.replace("{tmp}", tmp) for k, v in case.env.items()}}
     env.pop("JAXLAB_DEBUG", None)
     t0 = time.time()
     try:
@@ -286,6 +355,8 @@ def run_case(case: Case, timeout: float) -> dict:
     except Exception as e:  # a broken setup is reported, not hidden
         outcome, detail = "unclear", f"setup failed: {type(e).__name__}: {e}"[:160]
     finally:
+        if case.teardown is not None:
+            case.teardown(tmp)
         shutil.rmtree(tmp, ignore_errors=True)
     return {"case": case.name, "outcome": outcome, "detail": detail, "seconds": round(time.time() - t0, 1)}
 
