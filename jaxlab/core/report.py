@@ -280,7 +280,7 @@ def update_docs(paths=("README.md", "BUILD_NOTES.md"), full_dir: str = "results/
 def main(argv=None) -> None:
     import argparse
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workdir", default="results/quick")
+    parser.add_argument("--workdir", default=None, help="default results/quick (results/full with --update_docs)")
     parser.add_argument("--run", default=None, help="render one run's workdir (its summary.json) instead")
     parser.add_argument("--update_docs", action="store_true")
     args = parser.parse_args(argv)
@@ -289,6 +289,8 @@ def main(argv=None) -> None:
         if args.run:
             print(write_run_report(args.run))
             return
+        if args.workdir is None:
+            args.workdir = "results/full" if args.update_docs else "results/quick"
         if not os.path.isdir(args.workdir):
             fail(f"results workdir {args.workdir!r} does not exist (run `python -m jaxlab.reproduce "
                  f"--workdir={args.workdir}` first, or pass the folder that holds the experiments)")
