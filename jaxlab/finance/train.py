@@ -216,6 +216,7 @@ def _step_fns(config: StepHParams):
     def predict(theta, x, stats):
         return model.apply(theta, feats(x, stats))[0] * stats.ysd
 
+    @jax.jit   # eager flax init re-traces the model for every unit (~1.2 s each in the quick grid)
     def init(key, x0, stats):
         k1, k2 = jax.random.split(key)
         theta = model.init(k1, feats(x0, stats))

@@ -1,5 +1,5 @@
-"""The experiment end to end on a tiny config: summary shape, study resume after an interruption, and the
-quick config (slow: ~4 CPU-minutes). Changed-config recomputation: test_experiment_study.py."""
+"""The experiment end to end on a tiny config: summary shape; study resume after an interruption (slow: three
+runs) and the quick config (slow: ~4 CPU-minutes). Changed-config recomputation: test_experiment_study.py."""
 import json
 import os
 
@@ -23,16 +23,25 @@ def _tiny_config():
     return c
 
 
-def test_experiment_resumes_after_interruption_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
-    c = _tiny_config()
-    full = exp.run(c, str(tmp_path / "a"))
+def _check_tiny_summary(full, workdir):
     assert {cl["id"] for cl in full["claims"]} == {"forecast_mse", "rl_sharpe", "drift"}   # no augmenter baselines
     for cl in full["claims"]:
         assert cl["verdict"] in ("reproduced", "mixed", "not reproduced", "untestable here")   # 1 seed: untestable
     rep = [r for r in full["tables"]["drift"] if r["fold"] == -1][0]
-    assert rep["replay_steps"] == 6 and rep["replay_matched"] == 6
+    assert rep["replay_steps"] == 6 and rep["replay_matched"] == 6          # provenance replay is exact
     assert {r["agent"] for r in full["tables"]["rl"]} == {"dqn", "dqn+randaugment", "dqn+ours", "buy_and_hold_equal_weight"}
-    assert all(os.path.exists(tmp_path / "a" / f) for f in full["figures"])
+    assert all(os.path.exists(os.path.join(workdir, f)) for f in full["figures"])
+
+
+def test_experiment_end_to_end_on_a_tiny_config(tmp_path):
+    _check_tiny_summary(exp.run(_tiny_config(), str(tmp_path)), str(tmp_path))
+
+
+@pytest.mark.slow   # three runs of the experiment (~190 CPU-s); resume itself is tested in tests/core and the study test
+def test_experiment_resumes_after_interruption_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    c = _tiny_config()
+    full = exp.run(c, str(tmp_path / "a"))
+    _check_tiny_summary(full, str(tmp_path / "a"))
 
     def boom(*a, **k):
         raise RuntimeError("simulated crash")
@@ -56,10 +65,11 @@ def test_experiment_resumes_after_interruption_and_matches_an_uninterrupted_run(
 
 @pytest.mark.slow
 def test_quick_experiment_end_to_end(tmp_path):
-    out = exp.run(get_config("quick"), str(tmp_path))
+    c = get_config("quick")
+    out = exp.run(c, str(tmp_path))
     ids = {cl["id"]: cl for cl in out["claims"]}
     assert set(ids) == {"forecast_mse", "forecast_mse_vs_augmenters", "rl_sharpe", "drift"}
-    assert len(ids["forecast_mse"]["parts"]) == 6                  # 3 task models x 2 data sets
+    assert len(ids["forecast_mse"]["parts"]) == len(c.models) * len(c.datasets) == 4   # task models x data sets
     json.dumps(out)                                                 # JSON-able summary
     for r in out["tables"]["drift"]:
         if r["fold"] == -1:
