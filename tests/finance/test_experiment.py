@@ -34,7 +34,12 @@ def _check_tiny_summary(full, workdir):
 
 
 def test_experiment_end_to_end_on_a_tiny_config(tmp_path):
-    _check_tiny_summary(exp.run(_tiny_config(), str(tmp_path)), str(tmp_path))
+    # compiled as the quick config runs it (`fast_compile`, see experiments/configs/finance_dataflow.py): the
+    # run is compile-bound, and this halves it
+    from jaxlab.core.app import fast_compile
+    with fast_compile(True):
+        out = exp.run(_tiny_config(), str(tmp_path))
+    _check_tiny_summary(out, str(tmp_path))
 
 
 @pytest.mark.slow   # three runs of the experiment (~190 CPU-s); resume itself is tested in tests/core and the study test
