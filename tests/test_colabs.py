@@ -43,9 +43,6 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch, tmp_path):
                 if "pip install" in line:
                     assert "google.colab" in cell.source, f"{path}: unguarded pip install: {line}"
     monkeypatch.setenv("JAXLAB_SMOKE", "1")
-    # smoke mode is compile-bound (many small programs, a few steps each): XLA with most optimisations off
-    # compiles in about half the CPU (`jaxlab.core.app.fast_compile`); the math is the same up to reassociation
-    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
     monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
