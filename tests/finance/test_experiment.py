@@ -23,30 +23,25 @@ def _tiny_config():
     return c
 
 
-def _check_tiny_summary(full, workdir):
-    assert {cl["id"] for cl in full["claims"]} == {"forecast_mse", "rl_sharpe", "drift"}   # no augmenter baselines
-    for cl in full["claims"]:
-        assert cl["verdict"] in ("reproduced", "mixed", "not reproduced", "untestable here")   # 1 seed: untestable
-    rep = [r for r in full["tables"]["drift"] if r["fold"] == -1][0]
-    assert rep["replay_steps"] == 6 and rep["replay_matched"] == 6          # provenance replay is exact
-    assert {r["agent"] for r in full["tables"]["rl"]} == {"dqn", "dqn+randaugment", "dqn+ours", "buy_and_hold_equal_weight"}
-    assert all(os.path.exists(os.path.join(workdir, f)) for f in full["figures"])
-
-
 def test_experiment_end_to_end_on_a_tiny_config(tmp_path):
     # compiled as the quick config runs it (`fast_compile`, see experiments/configs/finance_dataflow.py): the
     # run is compile-bound, and this halves it
     from jaxlab.core.app import fast_compile
     with fast_compile(True):
         out = exp.run(_tiny_config(), str(tmp_path))
-    _check_tiny_summary(out, str(tmp_path))
+    assert {cl["id"] for cl in out["claims"]} == {"forecast_mse", "rl_sharpe", "drift"}   # no augmenter baselines
+    for cl in out["claims"]:
+        assert cl["verdict"] in ("reproduced", "mixed", "not reproduced", "untestable here")   # 1 seed: untestable
+    rep = [r for r in out["tables"]["drift"] if r["fold"] == -1][0]
+    assert rep["replay_steps"] == 6 and rep["replay_matched"] == 6          # provenance replay is exact
+    assert {r["agent"] for r in out["tables"]["rl"]} == {"dqn", "dqn+randaugment", "dqn+ours", "buy_and_hold_equal_weight"}
+    assert all(os.path.exists(tmp_path / f) for f in out["figures"])
 
 
 @pytest.mark.slow   # three runs of the experiment (~190 CPU-s); resume itself is tested in tests/core and the study test
 def test_experiment_resumes_after_interruption_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     c = _tiny_config()
-    full = exp.run(c, str(tmp_path / "a"))
-    _check_tiny_summary(full, str(tmp_path / "a"))
+    full = exp.run(c, str(tmp_path / "a"))   # its summary's shape: test_experiment_end_to_end_on_a_tiny_config
 
     def boom(*a, **k):
         raise RuntimeError("simulated crash")

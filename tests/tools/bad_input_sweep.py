@@ -82,8 +82,7 @@ def setup_corrupt_ckpt(tmp: str) -> None:
         for f in files:
             with open(os.path.join(dirpath, f), "wb") as fh:
                 fh.write(b"\x00garbage")
-    with open(os.path.join(tmp, "digest"), "w") as fh:
-        fh.write(_digest(os.path.join(tmp, "w", "ckpt")))
+    _save_ckpt_digest(tmp)
 
 
 def setup_stray_ckpt(tmp: str) -> None:
@@ -91,13 +90,17 @@ def setup_stray_ckpt(tmp: str) -> None:
     os.makedirs(os.path.join(tmp, "w", "ckpt", "seed0", "notes_by_user"), exist_ok=True)
     with open(os.path.join(tmp, "w", "ckpt", "seed0", "notes_by_user", "keep.txt"), "w") as fh:
         fh.write("mine")
-    with open(os.path.join(tmp, "digest"), "w") as fh:
-        fh.write(_digest(os.path.join(tmp, "w", "ckpt")))
+    _save_ckpt_digest(tmp)
 
 
 def setup_ckpt_shape_mismatch(tmp: str) -> None:
     _toy_run(tmp, "--config.dim=3")
     os.remove(os.path.join(tmp, "w", "summary.json"))
+    _save_ckpt_digest(tmp)
+
+
+def _save_ckpt_digest(tmp: str) -> None:
+    """Records the checkpoint folder's digest, for `check_ckpt_untouched` after the case ran."""
     with open(os.path.join(tmp, "digest"), "w") as fh:
         fh.write(_digest(os.path.join(tmp, "w", "ckpt")))
 
@@ -130,16 +133,14 @@ def setup_disk_fills(tmp: str) -> None:
     free = shutil.disk_usage(os.path.join(tmp, "w")).free
     with open(os.path.join(tmp, "w", "filler.bin"), "wb") as fh:
         fh.write(b"\0" * max(0, free - (64 << 10)))
-    with open(os.path.join(tmp, "digest"), "w") as fh:
-        fh.write(_digest(os.path.join(tmp, "w", "ckpt")))
+    _save_ckpt_digest(tmp)
 
 
 def setup_read_only(tmp: str) -> None:
     """A finished 20-step run whose file system is then remounted read-only; the rerun asks for 40."""
     _mount_tmpfs(os.path.join(tmp, "w"), "8m")
     _toy_run(tmp)
-    with open(os.path.join(tmp, "digest"), "w") as fh:
-        fh.write(_digest(os.path.join(tmp, "w", "ckpt")))
+    _save_ckpt_digest(tmp)
     subprocess.run(["mount", "-o", "remount,ro", os.path.join(tmp, "w")], check=True, capture_output=True)
 
 
