@@ -13,6 +13,7 @@ at the chosen rho.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import NamedTuple
 
@@ -64,7 +65,8 @@ def _prompt_len(tok, problems) -> int:
 
 def choose_task(params, tok, cfg, config) -> dict:
     """Greedy CoT accuracy on n_select problems of each candidate (LM hash-'val' split); the first inside
-    [band_lo, band_hi], else the closest to the band. Returns {"family", "digits", "accs", "in_band",
+    [band_lo, band_hi], else the closest to the band. A candidate whose test split cannot supply
+    data.n_problems distinct problems, or whose text overflows the context, is skipped (recorded). Returns {"family", "digits", "accs", "in_band",
     "prompt_len"}: every candidate is generated with the same batch size and prompt length (left PAD), so
     selection and the main generation share one compiled sampler."""
     sets = []
@@ -74,6 +76,8 @@ def choose_task(params, tok, cfg, config) -> dict:
                                    digits=dg, unique=True)
             if len(probs[0].text()) + 1 > cfg.max_len:
                 raise ValueError("too long for the model's context")
+            tasks.generate(fam, config.data.n_problems, seed=config.data.pool_seed, split="test", digits=dg,
+                           unique=True)                # the main pool must exist (mul1-3 has ~680 test problems)
             sets.append((fam, dg, probs, None))
         except ValueError as e:                        # too few distinct questions, too long, ...
             sets.append((fam, dg, None, str(e)[:120]))
@@ -211,17 +215,19 @@ def run_seed_fn(params, tok, cfg, config, b, texts):
                    for i, r in enumerate(config.cf.rho_grid)}
         t_cf = time.time() - t0
 
-        def positions_fn(rho):
-            out = {p: make_cfset(params, tok, cfg, texts, orig, jax.random.fold_in(key, 100 + j), position=p,
+        def positions_fn(rho, rows):
+            tx, og = [texts[i] for i in rows], [orig[i] for i in rows]
+            out = {p: make_cfset(params, tok, cfg, tx, og, jax.random.fold_in(key, 100 + j), position=p,
                                  rho=rho, layer=-1, **cfk) for j, p in enumerate(positions)}
             if config.cf.mid_layer >= 0:
-                out["mid_layer"] = make_cfset(params, tok, cfg, texts, orig, jax.random.fold_in(key, 200),
+                out["mid_layer"] = make_cfset(params, tok, cfg, tx, og, jax.random.fold_in(key, 200),
                                               position="boundary", rho=rho, layer=config.cf.mid_layer, **cfk)
             return out
 
         res = ars_eval.analyse_seed(b, cf_main, positions_fn, seed, hps=_hps(config),
                              epochs_grid=list(config.head.epochs_grid), opts=_det_opts(config),
-                             test_frac=config.data.test_frac, n_val=config.data.n_val)
+                             test_frac=config.data.test_frac, n_val=config.data.n_val,
+                             sweep_n=config.data.n_sweep or None)
         res["time_s"] = {"boundary_cf": round(t_cf, 1), "total": round(time.time() - t0, 1)}
         res["cf_shape"] = list(shape)
         return res
@@ -231,6 +237,14 @@ def run_seed_fn(params, tok, cfg, config, b, texts):
 def _ms(v):
     m, s = mean_std(v)
     return round(m, 4), round(s, 4)
+
+
+def _sweep_note(recs) -> str:
+    sw = recs[0].get("sweep_rows")
+    if not sw:
+        return "on every problem"
+    return (f"on a {sw['n']}-problem subset of each seed's split ({sw['n_train']} train / {sw['n_val']} val / "
+            f"{sw['n_test']} test), where the boundary head is refitted the same way")
 
 
 def build_summary(recs: list[dict], seeds, task, info, workdir) -> dict:
@@ -256,7 +270,8 @@ def build_summary(recs: list[dict], seeds, task, info, workdir) -> dict:
                             "of the trace and mid-answer (claim 3)", "mean_test_auroc_4_shaped_detectors",
                             ours=("boundary", pv("boundary")), baselines={p: pv(p) for p in pos_names},
                             higher_is_better=True, paired=True, chance=0.5,
-                            note="each position's head uses the boundary's val-chosen rho, k, tau, epochs"))
+                            note="each position's head uses the boundary's val-chosen rho, k, tau, epochs; "
+                                 + _sweep_note(recs)))
     rhos = sorted(float(x) for x in recs[0]["per_rho"])
     chosen = [r["per_rho"][str(r["chosen"]["rho"])]["test_mean"] for r in recs]
     claims.append(claim("chosen_rho_beats_extremes", "A moderate (val-chosen) perturbation scale beats the "
@@ -347,13 +362,17 @@ def run(config, workdir: str) -> dict:
     t0 = time.time()
     params, tok, cfg = load_lm(config)
     task = choose_task(params, tok, cfg, config)
+    print(f"ars: task {task['family']}-{task['digits']} (val greedy acc {task['acc_select']:.2f}, in band: "
+          f"{task['in_band']}) after {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
     b, texts, info = build_bundle(params, tok, cfg, config, task)
     info["t_setup_s"] = round(time.time() - t0, 1)
+    print(f"ars: {len(texts)} answers (acc {info['acc']:.2f}), features and samples after {info['t_setup_s']:.0f}s",
+          file=sys.stderr, flush=True)
     seeds = [int(s) for s in config.seeds]
     cell = study.Cell("main", {"config": config_to_dict(config), "task": task,
                                "n": int(len(texts))})
     res = study.run_study([cell], run_seed_fn(params, tok, cfg, config, b, texts), workdir=workdir,
-                          seeds=seeds, progress=False)["main"]
+                          seeds=seeds, progress=True)["main"]
     recs = [res[s] for s in seeds]
     with MetricsWriter(os.path.join(workdir, "metrics.jsonl")) as mw:
         mw.write(0, kind="task", acc=info["acc"], n=len(texts))

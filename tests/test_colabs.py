@@ -4,6 +4,11 @@ one install cell of `jaxlab.core.colab` and forcing no matplotlib backend.
 
 A notebook can also name strings its outputs must contain, in its metadata:
 `{"jaxlab": {"expect": ["class mass by J", ...]}}` (so a notebook that silently prints nothing fails).
+
+Smoke mode is compile-bound (many small programs, a few steps each), so the kernel runs with most XLA
+optimisations off (`JAX_DISABLE_MOST_OPTIMIZATIONS=1`, as `jaxlab.core.app.fast_compile`): the math is the same
+up to reassociation and the compiles cost about half. A notebook whose smoke run trains for many steps declares
+`{"jaxlab": {"smoke_optimized": true}}` and keeps the optimisations.
 """
 
 import glob
@@ -43,6 +48,8 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch, tmp_path):
                 if "pip install" in line:
                     assert "google.colab" in cell.source, f"{path}: unguarded pip install: {line}"
     monkeypatch.setenv("JAXLAB_SMOKE", "1")
+    if not nb.metadata.get("jaxlab", {}).get("smoke_optimized", False):
+        monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
     monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",

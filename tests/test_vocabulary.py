@@ -87,3 +87,17 @@ def test_jax_flags_live_in_the_root_conftest_only():
             if _is_call_to(node, "update") and ast.unparse(node.func).endswith("jax.config.update"):
                 bad.append(f"{_rel(path)}:{node.lineno}")
     assert not bad, "\n".join(bad)
+
+
+MAX_FUNCTION_LINES = 80   # issue 12: no function in jaxlab/ over 80 lines (docstring included)
+
+
+def test_no_library_function_is_longer_than_80_lines():
+    long = []
+    for path in LIB:
+        for node in ast.walk(_parse(path)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{_rel(path)}:{node.lineno} {node.name} ({n} lines)")
+    assert not long, "split these functions:\n" + "\n".join(long)

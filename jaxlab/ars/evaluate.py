@@ -63,6 +63,31 @@ def make_split(n: int, seed: int, *, test_frac: float = 0.25, n_val: int = 100) 
     return Split(np.sort(perm[n_test + n_val:]), np.sort(perm[n_test:n_test + n_val]), np.sort(perm[:n_test]))
 
 
+def sweep_subset(split: Split, n: int | None) -> tuple[np.ndarray, Split]:
+    """About n rows for the costly sweeps (other intervention positions) that keep the split's parts:
+    every val row, and the first rows of train and test (in index order; the problem pool is a seeded
+    random draw) so test keeps its share of the whole. n None or >= the whole: every row.
+    Returns (rows [n'] sorted indices into the whole, the split re-indexed into rows), so a head fitted
+    on the subset still fits on train rows only, selects on val rows only and scores test rows only."""
+    total = len(split.train) + len(split.val) + len(split.test)
+    if n is None or n >= total:
+        return np.arange(total), split
+    n_test = int(round(n * len(split.test) / total))
+    n_train = n - len(split.val) - n_test
+    if n_train < 2:
+        raise ValueError(f"sweep rows: {n} rows leave no training rows after {n_test} test and "
+                         f"{len(split.val)} val rows")
+    rows = np.sort(np.concatenate([split.train[:n_train], split.val, split.test[:n_test]]))
+    sub = Split(*(np.searchsorted(rows, part) for part in (split.train[:n_train], split.val, split.test[:n_test])))
+    return rows, sub
+
+
+def take_rows(x: Bundle | CFSet, rows: np.ndarray) -> Bundle | CFSet:
+    """The rows [n'] of a Bundle or CFSet (problems sit on axis 0 of 1-D/[N, ...] fields, axis 1 of [L, N, ...])."""
+    layered = {"u", "u_yes", "u_no", "samples", "ucf"}
+    return type(x)(**{f: (v[:, rows] if f in layered else v[rows]) for f, v in x._asdict().items()})
+
+
 def _oriented(score_va, score_te, y_va, y_te):
     s = det_lib.orient(score_va, y_va)
     return auroc(s * score_va, y_va), auroc(s * score_te, y_te)
@@ -198,12 +223,15 @@ def positive_stats(cfs: CFSet, b: Bundle, layer: int, rows: np.ndarray) -> dict:
 
 
 def analyse_seed(b: Bundle, cf_main: dict, positions_fn, seed: int, *, hps: Sequence[ARSHParams],
-                 epochs_grid: Sequence[int], opts: DetOpts, test_frac: float = 0.25, n_val: int = 100) -> dict:
+                 epochs_grid: Sequence[int], opts: DetOpts, test_frac: float = 0.25, n_val: int = 100,
+                 sweep_n: int | None = None) -> dict:
     """Everything for one seed.
 
     cf_main: {rho: CFSet} boundary counterfactuals at the LM-head input (this seed's delta draws);
-    positions_fn(rho) -> {name: CFSet}: the other interventions, generated at the val-chosen rho
-    (None or returning {} skips them). Returns a JSON-able dict (W matrices dropped).
+    positions_fn(rho, rows) -> {name: CFSet over rows}: the other interventions, generated at the
+    val-chosen rho for the sweep rows (None or returning {} skips them). sweep_n: the position sweep runs
+    on about sweep_n rows (`sweep_subset`; None: all), where the boundary is refitted with the same
+    hyperparameters so every position is compared on the same rows. Returns a JSON-able dict (W dropped).
     """
     key = jax.random.PRNGKey(seed)
     split = make_split(len(b.y), seed, test_frac=test_frac, n_val=n_val)
@@ -240,19 +268,27 @@ def analyse_seed(b: Bundle, cf_main: dict, positions_fn, seed: int, *, hps: Sequ
     res["baselines"] = scalar_baselines(b, alpha, split)
     # other intervention positions / layers at the chosen rho, k, tau, epochs
     res["positions"] = {}
-    cf_pos = positions_fn(rho_star) if positions_fn is not None else {}
+    rows, sub = sweep_subset(split, sweep_n)
+    whole = len(rows) == len(b.y)
+    b_sub = b if whole else take_rows(b, rows)
+    cf_pos = positions_fn(rho_star, rows) if positions_fn is not None else {}
+    hp = ARSHParams(k=k, tau=best["tau"], epochs=max(epochs_grid), lr=hps[0].lr,
+                    weight_decay=hps[0].weight_decay, batch_size=hps[0].batch_size, loss=hps[0].loss,
+                    reg=hps[0].reg)              # the boundary head's schedule, read at its chosen epoch
+    if cf_pos and not whole:                     # the boundary on the sweep rows, fitted the same way
+        cf_pos = {**cf_pos, "boundary": take_rows(cf_main[rho_star], rows)}
     for name, cfs in cf_pos.items():
-        hp = ARSHParams(k=k, tau=best["tau"], epochs=max(epochs_grid), lr=hps[0].lr,
-                        weight_decay=hps[0].weight_decay, batch_size=hps[0].batch_size, loss=hps[0].loss,
-                        reg=hps[0].reg)          # the boundary head's schedule, read at its chosen epoch
-        e = shaped_grid(b, cfs, layer, split, jax.random.fold_in(key, 20), [hp], epochs_grid, opts,
+        e = shaped_grid(b_sub, cfs, layer, sub, jax.random.fold_in(key, 20), [hp], epochs_grid, opts,
                         eval_epochs=[best["epochs"]])[0]
         res["positions"][name] = {"val_mean": mean_auroc(e["det"], "val"), "test_mean": mean_auroc(e["det"], "test"),
                                   "det": e["det"], "disagree": float(1 - cfs.agree.mean()),
                                   "unparsed": float(1 - cfs.parsed.mean())}
-    res["positions"]["boundary"] = {"val_mean": mean_auroc(best["det"], "val"),
-                                    "test_mean": mean_auroc(best["det"], "test"), "det": best["det"],
-                                    "disagree": res["per_rho"][str(rho_star)]["disagree"],
-                                    "unparsed": res["per_rho"][str(rho_star)]["unparsed"]}
+    if "boundary" not in res["positions"]:
+        res["positions"]["boundary"] = {"val_mean": mean_auroc(best["det"], "val"),
+                                        "test_mean": mean_auroc(best["det"], "test"), "det": best["det"],
+                                        "disagree": res["per_rho"][str(rho_star)]["disagree"],
+                                        "unparsed": res["per_rho"][str(rho_star)]["unparsed"]}
+    res["sweep_rows"] = {"n": int(len(rows)), "n_train": int(len(sub.train)), "n_val": int(len(sub.val)),
+                         "n_test": int(len(sub.test))}
     res["split"] = {"train": split.train.tolist(), "val": split.val.tolist(), "test": split.test.tolist()}
     return res

@@ -86,6 +86,81 @@ class TrainState(NamedTuple):
     key: jax.Array
 
 
+def _risk_of(arm, pre, pi_params, obs, a_task, *, horizon: int, gamma_risk: float, risk_mode: str):
+    """-> (risk used by the switch, WM C_H (0 unless critic == 1), twin-critic max) each [N]."""
+    def wm(_):
+        f = lambda o, a: wm_risk(pre["wm"], pi_params, o, a, horizon=horizon, gamma_risk=gamma_risk,
+                                 mode=risk_mode)
+        return jax.vmap(f)(obs, a_task)
+
+    r_wm = jax.lax.cond(arm.critic == 1, wm, lambda _: jnp.zeros(obs.shape[0]), None)
+    r_q = jnp.max(TWIN.apply(pre["q"], obs, a_task), axis=-1)
+    risk = jnp.where(arm.critic == 1, r_wm, jnp.where(arm.critic == 2, r_q, 0.0))
+    return risk, r_wm, r_q
+
+
+def _ppo_epochs(pi_tx, v_tx, params_opts, batch: dict, key, *, epochs: int, minibatches: int, clip_eps: float):
+    """`epochs` passes of shuffled minibatch PPO (clipped surrogate) and value updates over the flat batch
+    (obs, action, logp, adv, ret, mask; leading axis n). params_opts = (pi, v, pi_opt, v_opt).
+    -> (params_opts, (policy losses, value losses) [epochs, minibatches])."""
+    n = batch["adv"].shape[0]
+
+    def pi_loss(p, mb):
+        mean, log_std = POLICY.apply(p, mb["obs"])
+        return ppo_policy_loss(gaussian_logp(mean, log_std, mb["action"]), mb["logp"], mb["adv"], mb["mask"],
+                               clip_eps=clip_eps)
+
+    def v_loss(p, mb):
+        return value_loss(VALUE.apply(p, mb["obs"]), mb["ret"], coef=0.5)
+
+    def epoch(carry, k):
+        perm = jax.random.permutation(k, n)
+        mbs = jax.tree.map(lambda x: x[perm].reshape((minibatches, n // minibatches) + x.shape[1:]), batch)
+
+        def mb_step(c, mb):
+            pi_p, v_p, pi_o, v_o = c
+            lp, gp = jax.value_and_grad(pi_loss)(pi_p, mb)
+            lv, gv = jax.value_and_grad(v_loss)(v_p, mb)
+            up, pi_o = pi_tx.update(gp, pi_o, pi_p)
+            uv, v_o = v_tx.update(gv, v_o, v_p)
+            return (optax.apply_updates(pi_p, up), optax.apply_updates(v_p, uv), pi_o, v_o), (lp, lv)
+
+        return jax.lax.scan(mb_step, carry, mbs)
+
+    return jax.lax.scan(epoch, params_opts, jax.random.split(key, epochs))
+
+
+def _ppo_batch(ts: TrainState, tr: dict, env_state, arm, *, gamma: float, gae_lambda: float) -> dict:
+    """The flat PPO batch of a rollout tr ([T, N] leaves): GAE on the Lagrangian-shaped reward (r - lam c),
+    bootstrapping truncated episodes from their terminal observation; recovery steps masked when
+    arm.mask_recovery; advantages normalized over the unmasked steps."""
+    v = lambda o: VALUE.apply(ts.v_params, o)
+    value_t = v(tr["obs"])
+    v_next_obs = jnp.concatenate([value_t[1:], v(env_state.obs)[None]], 0)
+    next_value = jnp.where(tr["done"] > 0, tr["trunc"] * v(tr["terminal_obs"]), v_next_obs)
+    shaped = tr["reward"] - ts.lam * tr["cost"]
+    adv, ret = gae(shaped, value_t, next_value, tr["done"], gamma=gamma, lam=gae_lambda)
+    mask = jnp.where(arm.mask_recovery > 0, 1.0 - tr["flag"], 1.0)
+    flat = lambda x: x.reshape((-1,) + x.shape[2:])
+    batch = dict(obs=flat(tr["obs"]), action=flat(tr["action"]), logp=flat(tr["logp"]), adv=flat(adv),
+                 ret=flat(ret), mask=flat(mask))
+    batch["adv"] = normalize_advantages(batch["adv"], batch["mask"])
+    return batch
+
+
+def _iteration_metrics(tr: dict, failures, lam, lp, lv, *, trace: bool) -> dict:
+    """Per-iteration scalars (failures, trigger rate, episode return/success over finished episodes, ...)
+    and, with trace, the per-step traces."""
+    n_done = jnp.maximum(tr["done"].sum(), 1.0)
+    metrics = dict(failures=tr["cost"].sum(), cum_failures=failures, trigger_rate=tr["flag"].mean(),
+                   reward=tr["reward"].mean(), episodes=tr["done"].sum(),
+                   ep_return=tr["ep_done_return"].sum() / n_done, success=tr["ep_success"].sum() / n_done,
+                   lam=lam, pi_loss=lp.mean(), v_loss=lv.mean())
+    if trace:
+        metrics["trace"] = {k: tr[k] for k in ("risk_wm", "risk_q", "cost", "done", "flag", "obs")}
+    return metrics
+
+
 def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs: int = 4,
                minibatches: int = 4, lr: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
                clip_eps: float = 0.2, horizon: int = 5, gamma_risk: float = 0.9, cost_budget: float = 0.0,
@@ -105,16 +180,7 @@ def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs:
     v_env_step = jax.vmap(env.step)
 
     def risk_of(arm, pre, pi_params, obs, a_task):
-        """-> (risk used by the switch, WM C_H (0 unless critic == 1), twin-critic max) each [N]."""
-        def wm(_):
-            f = lambda o, a: wm_risk(pre["wm"], pi_params, o, a, horizon=horizon, gamma_risk=gamma_risk,
-                                     mode=risk_mode)
-            return jax.vmap(f)(obs, a_task)
-
-        r_wm = jax.lax.cond(arm.critic == 1, wm, lambda _: jnp.zeros(obs.shape[0]), None)
-        r_q = jnp.max(TWIN.apply(pre["q"], obs, a_task), axis=-1)
-        risk = jnp.where(arm.critic == 1, r_wm, jnp.where(arm.critic == 2, r_q, 0.0))
-        return risk, r_wm, r_q
+        return _risk_of(arm, pre, pi_params, obs, a_task, horizon=horizon, gamma_risk=gamma_risk, risk_mode=risk_mode)
 
     def rollout(ts: TrainState, arm, pre):
         def step(carry, _):
@@ -139,58 +205,18 @@ def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs:
 
     def iteration(ts: TrainState, arm, pre):
         env_state, key, tr = rollout(ts, arm, pre)
-        v = lambda o: VALUE.apply(ts.v_params, o)
-        value_t = v(tr["obs"])
-        v_next_obs = jnp.concatenate([value_t[1:], v(env_state.obs)[None]], 0)
-        next_value = jnp.where(tr["done"] > 0, tr["trunc"] * v(tr["terminal_obs"]), v_next_obs)
-        shaped = tr["reward"] - ts.lam * tr["cost"]
-        adv, ret = gae(shaped, value_t, next_value, tr["done"], gamma=gamma, lam=gae_lambda)
-        mask = jnp.where(arm.mask_recovery > 0, 1.0 - tr["flag"], 1.0)
-        flat = lambda x: x.reshape((-1,) + x.shape[2:])
-        batch = dict(obs=flat(tr["obs"]), action=flat(tr["action"]), logp=flat(tr["logp"]), adv=flat(adv),
-                     ret=flat(ret), mask=flat(mask))
-        n = batch["adv"].shape[0]
-        batch["adv"] = normalize_advantages(batch["adv"], batch["mask"])
-
-        def pi_loss(p, mb):
-            mean, log_std = POLICY.apply(p, mb["obs"])
-            return ppo_policy_loss(gaussian_logp(mean, log_std, mb["action"]), mb["logp"], mb["adv"], mb["mask"],
-                                   clip_eps=clip_eps)
-
-        def v_loss(p, mb):
-            return value_loss(VALUE.apply(p, mb["obs"]), mb["ret"], coef=0.5)
-
-        def epoch(carry, k):
-            pi_p, v_p, pi_o, v_o = carry
-            perm = jax.random.permutation(k, n)
-            mbs = jax.tree.map(lambda x: x[perm].reshape((minibatches, n // minibatches) + x.shape[1:]), batch)
-
-            def mb_step(c, mb):
-                pi_p, v_p, pi_o, v_o = c
-                lp, gp = jax.value_and_grad(pi_loss)(pi_p, mb)
-                lv, gv = jax.value_and_grad(v_loss)(v_p, mb)
-                up, pi_o = pi_tx.update(gp, pi_o, pi_p)
-                uv, v_o = v_tx.update(gv, v_o, v_p)
-                return (optax.apply_updates(pi_p, up), optax.apply_updates(v_p, uv), pi_o, v_o), (lp, lv)
-
-            return jax.lax.scan(mb_step, (pi_p, v_p, pi_o, v_o), mbs)
-
+        batch = _ppo_batch(ts, tr, env_state, arm, gamma=gamma, gae_lambda=gae_lambda)
         key, k_ep = jax.random.split(key)
-        (pi_p, v_p, pi_o, v_o), (lp, lv) = jax.lax.scan(
-            epoch, (ts.pi_params, ts.v_params, ts.pi_opt, ts.v_opt), jax.random.split(k_ep, epochs))
+        (pi_p, v_p, pi_o, v_o), (lp, lv) = _ppo_epochs(pi_tx, v_tx, (ts.pi_params, ts.v_params, ts.pi_opt, ts.v_opt),
+                                                       batch, k_ep, epochs=epochs, minibatches=minibatches,
+                                                       clip_eps=clip_eps)
         cost_rate = tr["cost"].mean()
         lam = jnp.maximum(0.0, ts.lam + arm.lagrange_lr * (cost_rate - cost_budget))
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(arm.learn > 0, a, b), new, old)
         pi_p, v_p, pi_o, v_o, lam = keep((pi_p, v_p, pi_o, v_o, lam),
                                          (ts.pi_params, ts.v_params, ts.pi_opt, ts.v_opt, ts.lam))
         failures = ts.failures + tr["cost"].sum()
-        n_done = jnp.maximum(tr["done"].sum(), 1.0)
-        metrics = dict(failures=tr["cost"].sum(), cum_failures=failures, trigger_rate=tr["flag"].mean(),
-                       reward=tr["reward"].mean(), episodes=tr["done"].sum(),
-                       ep_return=tr["ep_done_return"].sum() / n_done, success=tr["ep_success"].sum() / n_done,
-                       lam=lam, pi_loss=lp.mean(), v_loss=lv.mean())
-        if trace:
-            metrics["trace"] = {k: tr[k] for k in ("risk_wm", "risk_q", "cost", "done", "flag", "obs")}
+        metrics = _iteration_metrics(tr, failures, lam, lp, lv, trace=trace)
         return TrainState(pi_p, v_p, pi_o, v_o, env_state, lam, failures, key), metrics
 
     def init(key, pre):

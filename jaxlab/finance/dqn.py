@@ -92,6 +92,50 @@ class DQNState(NamedTuple):
     key: jax.Array
 
 
+def _sample_windows(key, n_env, alpha, offset, n_bank):
+    """Bank rows for n_env new episodes: with probability alpha from the augmented half (rows >= offset)."""
+    k1, k2 = jax.random.split(key)
+    use_aug = jax.random.uniform(k1, (n_env,)) < alpha
+    idx = jax.random.randint(k2, (n_env,), 0, offset)
+    return jnp.where(use_aug, jnp.minimum(idx + offset, n_bank - 1), idx)
+
+
+def _dqn_learn(net, tx, state, key, *, batch_size, gamma, double):
+    """One (double) DQN update on a uniform minibatch of the replay buffer -> (state, loss)."""
+    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.buf_size, 1))
+    o, a, r, o2 = state.buf_obs[idx], state.buf_act[idx], state.buf_rew[idx], state.buf_next[idx]
+    q_next_t = net.apply(state.target, o2)
+    q_next_o = net.apply(state.params, o2) if double else None
+    y = dqn_targets(r, jnp.full_like(r, gamma), q_next_t, q_next_o)   # truncation only: always bootstrap
+
+    def loss_fn(p):
+        return dqn_loss(net.apply(p, o), a, y)
+    loss, g = jax.value_and_grad(loss_fn)(state.params)
+    upd, opt = tx.update(g, state.opt, state.params)
+    return state._replace(params=optax.apply_updates(state.params, upd), opt=opt), loss
+
+
+def evaluate_greedy(act, params, x_dstf, y_ds, fmu, fsd, *, window: int, cost: float, cost_mode: str):
+    """Greedy policy act(params, obs [S, D]) -> [S] on consecutive days. x_dstf: [D, S, L+1, 5] each day's
+    window per asset; y_ds: [D, S] next-day returns. The position chosen on day d earns y[d]; the change
+    is charged by `env.trade_cost` on day d. Returns (strategy metrics of the equal-weight daily returns,
+    actions [D, S])."""
+    Dd, S = y_ds.shape
+    bank = bank_from_windows(x_dstf.reshape((Dd * S,) + x_dstf.shape[2:]), fmu, fsd)
+    L = bank.close.shape[1] - 1
+    feats = bank.feats.reshape(Dd, S, L + 1, -1)
+
+    def day(pos_s, inp):
+        f_s, y_s = inp
+        obs = jax.vmap(observe, in_axes=(0, None, 0, None))(f_s, L, pos_s, window)
+        a = env_lib.ACTIONS[act(params, obs)]
+        r = a * y_s - env_lib.trade_cost(pos_s, a, cost=cost, mode=cost_mode)
+        return a, (r, a)
+
+    _, (r_ds, a_ds) = jax.lax.scan(day, jnp.zeros((S,)), (feats, jnp.asarray(y_ds)))
+    return strategy_metrics(jnp.mean(r_ds, axis=1)), a_ds
+
+
 def make_dqn(*, window=10, num_envs=8, buffer_size=8192, batch_size=64, lr=1e-3, gamma=0.9, hidden=64,
              eps_decay_iters=1000, eps_end=0.05, learning_starts=256, train_every=1, target_every=200,
              cost=1e-3, cost_mode="paper_A", double=True, reward_scale=100.0):
@@ -119,24 +163,8 @@ def make_dqn(*, window=10, num_envs=8, buffer_size=8192, batch_size=64, lr=1e-3,
                         jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((num_envs,), jnp.int32),
                         jnp.full((num_envs,), window, jnp.int32), jnp.zeros((num_envs,)), jnp.zeros((), jnp.int32), k2)
 
-    def sample_windows(key, n_env, alpha, offset, n_bank):
-        k1, k2 = jax.random.split(key)
-        use_aug = jax.random.uniform(k1, (n_env,)) < alpha
-        idx = jax.random.randint(k2, (n_env,), 0, offset)
-        return jnp.where(use_aug, jnp.minimum(idx + offset, n_bank - 1), idx)
-
     def learn(state, key):
-        idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.buf_size, 1))
-        o, a, r, o2 = state.buf_obs[idx], state.buf_act[idx], state.buf_rew[idx], state.buf_next[idx]
-        q_next_t = net.apply(state.target, o2)
-        q_next_o = net.apply(state.params, o2) if double else None
-        y = dqn_targets(r, jnp.full_like(r, gamma), q_next_t, q_next_o)   # truncation only: always bootstrap
-
-        def loss_fn(p):
-            return dqn_loss(net.apply(p, o), a, y)
-        loss, g = jax.value_and_grad(loss_fn)(state.params)
-        upd, opt = tx.update(g, state.opt, state.params)
-        return state._replace(params=optax.apply_updates(state.params, upd), opt=opt), loss
+        return _dqn_learn(net, tx, state, key, batch_size=batch_size, gamma=gamma, double=double)
 
     def one_iter(state, bank: Bank, alpha, offset):
         key, k_eps, k_act, k_reset, k_learn = jax.random.split(state.key, 5)
@@ -158,7 +186,7 @@ def make_dqn(*, window=10, num_envs=8, buffer_size=8192, batch_size=64, lr=1e-3,
             buf_next=jax.lax.dynamic_update_slice_in_dim(state.buf_next, nxt, ptr, 0),
             ptr=(ptr + num_envs) % buffer_size, buf_size=jnp.minimum(state.buf_size + num_envs, buffer_size))
         done = es2.t >= L
-        new_n = sample_windows(k_reset, num_envs, alpha, offset, bank.close.shape[0])
+        new_n = _sample_windows(k_reset, num_envs, alpha, offset, bank.close.shape[0])
         st = st._replace(env_n=jnp.where(done, new_n, state.env_n), env_t=jnp.where(done, window, es2.t),
                          env_pos=jnp.where(done, 0.0, es2.pos), step=state.step + 1, key=key)
         do_learn = (st.buf_size >= learning_starts) & (state.step % train_every == 0)
@@ -178,23 +206,8 @@ def make_dqn(*, window=10, num_envs=8, buffer_size=8192, batch_size=64, lr=1e-3,
         return jnp.argmax(net.apply(params, obs_bd), axis=-1)
 
     def evaluate(params, x_dstf, y_ds, fmu, fsd):
-        """Greedy policy on consecutive days. x_dstf: [D, S, L+1, 5] each day's window per asset;
-        y_ds: [D, S] next-day returns. The position chosen on day d earns y[d]; the change is charged
-        c |p_d - p_{d-1}| (paper_A) on day d. Returns per-day equal-weight returns and metrics."""
-        Dd, S = y_ds.shape
-        bank = bank_from_windows(x_dstf.reshape((Dd * S,) + x_dstf.shape[2:]), fmu, fsd)
-        L = bank.close.shape[1] - 1
-        feats = bank.feats.reshape(Dd, S, L + 1, -1)
-
-        def day(pos_s, inp):
-            f_s, y_s = inp
-            obs = jax.vmap(observe, in_axes=(0, None, 0, None))(f_s, L, pos_s, window)
-            a = env_lib.ACTIONS[act(params, obs)]
-            r = a * y_s - env_lib.trade_cost(pos_s, a, cost=cost, mode=cost_mode)
-            return a, (r, a)
-
-        _, (r_ds, a_ds) = jax.lax.scan(day, jnp.zeros((S,)), (feats, jnp.asarray(y_ds)))
-        return strategy_metrics(jnp.mean(r_ds, axis=1)), a_ds
+        """Greedy policy on consecutive days (`evaluate_greedy`) -> (strategy metrics, actions [D, S])."""
+        return evaluate_greedy(act, params, x_dstf, y_ds, fmu, fsd, window=window, cost=cost, cost_mode=cost_mode)
 
     return init, train_chunk, act, evaluate
 

@@ -131,6 +131,47 @@ class GanState(NamedTuple):
     step: jax.Array
 
 
+def _fake(nets, hp: GanHParams, half: int, g, x, c, key):
+    """-> (x_hat window [B, 2H, D] with history copied, latent H^ or None, latent E^ or None)."""
+    z = generator_input(x, key, half=half)
+    if hp.lite:
+        return assemble_window(x, nets["gen"].apply(g["gen"], z, c), half=half), None, None
+    e_hat = nets["gen"].apply(g["gen"], z, c)
+    h_hat = nets["sup"].apply(g["sup"], e_hat, c)
+    x_hat = nets["rec"].apply(g["rec"], h_hat, c)
+    return assemble_window(x, x_hat, half=half), h_hat, e_hat
+
+
+def _gan_losses(nets, hp: GanHParams, half: int, g, dp, x, c, key, step):
+    """Total = L_E + L_G (gradients reach only E/R resp. G/S, and D's parameters are frozen inside L_G)
+    plus L_D (generated inputs frozen): one backward pass gives every network its own gradient.
+    Returns (total, metrics)."""
+    sg = jax.lax.stop_gradient
+    dfz = sg(dp)
+    disc = lambda p, h: nets["disc"].apply(p, h, c)
+    if hp.lite:
+        xf, _, _ = _fake(nets, hp, half, g, x, c, key)
+        lg = gan_generator_loss(disc(dfz, xf), xf[:, half:], x[:, half:], gamma=hp.gamma, w_sup=hp.w_sup,
+                                w_std=hp.w_std)
+        ld = gan_discriminator_loss(disc(dp, x), disc(dp, sg(xf)))
+        return lg + ld, {"g_loss": lg, "d_loss": ld, "e_loss": jnp.zeros(())}
+    frozen = {k: (sg(v) if k in ("emb", "rec") else v) for k, v in g.items()}
+    h = nets["emb"].apply(g["emb"], x, c)
+    x_tilde = nets["rec"].apply(g["rec"], h, c)
+    l_s_e = supervised_loss(h, nets["sup"].apply(sg(g["sup"]), h, c))
+    le = gan_embedder_loss(x, x_tilde, l_s_e)
+    hs = sg(h)
+    l_s = supervised_loss(hs, nets["sup"].apply(g["sup"], hs, c))
+    xf, h_hat, e_hat = _fake(nets, hp, half, frozen, x, c, key)
+    joint = (step >= 2 * hp.stage_steps).astype(jnp.float32)
+    sup_on = (step >= hp.stage_steps).astype(jnp.float32)
+    lg_adv = gan_generator_loss(disc(dfz, h_hat), xf[:, half:], x[:, half:], d_fake_e_logits=disc(dfz, e_hat),
+                                gamma=hp.gamma, w_sup=0.0, w_std=hp.w_std)
+    lg = joint * lg_adv + sup_on * hp.w_sup * jnp.sqrt(l_s + 1e-12)
+    ld = gan_discriminator_loss(disc(dp, hs), disc(dp, sg(h_hat)), disc(dp, sg(e_hat)), gamma=hp.gamma)
+    return le + lg + joint * ld, {"g_loss": lg, "d_loss": ld * joint, "e_loss": le, "l_s": l_s}
+
+
 def make_gan(hp: GanHParams, *, dim: int, macro_dim: int, window: int):
     """Returns (init, train_step, generate), pure functions over `GanState`.
 
@@ -156,48 +197,10 @@ def make_gan(hp: GanHParams, *, dim: int, macro_dim: int, window: int):
                 g[name] = net.init(k, x0 if name in ("emb", "gen") else jnp.zeros((1, window, hp.hidden)), c0)
         return GanState(g, dp, tx_g.init(g), tx_d.init(dp), jnp.zeros((), jnp.int32))
 
-    def fake(g, x, c, key):
-        """-> (x_hat window [B, 2H, D] with history copied, latent H^ or None, latent E^ or None)."""
-        z = generator_input(x, key, half=half)
-        if hp.lite:
-            return assemble_window(x, nets["gen"].apply(g["gen"], z, c), half=half), None, None
-        e_hat = nets["gen"].apply(g["gen"], z, c)
-        h_hat = nets["sup"].apply(g["sup"], e_hat, c)
-        x_hat = nets["rec"].apply(g["rec"], h_hat, c)
-        return assemble_window(x, x_hat, half=half), h_hat, e_hat
-
-    def losses(g, dp, x, c, key, step):
-        """Total = L_E + L_G (gradients reach only E/R resp. G/S, and D's parameters are frozen inside L_G)
-        plus L_D (generated inputs frozen): one backward pass gives every network its own gradient."""
-        sg = jax.lax.stop_gradient
-        dfz = sg(dp)
-        disc = lambda p, h: nets["disc"].apply(p, h, c)
-        if hp.lite:
-            xf, _, _ = fake(g, x, c, key)
-            lg = gan_generator_loss(disc(dfz, xf), xf[:, half:], x[:, half:], gamma=hp.gamma, w_sup=hp.w_sup,
-                                    w_std=hp.w_std)
-            ld = gan_discriminator_loss(disc(dp, x), disc(dp, sg(xf)))
-            return lg + ld, {"g_loss": lg, "d_loss": ld, "e_loss": jnp.zeros(())}
-        frozen = {k: (sg(v) if k in ("emb", "rec") else v) for k, v in g.items()}
-        h = nets["emb"].apply(g["emb"], x, c)
-        x_tilde = nets["rec"].apply(g["rec"], h, c)
-        l_s_e = supervised_loss(h, nets["sup"].apply(sg(g["sup"]), h, c))
-        le = gan_embedder_loss(x, x_tilde, l_s_e)
-        hs = sg(h)
-        l_s = supervised_loss(hs, nets["sup"].apply(g["sup"], hs, c))
-        xf, h_hat, e_hat = fake(frozen, x, c, key)
-        joint = (step >= 2 * hp.stage_steps).astype(jnp.float32)
-        sup_on = (step >= hp.stage_steps).astype(jnp.float32)
-        lg_adv = gan_generator_loss(disc(dfz, h_hat), xf[:, half:], x[:, half:], d_fake_e_logits=disc(dfz, e_hat),
-                                    gamma=hp.gamma, w_sup=0.0, w_std=hp.w_std)
-        lg = joint * lg_adv + sup_on * hp.w_sup * jnp.sqrt(l_s + 1e-12)
-        ld = gan_discriminator_loss(disc(dp, hs), disc(dp, sg(h_hat)), disc(dp, sg(e_hat)), gamma=hp.gamma)
-        return le + lg + joint * ld, {"g_loss": lg, "d_loss": ld * joint, "e_loss": le, "l_s": l_s}
-
     def train_step(state: GanState, x_btd, c_btk, key):
         (_, aux), (gg, gd) = jax.value_and_grad(
-            lambda g, d: losses(g, d, x_btd, c_btk, key, state.step), argnums=(0, 1), has_aux=True)(
-            state.g_params, state.d_params)
+            lambda g, d: _gan_losses(nets, hp, half, g, d, x_btd, c_btk, key, state.step), argnums=(0, 1),
+            has_aux=True)(state.g_params, state.d_params)
         ld = aux["d_loss"]
         ug, g_opt = tx_g.update(gg, state.g_opt, state.g_params)
         g_params = optax.apply_updates(state.g_params, ug)
@@ -213,7 +216,7 @@ def make_gan(hp: GanHParams, *, dim: int, macro_dim: int, window: int):
         x = x_hist_btd
         if x.shape[1] == half:
             x = jnp.concatenate([x, jnp.zeros_like(x)], 1)
-        return fake(g_params, x, c_btk, key)[0]
+        return _fake(nets, hp, half, g_params, x, c_btk, key)[0]
 
     return init, train_step, generate
 

@@ -22,7 +22,7 @@ arms share one compilation.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -162,6 +162,187 @@ class TraderState(NamedTuple):
     key: jax.Array
 
 
+def _trader_learn(nets, tx, hp: TraderHParams, st: TraderState, flags: ArmFlags, key):
+    """One update of the best response Q (DQN on the replay buffer), the belief net (pinball) and the
+    average policy Q-bar (distillation or cross-entropy on the reservoir) -> (state, [3] losses)."""
+    qnet, qbn_net = nets
+    W = hp.window
+    k1, k2 = jax.random.split(key)
+    idx = jax.random.randint(k1, (hp.batch_size,), 0, jnp.maximum(st.buf_size, 1))
+    bt = jax.tree_util.tree_map(lambda a: a[idx], st.buf)
+    y = dqn_targets(bt["r"], jnp.full_like(bt["r"], hp.gamma), qnet.apply(st.q_target, bt["obs2"], bt["b2"], flags.qbn),
+                    qnet.apply(st.q, bt["obs2"], bt["b2"], flags.qbn))
+    lq, gq = jax.value_and_grad(lambda p: dqn_loss(qnet.apply(p, bt["obs"], bt["b"], flags.qbn), bt["a"], y))(st.q)
+    uq, q_opt = tx.update(gq, st.q_opt, st.q)
+    ow = bt["obs"][:, :-1].reshape(-1, W, NUM_FEATS)
+    lb, gb = jax.value_and_grad(lambda p: belief_lib.pinball_loss(qbn_net.apply(p, ow[:, :-1]), ma5(ow)))(st.qbn)
+    ub, qbn_opt = tx.update(gb, st.qbn_opt, st.qbn)
+    rb = nfsp_lib.reservoir_sample(st.res, k2, hp.batch_size)
+    q_teacher = jax.lax.stop_gradient(qnet.apply(st.q, rb["obs"], rb["b"], flags.qbn))
+
+    def avg_loss(p):
+        out = qnet.apply(p, rb["obs"], rb["b"], flags.qbn)
+        if hp.avg_loss == "distill":
+            return jnp.mean((out - q_teacher) ** 2)
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, rb["a"]))
+    la, ga = jax.value_and_grad(avg_loss)(st.qbar)
+    has_res = (nfsp_lib.reservoir_size(st.res) > 0).astype(jnp.float32)
+    ga = jax.tree_util.tree_map(lambda g: g * has_res, ga)
+    ua, qbar_opt = tx.update(ga, st.qbar_opt, st.qbar)
+    st = st._replace(q=optax.apply_updates(st.q, uq), q_opt=q_opt, qbn=optax.apply_updates(st.qbn, ub),
+                     qbn_opt=qbn_opt, qbar=optax.apply_updates(st.qbar, ua), qbar_opt=qbar_opt)
+    return st, jnp.stack([lq, lb, la])
+
+
+def _adversary_update(adv_net, tx_adv, hp: TraderHParams, st: TraderState, flags: ArmFlags):
+    """REINFORCE step of the macro adversary on the last adv_every iterations' log -> (state, loss)."""
+    P, K = hp.adv_every, st.adv_log["m"].shape[-1]
+    E = st.adv_log["r"].shape[1]
+    lg = st.adv_log
+    ret = adv_lib.discounted_returns(lg["r"].T, gamma=hp.gamma)            # [E, P]
+
+    def loss(p):
+        mean, std = adv_net.apply(p, lg["m"].reshape(-1, K))
+        logp = adv_lib.gaussian_log_prob(lg["u"].reshape(-1, K), mean, std).reshape(P, E)
+        return adv_lib.adversary_reinforce_loss(logp.reshape(-1), ret.T.reshape(-1), mask_n=lg["mask"].reshape(-1),
+                                                zero_sum=hp.zero_sum)
+    l, g = jax.value_and_grad(loss)(st.adv)
+    g = jax.tree_util.tree_map(lambda x: x * flags.adv * flags.aug, g)
+    u, o = tx_adv.update(g, st.adv_opt, st.adv)
+    return st._replace(adv=optax.apply_updates(st.adv, u), adv_opt=o), l
+
+
+def _generated_obs(generate, g_params, data: TraderData, env_s, env_t, delta_ek, keys, W: int):
+    """The GAN's generated next W bars of each env's asset under macro + delta: the 2W window ending at
+    env_t (W real steps as history), macro shifted by delta_ek [E, K]. -> [E, W, NUM_FEATS]."""
+    xs = data.feats.reshape(data.feats.shape[0], -1)
+
+    def gen_one(s, t, d, k):
+        x = jax.lax.dynamic_slice_in_dim(xs, t - 2 * W + 1, 2 * W, 0)
+        c = jax.lax.dynamic_slice_in_dim(data.macro, t - 2 * W + 1, 2 * W, 0) + d
+        out = generate(g_params, x[None], c[None], k)[0, W:]                          # [W, S*F]
+        return jax.lax.dynamic_slice_in_dim(out, s * NUM_FEATS, NUM_FEATS, 1)
+    return jax.vmap(gen_one)(env_s, env_t, delta_ek, keys)
+
+
+def _store_transitions(st: TraderState, hp: TraderHParams, tr: dict, *, keep, key):
+    """Writes the E transitions `tr` (obs, b, a, r, obs2, b2; leading axis E) into the replay ring at st.ptr
+    and the best-response ones (`keep` [E]) into the reservoir -> (buffer, reservoir)."""
+    upd = lambda buf, v: jax.lax.dynamic_update_slice_in_dim(buf, v, st.ptr, 0)
+    buf = {k: upd(st.buf[k], tr[k]) for k in st.buf}
+
+    def add(res, inp):
+        item, k, v = inp
+        return nfsp_lib.reservoir_add(res, item, k, valid=v), None
+    n = tr["a"].shape[0]
+    res, _ = jax.lax.scan(add, st.res, ({"obs": tr["obs"], "b": tr["b"], "a": tr["a"]}, jax.random.split(key, n), keep))
+    return buf, res
+
+
+def _trader_init(nets, adv_net, tx, tx_adv, hp: TraderHParams, key, *, macro_dim: int, num_assets: int,
+                 t_range: tuple) -> TraderState:
+    """Fresh networks and optimiser states, empty replay ring and reservoir, E envs at random (asset, day)."""
+    qnet, qbn_net = nets
+    W, E, K, S, P = hp.window, hp.num_envs, macro_dim, num_assets, hp.adv_every
+    D = W * NUM_FEATS + 1
+    t_min, t_max = t_range
+    k = jax.random.split(key, 6)
+    q = qnet.init(k[0], jnp.zeros((1, D)), jnp.zeros((1,), jnp.int32), 1.0)
+    qbar = qnet.init(k[1], jnp.zeros((1, D)), jnp.zeros((1,), jnp.int32), 1.0)
+    qbn = qbn_net.init(k[2], jnp.zeros((1, W - 1, NUM_FEATS)))
+    adv = adv_net.init(k[3], jnp.zeros((1, K)))
+    N = hp.buffer_size
+    buf = {"obs": jnp.zeros((N, D)), "b": jnp.zeros((N,), jnp.int32), "a": jnp.zeros((N,), jnp.int32),
+           "r": jnp.zeros((N,)), "obs2": jnp.zeros((N, D)), "b2": jnp.zeros((N,), jnp.int32)}
+    res = nfsp_lib.reservoir_init(hp.reservoir_size, {"obs": jnp.zeros((D,)), "b": jnp.zeros((), jnp.int32),
+                                                      "a": jnp.zeros((), jnp.int32)})
+    ks, kt = jax.random.split(k[4])
+    log = {"m": jnp.zeros((P, E, K)), "u": jnp.zeros((P, E, K)), "r": jnp.zeros((P, E)),
+           "mask": jnp.zeros((P, E))}
+    return TraderState(q, q, tx.init(q), qbar, tx.init(qbar), qbn, tx.init(qbn), adv, tx_adv.init(adv),
+                       buf, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), res,
+                       jax.random.randint(ks, (E,), 0, S), jax.random.randint(kt, (E,), t_min, t_max),
+                       jnp.zeros((E,)), jnp.zeros((E,), jnp.int32), jnp.zeros((E, K)), log,
+                       jnp.zeros((), jnp.int32), k[5])
+
+
+class _TraderCtx(NamedTuple):
+    """What one trader iteration needs besides its state: networks, optimisers, the GAN sampler, sizes."""
+    qnet: Any
+    qbn_net: Any
+    adv_net: Any
+    tx: Any
+    tx_adv: Any
+    hp: TraderHParams
+    generate: Callable
+    num_assets: int
+    t_range: tuple
+
+
+def _beliefs(qbn_net, qbn_p, obs_bwf):
+    q = qbn_net.apply(qbn_p, obs_bwf[:, :-1])
+    return belief_lib.belief_bucket(q, ma5(obs_bwf))
+
+
+def _policy_q(qnet, st, flags, obs_bwf, pos_b, b):
+    x = flat_obs(obs_bwf, pos_b)
+    return qnet.apply(st.q, x, b, flags.qbn), qnet.apply(st.qbar, x, b, flags.qbn)
+
+
+def _trader_iter(ctx: _TraderCtx, st: TraderState, flags: ArmFlags, data: TraderData, g_params):
+    """One iteration of the E envs: adversary block sample, optional generated observation, NFSP action,
+    env step, replay/reservoir writes, episode resets, then the scheduled updates -> (state, metrics)."""
+    hp = ctx.hp
+    W, E, S, P = hp.window, hp.num_envs, ctx.num_assets, hp.adv_every
+    key, k_eps, k_act, k_br, k_aug, k_gen, k_adv, k_res, k_learn, k_reset = jax.random.split(st.key, 10)
+    obs = jax.vmap(obs_window, in_axes=(None, 0, 0, None))(data.feats, st.env_s, st.env_t, W)   # [E, W, F]
+    # adversary: new pre-squash sample at the start of every block
+    m_t = data.macro[st.env_t]                                                          # [E, K]
+    mean, std = ctx.adv_net.apply(st.adv, m_t)
+    u_new = mean + std * jax.random.normal(k_adv, mean.shape)
+    u = jnp.where((st.env_k % hp.adv_block == 0)[:, None], u_new, st.adv_u)
+    delta = flags.adv * adv_lib.project_delta(u, eps=hp.adv_eps)
+    gen = _generated_obs(ctx.generate, g_params, data, st.env_s, st.env_t, delta, jax.random.split(k_gen, E), W)
+    eps = epsilon_schedule(st.step, end=hp.eps_end, decay_steps=hp.eps_decay_iters)
+    br = (jax.random.uniform(k_br, (E,)) < hp.eta) | (flags.nfsp < 0.5)
+    explore = br & (jax.random.uniform(k_eps, (E,)) < eps)
+    aug = (~explore) & (jax.random.uniform(k_aug, (E,)) < hp.aug_rate * flags.aug)
+    obs = jnp.where(aug[:, None, None], gen, obs)
+    b = _beliefs(ctx.qbn_net, st.qbn, obs)
+    q, qbar = _policy_q(ctx.qnet, st, flags, obs, st.env_pos, b)
+    greedy = jnp.where(br, jnp.argmax(q, -1), jnp.argmax(qbar, -1))
+    act = jnp.where(explore, jax.random.randint(k_act, (E,), 0, 3), greedy).astype(jnp.int32)
+    es = env_lib.EnvState(st.env_t, st.env_pos, jnp.ones((E,)))
+    close_e = data.close[:, st.env_s].T                                                 # [E, T]
+    es2, rew = jax.vmap(lambda s, a, p: env_lib.step(s, a, p, cost=hp.cost, mode=hp.cost_mode))(es, act, close_e)
+    obs2 = jax.vmap(obs_window, in_axes=(None, 0, 0, None))(data.feats, st.env_s, es2.t, W)
+    b2 = _beliefs(ctx.qbn_net, st.qbn, obs2)
+    x, x2 = flat_obs(obs, st.env_pos), flat_obs(obs2, es2.pos)
+    ptr = st.ptr
+    buf, res = _store_transitions(st, hp, {"obs": x, "b": b, "a": act, "r": hp.reward_scale * rew, "obs2": x2,
+                                           "b2": b2}, keep=br & ~explore, key=k_res)
+    j = st.step % P
+    log = {"m": st.adv_log["m"].at[j].set(m_t), "u": st.adv_log["u"].at[j].set(u),
+           "r": st.adv_log["r"].at[j].set(hp.reward_scale * rew), "mask": st.adv_log["mask"].at[j].set(aug)}
+    k_next = st.env_k + 1
+    done = k_next >= hp.episode_len
+    ks, kt = jax.random.split(k_reset)
+    new_s = jax.random.randint(ks, (E,), 0, S)
+    new_t = jax.random.randint(kt, (E,), *ctx.t_range)
+    st = st._replace(buf=buf, ptr=(ptr + E) % hp.buffer_size, buf_size=jnp.minimum(st.buf_size + E, hp.buffer_size),
+                     res=res, env_s=jnp.where(done, new_s, st.env_s), env_t=jnp.where(done, new_t, es2.t),
+                     env_pos=jnp.where(done, 0.0, es2.pos), env_k=jnp.where(done, 0, k_next), adv_u=u,
+                     adv_log=log, step=st.step + 1, key=key)
+    do_learn = (st.buf_size >= hp.learning_starts) & (st.step % hp.train_every == 0)
+    st, losses = jax.lax.cond(do_learn, lambda s: _trader_learn((ctx.qnet, ctx.qbn_net), ctx.tx, hp, s, flags, k_learn), lambda s: (s, jnp.zeros(3)), st)
+    st = st._replace(q_target=jax.tree_util.tree_map(lambda t, p: jnp.where(st.step % hp.target_every == 0, p, t),
+                                                     st.q_target, st.q))
+    st, la = jax.lax.cond(st.step % P == 0, lambda s: _adversary_update(ctx.adv_net, ctx.tx_adv, hp, s, flags), lambda s: (s, jnp.zeros(())), st)
+    metrics = {"q_loss": losses[0], "qbn_loss": losses[1], "avg_loss": losses[2], "adv_loss": la,
+               "reward": jnp.mean(rew), "aug_frac": jnp.mean(aug), "delta_abs": jnp.mean(jnp.abs(delta))}
+    return st, metrics
+
+
 def make_trader(hp: TraderHParams, *, num_assets: int, macro_dim: int, train_range: tuple, generate):
     """Pure (init, train_chunk, act_eval) for the NFSP + QBN + adversary trader.
 
@@ -183,155 +364,25 @@ def make_trader(hp: TraderHParams, *, num_assets: int, macro_dim: int, train_ran
     if t_max <= t_min:
         raise ValueError(f"train_range: expected room for episodes of {hp.episode_len} steps after a 2W={2 * W} "
                          f"warm-up inside {train_range}")
-    D = W * NUM_FEATS + 1
     qnet, qbn_net = TraderQNet(hp.hidden), belief_lib.QuantileBeliefNet(hp.qbn_hidden)
+    nets = (qnet, qbn_net)
     adv_net = adv_lib.AdversaryPolicy()
     tx, tx_adv = optax.adam(hp.lr), optax.adam(hp.adv_lr)
-    P = hp.adv_every
 
     def init(key):
-        k = jax.random.split(key, 6)
-        q = qnet.init(k[0], jnp.zeros((1, D)), jnp.zeros((1,), jnp.int32), 1.0)
-        qbar = qnet.init(k[1], jnp.zeros((1, D)), jnp.zeros((1,), jnp.int32), 1.0)
-        qbn = qbn_net.init(k[2], jnp.zeros((1, W - 1, NUM_FEATS)))
-        adv = adv_net.init(k[3], jnp.zeros((1, K)))
-        N = hp.buffer_size
-        buf = {"obs": jnp.zeros((N, D)), "b": jnp.zeros((N,), jnp.int32), "a": jnp.zeros((N,), jnp.int32),
-               "r": jnp.zeros((N,)), "obs2": jnp.zeros((N, D)), "b2": jnp.zeros((N,), jnp.int32)}
-        res = nfsp_lib.reservoir_init(hp.reservoir_size, {"obs": jnp.zeros((D,)), "b": jnp.zeros((), jnp.int32),
-                                                          "a": jnp.zeros((), jnp.int32)})
-        ks, kt = jax.random.split(k[4])
-        log = {"m": jnp.zeros((P, E, K)), "u": jnp.zeros((P, E, K)), "r": jnp.zeros((P, E)),
-               "mask": jnp.zeros((P, E))}
-        return TraderState(q, q, tx.init(q), qbar, tx.init(qbar), qbn, tx.init(qbn), adv, tx_adv.init(adv),
-                           buf, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), res,
-                           jax.random.randint(ks, (E,), 0, S), jax.random.randint(kt, (E,), t_min, t_max),
-                           jnp.zeros((E,)), jnp.zeros((E,), jnp.int32), jnp.zeros((E, K)), log,
-                           jnp.zeros((), jnp.int32), k[5])
+        return _trader_init(nets, adv_net, tx, tx_adv, hp, key, macro_dim=K, num_assets=S, t_range=(t_min, t_max))
 
-    def beliefs(qbn_p, obs_bwf):
-        q = qbn_net.apply(qbn_p, obs_bwf[:, :-1])
-        return belief_lib.belief_bucket(q, ma5(obs_bwf))
-
-    def policy_q(st, flags, obs_bwf, pos_b, b):
-        x = flat_obs(obs_bwf, pos_b)
-        return qnet.apply(st.q, x, b, flags.qbn), qnet.apply(st.qbar, x, b, flags.qbn)
-
-    def learn(st, flags, key):
-        k1, k2 = jax.random.split(key)
-        idx = jax.random.randint(k1, (hp.batch_size,), 0, jnp.maximum(st.buf_size, 1))
-        bt = jax.tree_util.tree_map(lambda a: a[idx], st.buf)
-        y = dqn_targets(bt["r"], jnp.full_like(bt["r"], hp.gamma), qnet.apply(st.q_target, bt["obs2"], bt["b2"], flags.qbn),
-                        qnet.apply(st.q, bt["obs2"], bt["b2"], flags.qbn))
-        lq, gq = jax.value_and_grad(lambda p: dqn_loss(qnet.apply(p, bt["obs"], bt["b"], flags.qbn), bt["a"], y))(st.q)
-        uq, q_opt = tx.update(gq, st.q_opt, st.q)
-        ow = bt["obs"][:, :-1].reshape(-1, W, NUM_FEATS)
-        lb, gb = jax.value_and_grad(lambda p: belief_lib.pinball_loss(qbn_net.apply(p, ow[:, :-1]), ma5(ow)))(st.qbn)
-        ub, qbn_opt = tx.update(gb, st.qbn_opt, st.qbn)
-        rb = nfsp_lib.reservoir_sample(st.res, k2, hp.batch_size)
-        q_teacher = jax.lax.stop_gradient(qnet.apply(st.q, rb["obs"], rb["b"], flags.qbn))
-
-        def avg_loss(p):
-            out = qnet.apply(p, rb["obs"], rb["b"], flags.qbn)
-            if hp.avg_loss == "distill":
-                return jnp.mean((out - q_teacher) ** 2)
-            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, rb["a"]))
-        la, ga = jax.value_and_grad(avg_loss)(st.qbar)
-        has_res = (nfsp_lib.reservoir_size(st.res) > 0).astype(jnp.float32)
-        ga = jax.tree_util.tree_map(lambda g: g * has_res, ga)
-        ua, qbar_opt = tx.update(ga, st.qbar_opt, st.qbar)
-        st = st._replace(q=optax.apply_updates(st.q, uq), q_opt=q_opt, qbn=optax.apply_updates(st.qbn, ub),
-                         qbn_opt=qbn_opt, qbar=optax.apply_updates(st.qbar, ua), qbar_opt=qbar_opt)
-        return st, jnp.stack([lq, lb, la])
-
-    def adv_update(st, flags):
-        lg = st.adv_log
-        ret = adv_lib.discounted_returns(lg["r"].T, gamma=hp.gamma)            # [E, P]
-
-        def loss(p):
-            mean, std = adv_net.apply(p, lg["m"].reshape(-1, K))
-            logp = adv_lib.gaussian_log_prob(lg["u"].reshape(-1, K), mean, std).reshape(P, E)
-            return adv_lib.adversary_reinforce_loss(logp.reshape(-1), ret.T.reshape(-1), mask_n=lg["mask"].reshape(-1),
-                                                    zero_sum=hp.zero_sum)
-        l, g = jax.value_and_grad(loss)(st.adv)
-        g = jax.tree_util.tree_map(lambda x: x * flags.adv * flags.aug, g)
-        u, o = tx_adv.update(g, st.adv_opt, st.adv)
-        return st._replace(adv=optax.apply_updates(st.adv, u), adv_opt=o), l
-
-    def one_iter(st: TraderState, flags: ArmFlags, data: TraderData, g_params):
-        key, k_eps, k_act, k_br, k_aug, k_gen, k_adv, k_res, k_learn, k_reset = jax.random.split(st.key, 10)
-        T = data.feats.shape[0]
-        obs = jax.vmap(obs_window, in_axes=(None, 0, 0, None))(data.feats, st.env_s, st.env_t, W)   # [E, W, F]
-        # adversary: new pre-squash sample at the start of every block
-        m_t = data.macro[st.env_t]                                                          # [E, K]
-        mean, std = adv_net.apply(st.adv, m_t)
-        u_new = mean + std * jax.random.normal(k_adv, mean.shape)
-        u = jnp.where((st.env_k % hp.adv_block == 0)[:, None], u_new, st.adv_u)
-        delta = flags.adv * adv_lib.project_delta(u, eps=hp.adv_eps)
-        # generated observation of the env's asset under macro + delta
-        xs = data.feats.reshape(T, -1)
-
-        def gen_one(s, t, d, k):
-            x = jax.lax.dynamic_slice_in_dim(xs, t - 2 * W + 1, 2 * W, 0)
-            c = jax.lax.dynamic_slice_in_dim(data.macro, t - 2 * W + 1, 2 * W, 0) + d
-            out = generate(g_params, x[None], c[None], k)[0, W:]                          # [W, S*F]
-            return jax.lax.dynamic_slice_in_dim(out, s * NUM_FEATS, NUM_FEATS, 1)
-        gen = jax.vmap(gen_one)(st.env_s, st.env_t, delta, jax.random.split(k_gen, E))
-        eps = epsilon_schedule(st.step, end=hp.eps_end, decay_steps=hp.eps_decay_iters)
-        br = (jax.random.uniform(k_br, (E,)) < hp.eta) | (flags.nfsp < 0.5)
-        explore = br & (jax.random.uniform(k_eps, (E,)) < eps)
-        aug = (~explore) & (jax.random.uniform(k_aug, (E,)) < hp.aug_rate * flags.aug)
-        obs = jnp.where(aug[:, None, None], gen, obs)
-        b = beliefs(st.qbn, obs)
-        q, qbar = policy_q(st, flags, obs, st.env_pos, b)
-        greedy = jnp.where(br, jnp.argmax(q, -1), jnp.argmax(qbar, -1))
-        act = jnp.where(explore, jax.random.randint(k_act, (E,), 0, 3), greedy).astype(jnp.int32)
-        es = env_lib.EnvState(st.env_t, st.env_pos, jnp.ones((E,)))
-        close_e = data.close[:, st.env_s].T                                                 # [E, T]
-        es2, rew = jax.vmap(lambda s, a, p: env_lib.step(s, a, p, cost=hp.cost, mode=hp.cost_mode))(es, act, close_e)
-        obs2 = jax.vmap(obs_window, in_axes=(None, 0, 0, None))(data.feats, st.env_s, es2.t, W)
-        b2 = beliefs(st.qbn, obs2)
-        x, x2 = flat_obs(obs, st.env_pos), flat_obs(obs2, es2.pos)
-        ptr = st.ptr
-        upd = lambda buf, v: jax.lax.dynamic_update_slice_in_dim(buf, v, ptr, 0)
-        buf = {"obs": upd(st.buf["obs"], x), "b": upd(st.buf["b"], b), "a": upd(st.buf["a"], act),
-               "r": upd(st.buf["r"], hp.reward_scale * rew), "obs2": upd(st.buf["obs2"], x2), "b2": upd(st.buf["b2"], b2)}
-        keep = br & ~explore
-
-        def add(res, inp):
-            item, k, v = inp
-            return nfsp_lib.reservoir_add(res, item, k, valid=v), None
-        res, _ = jax.lax.scan(add, st.res, ({"obs": x, "b": b, "a": act}, jax.random.split(k_res, E), keep))
-        j = st.step % P
-        log = {"m": st.adv_log["m"].at[j].set(m_t), "u": st.adv_log["u"].at[j].set(u),
-               "r": st.adv_log["r"].at[j].set(hp.reward_scale * rew), "mask": st.adv_log["mask"].at[j].set(aug)}
-        k_next = st.env_k + 1
-        done = k_next >= hp.episode_len
-        ks, kt = jax.random.split(k_reset)
-        new_s = jax.random.randint(ks, (E,), 0, S)
-        new_t = jax.random.randint(kt, (E,), t_min, t_max)
-        st = st._replace(buf=buf, ptr=(ptr + E) % hp.buffer_size, buf_size=jnp.minimum(st.buf_size + E, hp.buffer_size),
-                         res=res, env_s=jnp.where(done, new_s, st.env_s), env_t=jnp.where(done, new_t, es2.t),
-                         env_pos=jnp.where(done, 0.0, es2.pos), env_k=jnp.where(done, 0, k_next), adv_u=u,
-                         adv_log=log, step=st.step + 1, key=key)
-        do_learn = (st.buf_size >= hp.learning_starts) & (st.step % hp.train_every == 0)
-        st, losses = jax.lax.cond(do_learn, lambda s: learn(s, flags, k_learn), lambda s: (s, jnp.zeros(3)), st)
-        st = st._replace(q_target=jax.tree_util.tree_map(lambda t, p: jnp.where(st.step % hp.target_every == 0, p, t),
-                                                         st.q_target, st.q))
-        st, la = jax.lax.cond(st.step % P == 0, lambda s: adv_update(s, flags), lambda s: (s, jnp.zeros(())), st)
-        metrics = {"q_loss": losses[0], "qbn_loss": losses[1], "avg_loss": losses[2], "adv_loss": la,
-                   "reward": jnp.mean(rew), "aug_frac": jnp.mean(aug), "delta_abs": jnp.mean(jnp.abs(delta))}
-        return st, metrics
+    ctx = _TraderCtx(qnet, qbn_net, adv_net, tx, tx_adv, hp, generate, S, (t_min, t_max))
 
     def train_chunk(st, flags, data, g_params, iters: int):
         def body(s, _):
-            return one_iter(s, flags, data, g_params)
+            return _trader_iter(ctx, s, flags, data, g_params)
         st, m = jax.lax.scan(body, st, None, length=iters)
         return st, jax.tree_util.tree_map(jnp.mean, m)
 
     def act_eval(st, flags, obs_bwf, pos_b):
-        b = beliefs(st.qbn, obs_bwf)
-        q, qbar = policy_q(st, flags, obs_bwf, pos_b, b)
+        b = _beliefs(qbn_net, st.qbn, obs_bwf)
+        q, qbar = _policy_q(qnet, st, flags, obs_bwf, pos_b, b)
         return jnp.where(flags.nfsp > 0.5, jnp.argmax(qbar, -1), jnp.argmax(q, -1))
 
     return init, train_chunk, act_eval

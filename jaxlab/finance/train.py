@@ -255,6 +255,97 @@ class TrainHParams(NamedTuple):
         return cls(**{k: type(d)(get(k)) for k, d in cls._field_defaults.items()})
 
 
+def _predict_all(predict, theta, x, stats, chunk=2048) -> np.ndarray:
+    """predict(theta, x [chunk, ...], stats) over x in fixed-size (padded) chunks, so the compiled predict is
+    reused for every split and data set -> [len(x), ...]."""
+    out = []
+    for i in range(0, len(x), chunk):
+        xb = x[i:i + chunk]
+        n = len(xb)
+        if n < chunk:
+            xb = np.concatenate([xb, np.repeat(xb[-1:], chunk - n, 0)])
+        out.append(np.asarray(predict(theta, jnp.asarray(xb), stats))[:n])
+    return np.concatenate(out)
+
+
+def evaluate_fold(predict_x, prepared: Prepared, *, test: bool = True) -> dict:
+    """Validation MSE of predict_x(x) -> predictions, and (test=True) the test metrics: MSE, MAE, and with
+    >= 2 assets the (rank) information coefficient, ICIR and the top-5 long-short Sharpe / drawdown. The
+    training loop scores only validation per epoch and the test split once, for the best-validation params."""
+    S = prepared.num_assets
+    pv = predict_x(prepared.x_va)
+    if not test:
+        return {"val_mse": float(np.mean((pv - prepared.y_va) ** 2))}
+    pt = predict_x(prepared.x_te)
+    yt = prepared.y_te
+    pd, yd = pt.reshape(-1, S), yt.reshape(-1, S)
+    out = {"val_mse": float(np.mean((pv - prepared.y_va) ** 2)),
+           "test_mse": float(np.mean((pt - yt) ** 2)), "test_mae": float(np.mean(np.abs(pt - yt)))}
+    if S >= 2:
+        ic = fin_metrics.information_coefficient(jnp.asarray(pd), jnp.asarray(yd))
+        ric = fin_metrics.rank_information_coefficient(jnp.asarray(pd), jnp.asarray(yd))
+        out["ic"], out["icir"] = (float(v) for v in fin_metrics.ic_summary(ic))
+        out["rank_ic"] = float(jnp.mean(ric))
+        ls = fin_metrics.long_short_returns(jnp.asarray(pd), jnp.asarray(yd), top_k=5, cost=1e-3)
+        out["ls_sharpe"] = float(fin_metrics.sharpe_ratio(ls))
+        out["ls_mdd"] = float(fin_metrics.max_drawdown(fin_metrics.equity_curve(ls)))
+    return out
+
+
+def _epoch_alpha(method: str, epoch: int, config: TrainHParams, reward: float) -> float:
+    """The augmentation rate of an epoch: 0 (original), the scheduler's (ours), or the fixed rate."""
+    if method == "original":
+        return 0.0
+    if method == "ours":
+        return planner_lib.scheduler_alpha(epoch, tau=config.tau, reward=reward)
+    return config.fixed_alpha
+
+
+def _monitor_record(plan, augment, prepared: Prepared, state, code: int, mon_idx, rng, key) -> dict:
+    """Quality of the current planner's augmentations of the monitor rows against validation rows."""
+    from jaxlab.finance.monitor import quality_report
+    xm = prepared.x_tr[mon_idx]
+    pm, qm, lm, _ = plan(state.theta, state.phi, xm, jax.random.fold_in(key, 7), code, 1.0)
+    xa, _, _ = augment(xm, prepared.y_tr[mon_idx], prepared.asset_tr[mon_idx], prepared.day_tr[mon_idx], qm, lm,
+                       jnp.ones(len(mon_idx), bool), jax.random.fold_in(key, 8))
+    vm = prepared.x_va[rng.choice(len(prepared.x_va), min(256, len(prepared.x_va)), replace=False)]
+    rec = quality_report(np.asarray(xa), xm, vm, jax.random.fold_in(key, 9))
+    rec["p_mean"] = [float(v) for v in np.asarray(pm).mean(0)]
+    return rec
+
+
+def _epoch_steps(plan, augment, update, prepared: Prepared, config: TrainHParams, state, key, rng, *, t: int,
+                 epoch: int, steps: int, method: str, code: int, alpha: float, hyper_on: bool, log):
+    """One epoch of `steps` minibatches (a host loop: plan -> augment -> provenance record -> update).
+    Returns (state, key, t, per-step losses, hypergradient norms of the steps that took one)."""
+    B, N = config.batch_size, len(prepared.x_tr)
+    xv_all, yv_all = prepared.x_va, prepared.y_va
+    perm = rng.permutation(N)
+    losses, gnorms = [], []
+    for s in range(steps):
+        idx = perm[s * B:(s + 1) * B]
+        vidx = rng.choice(len(xv_all), min(config.val_batch, len(xv_all)), replace=False)
+        key, k_plan, k_aug, k_hyp = jax.random.split(key, 4)
+        x, y = prepared.x_tr[idx], prepared.y_tr[idx]
+        a, d = prepared.asset_tr[idx], prepared.day_tr[idx]
+        p, q, lam_q, mask = plan(state.theta, state.phi, x, k_plan, code, alpha)
+        if code > 0:
+            x_t, y_t, b = augment(x, y, a, d, q, lam_q, mask, k_aug)
+        else:
+            x_t, y_t, b = jnp.asarray(x), jnp.asarray(y), -jnp.ones(len(idx), jnp.int32)
+        if log is not None:
+            log.write(prov.make_record(step=t, epoch=epoch, key=k_aug, alpha=alpha, p_bq=p, idx_b=idx,
+                                       q_b=q, lam_b=lam_q, mask_b=mask, b_b=b, phi=state.phi,
+                                       x_t=x_t, y_t=y_t, method=method))
+        do_hyper = bool(hyper_on and t % config.freq == 0)
+        state, loss, gn = update(state, x_t, y_t, x, y, a, d, xv_all[vidx], yv_all[vidx], k_hyp, do_hyper)
+        losses.append(float(loss))
+        if do_hyper:
+            gnorms.append(float(gn))
+        t += 1
+    return state, key, t, losses, gnorms
+
+
 def make_train(config: TrainHParams, prepared: Prepared):
     """`train(key, method, log_path=None, monitor=False)` for one fold (`prepared`).
 
@@ -277,40 +368,14 @@ def make_train(config: TrainHParams, prepared: Prepared):
         return fns["update"](state, x_t, y_t, x, y, asset, px[day], py[day], xv, yv, key, do_hyper, stats)
 
     def predict_all(theta, x, chunk=2048):
-        """Fixed-size (padded) chunks, so the compiled predict is reused for every split and data set."""
-        out = []
-        for i in range(0, len(x), chunk):
-            xb = x[i:i + chunk]
-            n = len(xb)
-            if n < chunk:
-                xb = np.concatenate([xb, np.repeat(xb[-1:], chunk - n, 0)])
-            out.append(np.asarray(fns["predict"](theta, jnp.asarray(xb), stats))[:n])
-        return np.concatenate(out)
+        return _predict_all(fns["predict"], theta, x, stats, chunk=chunk)
 
     def init(key):
         return fns["init"](key, jnp.asarray(prepared.x_tr[:2]), stats)
 
     def evaluate(theta, test=True):
-        """Validation MSE, and (test=True) the test metrics. The training loop scores only validation per
-        epoch and the test split once, for the best-validation parameters."""
-        S = prepared.num_assets
-        pv = predict_all(theta, prepared.x_va)
-        if not test:
-            return {"val_mse": float(np.mean((pv - prepared.y_va) ** 2))}
-        pt = predict_all(theta, prepared.x_te)
-        yt = prepared.y_te
-        pd, yd = pt.reshape(-1, S), yt.reshape(-1, S)
-        out = {"val_mse": float(np.mean((pv - prepared.y_va) ** 2)),
-               "test_mse": float(np.mean((pt - yt) ** 2)), "test_mae": float(np.mean(np.abs(pt - yt)))}
-        if S >= 2:
-            ic = fin_metrics.information_coefficient(jnp.asarray(pd), jnp.asarray(yd))
-            ric = fin_metrics.rank_information_coefficient(jnp.asarray(pd), jnp.asarray(yd))
-            out["ic"], out["icir"] = (float(v) for v in fin_metrics.ic_summary(ic))
-            out["rank_ic"] = float(jnp.mean(ric))
-            ls = fin_metrics.long_short_returns(jnp.asarray(pd), jnp.asarray(yd), top_k=5, cost=1e-3)
-            out["ls_sharpe"] = float(fin_metrics.sharpe_ratio(ls))
-            out["ls_mdd"] = float(fin_metrics.max_drawdown(fin_metrics.equity_curve(ls)))
-        return out
+        """Validation MSE, and (test=True) the test metrics (`evaluate_fold`)."""
+        return evaluate_fold(lambda x: predict_all(theta, x), prepared, test=test)
 
     def train(key, method="ours", log_path=None, monitor=False, on_epoch=None):
         """Trains one seed. Returns dict(metrics of the best-validation epoch, history, state)."""
@@ -323,43 +388,16 @@ def make_train(config: TrainHParams, prepared: Prepared):
         rng = np.random.default_rng(seed)
         N = len(prepared.x_tr)
         steps = min(config.steps_per_epoch, max(N // B, 1))
-        xv_all, yv_all = prepared.x_va, prepared.y_va
         log = prov.ProvenanceLog(log_path) if log_path else None
         best, best_theta, es, last_es, reward = np.inf, state.theta, 0, 0, 0.1
         history, t = [], 0
         mon_idx = rng.choice(N, min(256, N), replace=False)
         for epoch in range(config.epochs):
-            if method == "original":
-                alpha = 0.0
-            elif method == "ours":
-                alpha = planner_lib.scheduler_alpha(epoch, tau=config.tau, reward=reward)
-            else:
-                alpha = config.fixed_alpha
+            alpha = _epoch_alpha(method, epoch, config, reward)
             hyper_on = code == 3 and epoch >= config.planner_start
-            perm = rng.permutation(N)
-            losses, gnorms = [], []
-            for s in range(steps):
-                idx = perm[s * B:(s + 1) * B]
-                vidx = rng.choice(len(xv_all), min(config.val_batch, len(xv_all)), replace=False)
-                key, k_plan, k_aug, k_hyp = jax.random.split(key, 4)
-                x, y = prepared.x_tr[idx], prepared.y_tr[idx]
-                a, d = prepared.asset_tr[idx], prepared.day_tr[idx]
-                p, q, lam_q, mask = plan(state.theta, state.phi, x, k_plan, code, alpha)
-                if code > 0:
-                    x_t, y_t, b = augment(x, y, a, d, q, lam_q, mask, k_aug)
-                else:
-                    x_t, y_t, b = jnp.asarray(x), jnp.asarray(y), -jnp.ones(len(idx), jnp.int32)
-                if log is not None:
-                    log.write(prov.make_record(step=t, epoch=epoch, key=k_aug, alpha=alpha, p_bq=p, idx_b=idx,
-                                               q_b=q, lam_b=lam_q, mask_b=mask, b_b=b, phi=state.phi,
-                                               x_t=x_t, y_t=y_t, method=method))
-                do_hyper = bool(hyper_on and t % config.freq == 0)
-                state, loss, gn = update(state, x_t, y_t, x, y, a, d, xv_all[vidx], yv_all[vidx], k_hyp,
-                                         do_hyper)
-                losses.append(float(loss))
-                if do_hyper:
-                    gnorms.append(float(gn))
-                t += 1
+            state, key, t, losses, gnorms = _epoch_steps(
+                plan, augment, update, prepared, config, state, key, rng, t=t, epoch=epoch, steps=steps,
+                method=method, code=code, alpha=alpha, hyper_on=hyper_on, log=log)
             ev = evaluate(state.theta, test=False)
             if ev["val_mse"] < best:                  # early stopping, min_delta 0
                 best, best_theta, es = ev["val_mse"], state.theta, 0
@@ -369,15 +407,7 @@ def make_train(config: TrainHParams, prepared: Prepared):
             rec = {"epoch": epoch, "alpha": alpha, "train_loss": float(np.mean(losses)),
                    "hyper_grad_norm": float(np.mean(gnorms)) if gnorms else 0.0, **ev}
             if monitor and code > 0:
-                xm = prepared.x_tr[mon_idx]
-                pm, qm, lm, _ = plan(state.theta, state.phi, xm, jax.random.fold_in(key, 7), code, 1.0)
-                xa, _, _ = augment(xm, prepared.y_tr[mon_idx], prepared.asset_tr[mon_idx],
-                                   prepared.day_tr[mon_idx], qm, lm, jnp.ones(len(mon_idx), bool),
-                                   jax.random.fold_in(key, 8))
-                from jaxlab.finance.monitor import quality_report
-                vm = xv_all[rng.choice(len(xv_all), min(256, len(xv_all)), replace=False)]
-                rec.update(quality_report(np.asarray(xa), xm, vm, jax.random.fold_in(key, 9)))
-                rec["p_mean"] = [float(v) for v in np.asarray(pm).mean(0)]
+                rec.update(_monitor_record(plan, augment, prepared, state, code, mon_idx, rng, key))
             history.append(rec)
             if on_epoch is not None:
                 on_epoch(rec)

@@ -9,8 +9,9 @@ accuracy on a validation set to stop early (config knobs for the RL papers' warm
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -114,6 +115,119 @@ def build_train_problems(config) -> list:
                               digits=dict(d.digits), detail=d.detail)
 
 
+def _sft_data(config, tok, problems, rows) -> tuple[np.ndarray, np.ndarray]:
+    """Token and loss-mask arrays [N, seq_len] of the SFT rows: `rows` ((prompt, completion) pairs) or
+    `problems` (default: generated from `config.data`), never both."""
+    if rows is not None:
+        if problems is not None:
+            raise ValueError("rows: give either rows or problems, not both")
+        return rows_arrays(rows, tok, seq_len=config.data.seq_len)
+    problems = build_train_problems(config) if problems is None else problems
+    return sft_arrays(problems, tok, seq_len=config.data.seq_len, direct_frac=config.data.direct_frac,
+                      seed=config.data.seed)
+
+
+def _resume(ckpt, state, hist: dict, total: int):
+    """The latest checkpoint's (step, state) and the history up to it (older checkpoints lack it). A run
+    that had stopped early before it was killed does not train on. -> (step, state, hist, total)."""
+    step, state = ckpt.restore(state)
+    saved = ckpt.restore_metadata(step).get("history")
+    if saved is not None:
+        hist = {"loss": list(saved["loss"]), "step": list(saved["step"]),
+                "eval": [tuple(e) for e in saved["eval"]], "stopped_early": bool(saved["stopped_early"])}
+        if hist["stopped_early"]:
+            total = step
+    return step, state, hist, total
+
+
+def _evaluate_and_stop(eval_fn, params, step: int, total: int, target_acc: float, hist: dict,
+                       scalars: dict) -> int:
+    """Runs eval_fn(params), records it in hist["eval"] and scalars["val_acc"]; returns the new total
+    (this step once the value reaches target_acc > 0, marking the history as stopped early)."""
+    val = float(eval_fn(params))
+    hist["eval"].append((step, val))
+    scalars["val_acc"] = val
+    if target_acc > 0 and val >= target_acc:
+        hist["stopped_early"] = step < total
+        return step
+    return total
+
+
+class _SFTRun(NamedTuple):
+    """Everything `make_train`'s train(key) needs: the config, the model config, the optimiser, the jitted
+    chunk of SGD steps, the data, the replicated sharding and the optional hooks."""
+    config: Any
+    cfg: LMConfig
+    tx: Any
+    run_chunk: Callable
+    toks_np: np.ndarray
+    mask_np: np.ndarray
+    rep: Any
+    init_params: Any
+    ckpt_dir: Optional[str]
+    eval_fn: Optional[Callable]
+    log_fn: Optional[Callable]
+    progress: bool | str
+
+
+def _train_sft(run: _SFTRun, key):
+    """train(key) of `make_train` -> (params, history)."""
+    key_init, key_data = jax.random.split(key)
+    params = init(key_init, run.cfg) if run.init_params is None else run.init_params
+    state = {"params": params, "opt_state": run.tx.init(params)}
+    step, ckpt = 0, None
+    hist = {"loss": [], "step": [], "eval": [], "stopped_early": False}
+    total, chunk, t = run.config.optim.steps, run.config.train.chunk, run.config.train
+    if run.ckpt_dir is not None:
+        from jaxlab.core.checkpoint import Checkpointer
+        ckpt = Checkpointer(run.ckpt_dir, save_every=chunk, keep=1,
+                            metadata={"config": run.config.to_dict()})
+        if ckpt.latest_step() is not None:
+            step, state, hist, total = _resume(ckpt, state, hist, total)
+    state = jax.device_put(state, run.rep)
+    toks, mask = jax.device_put((jnp.asarray(run.toks_np), jnp.asarray(run.mask_np)), run.rep)
+    t0, steps_run = time.perf_counter(), 0
+    bar = None
+    if run.progress:
+        bar = metrics_lib.Progress(total, desc=run.progress if isinstance(run.progress, str) else "sft")
+        if step:
+            bar.update(min(step, total))
+    try:
+        while step < total:
+            p, o, losses = run.run_chunk(state["params"], state["opt_state"], toks, mask, key_data,
+                                     jnp.int32(step))
+            losses = np.asarray(jax.device_get(losses))
+            check_finite({"loss": losses}, step + 1)
+            check_params_finite(p, step=step + chunk)
+            state = {"params": p, "opt_state": o}
+            step += chunk
+            steps_run += chunk
+            loss = float(losses.mean())
+            hist["loss"].append(loss)
+            hist["step"].append(step)
+            scalars = {"loss": loss}
+            if run.eval_fn is not None and (step % t.eval_every == 0 or step >= total):
+                total = _evaluate_and_stop(run.eval_fn, state["params"], step, total, t.target_acc, hist, scalars)
+            if run.log_fn is not None:
+                run.log_fn(step, **scalars)
+            if ckpt is not None:
+                ckpt.maybe_save(step, state, force=step >= total,
+                                meta={"history": {k: v for k, v in hist.items()}})
+            if bar is not None:
+                if total != bar.total:
+                    bar.total = max(total, 1)
+                bar.update(chunk, **scalars)
+    finally:
+        if bar is not None:
+            bar.close()
+        if ckpt is not None:
+            ckpt.close()
+    dt = time.perf_counter() - t0
+    hist["steps_done"] = step
+    hist["steps_per_s"] = steps_run / dt if steps_run else float("nan")
+    return state["params"], hist
+
+
 def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = None,
                eval_fn: Optional[Callable] = None, log_fn: Optional[Callable] = None,
                problems=None, rows=None, init_params=None, progress: bool | str = True) -> Callable:
@@ -143,19 +257,12 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
     """
     tok = CharTokenizer()
     cfg = model_config(config, tok)
-    if rows is not None:
-        if problems is not None:
-            raise ValueError("rows: give either rows or problems, not both")
-        toks_np, mask_np = rows_arrays(rows, tok, seq_len=config.data.seq_len)
-    else:
-        problems = build_train_problems(config) if problems is None else problems
-        toks_np, mask_np = sft_arrays(problems, tok, seq_len=config.data.seq_len,
-                                      direct_frac=config.data.direct_frac, seed=config.data.seed)
+    toks_np, mask_np = _sft_data(config, tok, problems, rows)
     tx = make_optimizer(config)
     t = config.train
     mesh = sharding.make_mesh(t.n_devices or None)
     rep, dat = sharding.replicated(mesh), NamedSharding(mesh, PartitionSpec(sharding.DATA))
-    B, chunk, total_steps = config.optim.batch_size, t.chunk, config.optim.steps
+    B, chunk = config.optim.batch_size, t.chunk
     if B % mesh.size:
         raise ValueError(f"optim.batch_size: {B} is not divisible by {mesh.size} devices")
 
@@ -176,74 +283,8 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
                                                          keys)
         return params, opt_state, losses
 
-    def train(key):
-        key_init, key_data = jax.random.split(key)
-        params = init(key_init, cfg) if init_params is None else init_params
-        state = {"params": params, "opt_state": tx.init(params)}
-        step, ckpt = 0, None
-        hist = {"loss": [], "step": [], "eval": [], "stopped_early": False}
-        total = total_steps
-        if ckpt_dir is not None:
-            from jaxlab.core.checkpoint import Checkpointer
-            ckpt = Checkpointer(ckpt_dir, save_every=chunk, keep=1,
-                                metadata={"config": config.to_dict()})
-            if ckpt.latest_step() is not None:
-                step, state = ckpt.restore(state)
-                saved = ckpt.restore_metadata(step).get("history")
-                if saved is not None:      # the history up to `step` (older checkpoints lack it)
-                    hist = {"loss": list(saved["loss"]), "step": list(saved["step"]),
-                            "eval": [tuple(e) for e in saved["eval"]],
-                            "stopped_early": bool(saved["stopped_early"])}
-                    if hist["stopped_early"]:
-                        total = step       # stopped early before the kill: do not train on
-        state = jax.device_put(state, rep)
-        toks, mask = jax.device_put((jnp.asarray(toks_np), jnp.asarray(mask_np)), rep)
-        t0, steps_run = time.perf_counter(), 0
-        bar = None
-        if progress:
-            bar = metrics_lib.Progress(total, desc=progress if isinstance(progress, str) else "sft")
-            if step:
-                bar.update(min(step, total))
-        try:
-            while step < total:
-                p, o, losses = run_chunk(state["params"], state["opt_state"], toks, mask, key_data,
-                                         jnp.int32(step))
-                losses = np.asarray(jax.device_get(losses))
-                check_finite({"loss": losses}, step + 1)
-                check_params_finite(p, step=step + chunk)
-                state = {"params": p, "opt_state": o}
-                step += chunk
-                steps_run += chunk
-                loss = float(losses.mean())
-                hist["loss"].append(loss)
-                hist["step"].append(step)
-                scalars = {"loss": loss}
-                if eval_fn is not None and (step % t.eval_every == 0 or step >= total):
-                    val = float(eval_fn(state["params"]))
-                    hist["eval"].append((step, val))
-                    scalars["val_acc"] = val
-                    if t.target_acc > 0 and val >= t.target_acc:
-                        hist["stopped_early"] = step < total
-                        total = step
-                if log_fn is not None:
-                    log_fn(step, **scalars)
-                if ckpt is not None:
-                    ckpt.maybe_save(step, state, force=step >= total,
-                                    meta={"history": {k: v for k, v in hist.items()}})
-                if bar is not None:
-                    if total != bar.total:
-                        bar.total = max(total, 1)
-                    bar.update(chunk, **scalars)
-        finally:
-            if bar is not None:
-                bar.close()
-            if ckpt is not None:
-                ckpt.close()
-        dt = time.perf_counter() - t0
-        hist["steps_done"] = step
-        hist["steps_per_s"] = steps_run / dt if steps_run else float("nan")
-        return state["params"], hist
-
+    train = functools.partial(_train_sft, _SFTRun(config, cfg, tx, run_chunk, toks_np, mask_np, rep, init_params,
+                                                  ckpt_dir, eval_fn, log_fn, progress))
     train.cfg = cfg
     train.tokenizer = tok
     train.data = (toks_np, mask_np)

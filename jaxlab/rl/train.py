@@ -18,8 +18,9 @@ jaxlab.core) hold params, optimiser state, stale params and the history, and a r
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -221,6 +222,137 @@ def evaluate_policy(params, problems, *, cfg: LMConfig, tok: CharTokenizer, key,
     return out
 
 
+def _checked_prompt_len(rl, cfg: LMConfig, tok, problems) -> int:
+    """The prompt length (rl.prompt_len, else the longest CoT prompt) after checking the RL settings."""
+    if rl.noise not in NOISE_KINDS:
+        raise ValueError(f"rl.noise: expected one of {NOISE_KINDS}, got {rl.noise!r}")
+    if rl.staleness < 0:
+        raise ValueError(f"rl.staleness: expected >= 0, got {rl.staleness}")
+    N = rl.max_new_tokens
+    plen = rl.prompt_len or max(len(tok.encode("<bos>" + p.prompt("cot"))) for p in problems)
+    if plen + N > cfg.max_len:
+        raise ValueError(f"rl.max_new_tokens: prompt length {plen} + {N} exceeds max_len {cfg.max_len}")
+    return plen
+
+
+def _rollout_batch(behaviour, k, train_prompts, answers, *, cfg: LMConfig, rl, reward_fn, adv_jit):
+    """One step's rollouts: n_prompts prompts drawn from k, G samples each from the behaviour params,
+    verifier rewards, group advantages, and the behaviour log-probs with the configured mismatch noise.
+    Groups whose advantages are all 0 are masked out. -> (batch, rewards [P, G], keep [P], sampler
+    output, the update's key)."""
+    Pn, G, N = rl.n_prompts, rl.group_size, rl.max_new_tokens
+    k_prompt, k_sample, k_noise, k_upd = jax.random.split(k, 4)
+    idx = np.asarray(jax.random.choice(k_prompt, len(answers), (Pn,), replace=False))
+    out = sample(behaviour, k_sample, train_prompts[idx], cfg=cfg, max_new_tokens=N,
+                 num_samples=G, temperature=rl.temperature)
+    seq, mask = sequences(train_prompts[idx], out)
+    toks = np.asarray(out.tokens).reshape(Pn * G, N)
+    rewards = reward_fn(toks, np.repeat(answers[idx], G)).reshape(Pn, G)
+    adv = adv_jit(jnp.asarray(rewards))
+    keep = jnp.any(adv != 0, axis=1)                              # skip all-zero groups
+    row_keep = jnp.repeat(keep, G)
+    old = out.logprobs.reshape(Pn * G, N)
+    old = old + mismatch_noise(k_noise, old.shape, kind=rl.noise, scale=rl.noise_scale, df=rl.noise_df)
+    old = jnp.where(out.mask.reshape(Pn * G, N), old, 0.0)
+    batch = {"seq": seq, "mask": mask & row_keep[:, None], "old_logp": old, "adv": adv.reshape(-1)}
+    return batch, rewards, keep, out, k_upd
+
+
+def _step_record(rewards, keep, out, met) -> dict:
+    """The history record of one RL step (update metrics reduced over minibatches, max for the extremes)."""
+    rec = {"reward": float(rewards.mean()), "groups_used": float(np.asarray(keep).mean()),
+           "resp_len": float(np.asarray(out.lengths).mean())}
+    if met is not None:
+        gn = np.asarray(met["grad_norm"], np.float64)
+        rec.update(grad_norm_max=float(gn.max()), grad_norm_mean=float(gn.mean()),
+                   grad_norms=[float(v) for v in gn])
+        for name in ("clip_frac", "log_ratio_var", "log_ratio_absmax", "ratio_max",
+                     "switch_raw", "switch_filt", "runlen_raw", "runlen_filt",
+                     "lowfreq_raw", "lowfreq_filt", "entropy", "loss"):
+            v = np.asarray(met[name], np.float64)
+            rec[name] = float(v.max() if name in ("log_ratio_absmax", "ratio_max") else v.mean())
+    return rec
+
+
+class _RLRun(NamedTuple):
+    """Everything `make_train`'s train(key) needs (the config, the jitted update, the data, the hooks)."""
+    config: Any
+    cfg: LMConfig
+    tok: Any
+    init_params: Any
+    tx: Any
+    update: Callable
+    train_prompts: np.ndarray
+    answers: np.ndarray
+    eval_problems: Sequence
+    prompt_len: int
+    reward_fn: Callable
+    adv_jit: Callable
+    ckpt_dir: Optional[str]
+    log_fn: Optional[Callable]
+    progress: Optional[Callable]
+
+
+def _train_rl(run: _RLRun, key):
+    """train(key) of `make_train` -> (params, history)."""
+    key_data, key_eval = jax.random.split(key)
+    rl, cfg, plen, N = run.config.rl, run.cfg, run.prompt_len, run.config.rl.max_new_tokens
+    params = run.init_params
+    state = {"params": params, "opt_state": run.tx.init(params),
+             "stale": [params] * rl.staleness}
+    hist = {"eval": []}
+    start, ckpt = 0, None
+    if run.ckpt_dir is not None:
+        from jaxlab.core.checkpoint import Checkpointer
+        ckpt = Checkpointer(run.ckpt_dir, save_every=rl.ckpt_every, keep=1,
+                            metadata={"config": run.config.to_dict()})
+        if ckpt.latest_step() is not None:
+            start, state = ckpt.restore(state)
+            hist = ckpt.restore_metadata(start)["history"]
+
+    def do_eval(step, params):
+        r = evaluate_policy(params, run.eval_problems, cfg=cfg, tok=run.tok,
+                            key=jax.random.fold_in(key_eval, step), n_samples=rl.eval_samples,
+                            max_new_tokens=N, prompt_len=plen, batch=rl.eval_batch)
+        hist["eval"].append({"step": step, **r})
+        if run.log_fn is not None:
+            run.log_fn(step, kind="eval", **r)
+
+    if start == 0 and not hist["eval"]:
+        do_eval(0, state["params"])
+    t0 = time.perf_counter()
+    for step in range(start, rl.steps):
+        behaviour = state["stale"][0] if rl.staleness else state["params"]
+        batch, rewards, keep, out, k_upd = _rollout_batch(
+            behaviour, jax.random.fold_in(key_data, step), run.train_prompts, run.answers, cfg=cfg, rl=rl,
+            reward_fn=run.reward_fn, adv_jit=run.adv_jit)
+        if rl.staleness:
+            state["stale"] = state["stale"][1:] + [state["params"]]
+        if bool(jnp.any(keep)):
+            p_new, o_new, met = run.update(state["params"], state["opt_state"], batch, k_upd)
+            state["params"], state["opt_state"] = p_new, o_new
+            met = jax.device_get(met)
+        else:
+            met = None
+        rec = _step_record(rewards, keep, out, met)
+        for name, v in rec.items():
+            hist.setdefault(name, []).append(v)
+        done = step + 1
+        if run.log_fn is not None:
+            run.log_fn(done, **{k_: v for k_, v in rec.items() if k_ != "grad_norms"})
+        if done % rl.eval_every == 0 or done == rl.steps:
+            do_eval(done, state["params"])
+        if run.progress is not None:
+            run.progress(done, reward=rec["reward"])
+        if ckpt is not None:
+            ckpt.metadata["history"] = hist
+            ckpt.maybe_save(done, state, force=done == rl.steps)
+    if ckpt is not None:
+        ckpt.close()
+    hist["wall_s"] = time.perf_counter() - t0
+    return state["params"], hist
+
+
 def make_train(config: ml_collections.ConfigDict, *, cfg: LMConfig, init_params,
                train_problems: Sequence, eval_problems: Sequence,
                advantage_fn: Optional[Callable] = None, reward_fn: Optional[Callable] = None,
@@ -244,16 +376,9 @@ def make_train(config: ml_collections.ConfigDict, *, cfg: LMConfig, init_params,
       "grad_norms" (all mu pre-clip norms)), and "eval": list of {step, greedy_acc, avg@k, pass@k}.
     """
     rl = config.rl
-    if rl.noise not in NOISE_KINDS:
-        raise ValueError(f"rl.noise: expected one of {NOISE_KINDS}, got {rl.noise!r}")
-    if rl.staleness < 0:
-        raise ValueError(f"rl.staleness: expected >= 0, got {rl.staleness}")
     tok = CharTokenizer()
     Pn, G, N = rl.n_prompts, rl.group_size, rl.max_new_tokens
-    plen = rl.prompt_len or max(len(tok.encode("<bos>" + p.prompt("cot")))
-                                for p in list(train_problems) + list(eval_problems))
-    if plen + N > cfg.max_len:
-        raise ValueError(f"rl.max_new_tokens: prompt length {plen} + {N} exceeds max_len {cfg.max_len}")
+    plen = _checked_prompt_len(rl, cfg, tok, list(train_problems) + list(eval_problems))
     advantage_fn = advantage_fn or ADVANTAGE_FNS[rl.advantage]
     reward_fn = reward_fn or default_reward_fn(tok)
     if loss_fn is None:
@@ -264,86 +389,8 @@ def make_train(config: ml_collections.ConfigDict, *, cfg: LMConfig, init_params,
     answers = np.array([p.answer for p in train_problems])
     adv_jit = jax.jit(advantage_fn)
 
-    def train(key):
-        key_data, key_eval = jax.random.split(key)
-        params = init_params
-        state = {"params": params, "opt_state": tx.init(params),
-                 "stale": [params] * rl.staleness}
-        hist = {"eval": []}
-        start, ckpt = 0, None
-        if ckpt_dir is not None:
-            from jaxlab.core.checkpoint import Checkpointer
-            ckpt = Checkpointer(ckpt_dir, save_every=rl.ckpt_every, keep=1,
-                                metadata={"config": config.to_dict()})
-            if ckpt.latest_step() is not None:
-                start, state = ckpt.restore(state)
-                hist = ckpt.restore_metadata(start)["history"]
-
-        def do_eval(step, params):
-            r = evaluate_policy(params, eval_problems, cfg=cfg, tok=tok,
-                                key=jax.random.fold_in(key_eval, step), n_samples=rl.eval_samples,
-                                max_new_tokens=N, prompt_len=plen, batch=rl.eval_batch)
-            hist["eval"].append({"step": step, **r})
-            if log_fn is not None:
-                log_fn(step, kind="eval", **r)
-
-        if start == 0 and not hist["eval"]:
-            do_eval(0, state["params"])
-        t0 = time.perf_counter()
-        for step in range(start, rl.steps):
-            k = jax.random.fold_in(key_data, step)
-            k_prompt, k_sample, k_noise, k_upd = jax.random.split(k, 4)
-            idx = np.asarray(jax.random.choice(k_prompt, len(train_problems), (Pn,), replace=False))
-            behaviour = state["stale"][0] if rl.staleness else state["params"]
-            out = sample(behaviour, k_sample, train_prompts[idx], cfg=cfg, max_new_tokens=N,
-                         num_samples=G, temperature=rl.temperature)
-            seq, mask = sequences(train_prompts[idx], out)
-            toks = np.asarray(out.tokens).reshape(Pn * G, N)
-            rewards = reward_fn(toks, np.repeat(answers[idx], G)).reshape(Pn, G)
-            adv = adv_jit(jnp.asarray(rewards))
-            keep = jnp.any(adv != 0, axis=1)                              # skip all-zero groups
-            row_keep = jnp.repeat(keep, G)
-            old = out.logprobs.reshape(Pn * G, N)
-            old = old + mismatch_noise(k_noise, old.shape, kind=rl.noise, scale=rl.noise_scale,
-                                       df=rl.noise_df)
-            old = jnp.where(out.mask.reshape(Pn * G, N), old, 0.0)
-            batch = {"seq": seq, "mask": mask & row_keep[:, None], "old_logp": old,
-                     "adv": adv.reshape(-1)}
-            if rl.staleness:
-                state["stale"] = state["stale"][1:] + [state["params"]]
-            if bool(jnp.any(keep)):
-                p_new, o_new, met = update(state["params"], state["opt_state"], batch, k_upd)
-                state["params"], state["opt_state"] = p_new, o_new
-                met = jax.device_get(met)
-            else:
-                met = None
-            rec = {"reward": float(rewards.mean()), "groups_used": float(np.asarray(keep).mean()),
-                   "resp_len": float(np.asarray(out.lengths).mean())}
-            if met is not None:
-                gn = np.asarray(met["grad_norm"], np.float64)
-                rec.update(grad_norm_max=float(gn.max()), grad_norm_mean=float(gn.mean()),
-                           grad_norms=[float(v) for v in gn])
-                for name in ("clip_frac", "log_ratio_var", "log_ratio_absmax", "ratio_max",
-                             "switch_raw", "switch_filt", "runlen_raw", "runlen_filt",
-                             "lowfreq_raw", "lowfreq_filt", "entropy", "loss"):
-                    v = np.asarray(met[name], np.float64)
-                    rec[name] = float(v.max() if name in ("log_ratio_absmax", "ratio_max") else v.mean())
-            for name, v in rec.items():
-                hist.setdefault(name, []).append(v)
-            done = step + 1
-            if log_fn is not None:
-                log_fn(done, **{k_: v for k_, v in rec.items() if k_ != "grad_norms"})
-            if done % rl.eval_every == 0 or done == rl.steps:
-                do_eval(done, state["params"])
-            if progress is not None:
-                progress(done, reward=rec["reward"])
-            if ckpt is not None:
-                ckpt.metadata["history"] = hist
-                ckpt.maybe_save(done, state, force=done == rl.steps)
-        if ckpt is not None:
-            ckpt.close()
-        hist["wall_s"] = time.perf_counter() - t0
-        return state["params"], hist
-
+    train = functools.partial(_train_rl, _RLRun(config, cfg, tok, init_params, tx, update, train_prompts, answers,
+                                                eval_problems, plen, reward_fn, adv_jit, ckpt_dir, log_fn,
+                                                progress))
     train.prompt_len = plen
     return train

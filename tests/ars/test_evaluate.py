@@ -66,11 +66,50 @@ def test_no_fit_or_selection_touches_test_rows():
     kw = dict(hps=[ARSHParams(k=4, tau=0.2, epochs=4, batch_size=32)],
               epochs_grid=[2, 4], opts=E.DetOpts(n_low_labels=30, ccs_restarts=2, halo_kmax=3),
               test_frac=0.25, n_val=30)
-    res = E.analyse_seed(b, cf_main, lambda rho: cf_pos, 0, **kw)
+    res = E.analyse_seed(b, cf_main, lambda rho, rows: cf_pos, 0, **kw)
     test = np.asarray(res["split"]["test"])
     b2, cf_main2, cf_pos2 = _corrupt(b, cf_main, cf_pos, test, np.random.default_rng(1))
-    res2 = E.analyse_seed(b2, cf_main2, lambda rho: cf_pos2, 0, **kw)
+    res2 = E.analyse_seed(b2, cf_main2, lambda rho, rows: cf_pos2, 0, **kw)
     assert _val_view(res) == _val_view(res2)
     # ... while the test numbers do see the corruption (the test really is scored on those rows)
     assert res["detectors"]["raw"]["probe"]["test"] != res2["detectors"]["raw"]["probe"]["test"]
     assert res["detectors"]["raw"]["probe"]["test"] > 0.8            # the synthetic signal is detectable
+
+
+def test_sweep_subset_keeps_the_split_and_its_parts():
+    s = E.make_split(400, 3, test_frac=0.25, n_val=50)
+    rows, sub = E.sweep_subset(s, 200)
+    assert len(rows) == 200 and np.all(np.diff(rows) > 0)
+    assert set(rows[sub.val]) == set(s.val)                       # every val row kept
+    assert set(rows[sub.train]) <= set(s.train) and set(rows[sub.test]) <= set(s.test)
+    assert len(sub.test) == 50 and len(sub.train) == 100            # test keeps its 25% share
+    assert len(set(sub.train) | set(sub.val) | set(sub.test)) == 200
+    full_rows, same = E.sweep_subset(s, None)
+    assert np.array_equal(full_rows, np.arange(400)) and same is s
+    assert np.array_equal(E.sweep_subset(s, 10_000)[0], np.arange(400))
+    with pytest.raises(ValueError, match="sweep rows"):
+        E.sweep_subset(s, 60)
+
+
+def test_position_sweep_on_a_subset_touches_no_test_row():
+    """With sweep_n, positions and the refitted boundary see the subset's rows only (positions_fn gets
+    them), and corrupting the test rows still changes no choice and no val number."""
+    rng = np.random.default_rng(0)
+    b, cf_main, cf_pos = _bundle(rng)
+    seen = []
+
+    def positions_fn(cf):
+        def f(rho, rows):
+            seen.append(np.asarray(rows))
+            return {p: E.take_rows(c, rows) for p, c in cf.items()}
+        return f
+    kw = dict(hps=[ARSHParams(k=4, tau=0.2, epochs=4, batch_size=32)],
+              epochs_grid=[2, 4], opts=E.DetOpts(n_low_labels=30, ccs_restarts=2, halo_kmax=3),
+              test_frac=0.25, n_val=30, sweep_n=90)
+    res = E.analyse_seed(b, cf_main, positions_fn(cf_pos), 0, **kw)
+    assert len(seen[0]) == 90 and res["sweep_rows"] == {"n": 90, "n_train": 38, "n_val": 30, "n_test": 22}
+    assert set(res["positions"]) == {"trace_0.5", "boundary"}
+    test = np.asarray(res["split"]["test"])
+    b2, cf_main2, cf_pos2 = _corrupt(b, cf_main, cf_pos, test, np.random.default_rng(1))
+    res2 = E.analyse_seed(b2, cf_main2, positions_fn(cf_pos2), 0, **kw)
+    assert _val_view(res) == _val_view(res2)

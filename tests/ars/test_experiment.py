@@ -32,7 +32,7 @@ def test_build_summary_on_synthetic_records(tmp_path):
     rng = np.random.default_rng(0)
     b, cf_main, cf_pos = _bundle(rng)
     cf_main[3.0] = cf_main[2.0]
-    recs = [E.analyse_seed(b, cf_main, lambda rho: cf_pos, s, hps=[ARSHParams(k=4, tau=0.2, epochs=4, batch_size=32)],
+    recs = [E.analyse_seed(b, cf_main, lambda rho, rows: cf_pos, s, hps=[ARSHParams(k=4, tau=0.2, epochs=4, batch_size=32)],
                            epochs_grid=[4], opts=E.DetOpts(n_low_labels=30, ccs_restarts=2, halo_kmax=3),
                            test_frac=0.25, n_val=30) for s in (0, 1, 2)]
     task = {"family": "addsub", "digits": 2, "accs": [{"family": "addsub", "digits": 2, "acc": 0.5}]}
