@@ -24,10 +24,11 @@ from jaxlab.core import plots, study
 from jaxlab.core.checkpoint import Checkpointer
 from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import MetricsWriter, Progress, read_json, write_json_atomic
-from jaxlab.core.summary import claim, combine_claims, mean_std
+from jaxlab.core.summary import claim, combine_claims, mean_std, untestable
 from jaxlab.fusion import cabinet
 from jaxlab.fusion import policy as PL
 from jaxlab.fusion import pour
+from jaxlab.fusion import mi as mi_lib
 from jaxlab.fusion.mi import estimate_mi
 
 
@@ -200,17 +201,6 @@ def _mi_frames_cached(data_seed, mi_episodes, obs_horizon, pred_horizon):
     return jax.tree.map(lambda x: x[keep], obs), np.asarray(fill)[keep]
 
 
-def _mi_rows(mi):
-    rows = []
-    for k, rs in sorted(mi.items()):
-        vals = [r["mi"] for r in rs]
-        m, s = mean_std(vals)
-        variant, emb, method = k.split("/")
-        rows.append({"variant": variant, "embedding": emb, "estimator": method, "mi_mean": m, "mi_std": s,
-                     "ci_lo_seed0": rs[0]["lo"], "ci_hi_seed0": rs[0]["hi"]})
-    return rows
-
-
 _NOT_CELL = ("variants", "mi_variants", "tasks", "task", "cabinet")
 _MI_KEYS = ("mi_methods", "mi_episodes", "mi_steps", "mi_pca_dims", "mi_boot")
 
@@ -315,11 +305,17 @@ def task_claims(task, config, results, mi):
                 claims.append(combine_claims(pre + "audio_free_slams_more", "[cabinet] Audio-free variants slam "
                                              "the door more often than their audio twins", parts))
     if "havp/audio/infonce" in mi and "havp/vision/infonce" in mi:
-        claims.append(claim(pre + "mi_audio_vs_vision", f"[{task}] Audio embeddings carry more information about "
-                            f"{hidden} than vision embeddings (MI analysis)", "infonce_nats",
-                            ours=("havp/audio", [r["mi"] for r in mi["havp/audio/infonce"]]),
-                            baselines={"havp/vision": [r["mi"] for r in mi["havp/vision/infonce"]]},
-                            higher_is_better=True))
+        text = f"[{task}] Audio embeddings carry more information about {hidden} than vision embeddings (MI analysis)"
+        failed = mi_lib.failed_seeds(mi["havp/audio/infonce"], mi["havp/vision/infonce"])
+        if failed:
+            claims.append(untestable(pre + "mi_audio_vs_vision", text, "infonce_nats",
+                                     f"the InfoNCE estimator failed (negative estimate) on seed indices {failed}"))
+        else:
+            claims.append(claim(pre + "mi_audio_vs_vision", text, "infonce_nats",
+                                ours=("havp/audio", [r["mi"] for r in mi["havp/audio/infonce"]]),
+                                baselines={"havp/vision": [r["mi"] for r in mi["havp/vision/infonce"]]},
+                                higher_is_better=True, paired=True,
+                                note="paired: both embeddings of one trained policy per seed, same frames"))
     return claims
 
 
@@ -384,7 +380,7 @@ def run(config, workdir):
             tdir = workdir if task == "pour" else os.path.join(workdir, task)
             results, mi = run_task(tc, tdir, task, writer)
             claims += task_claims(task, tc, results, mi)
-            table, mi_rows = task_table(task, tc, results), _mi_rows(mi)
+            table, mi_rows = task_table(task, tc, results), mi_lib.mi_table_rows(mi)
             pre = "" if task == "pour" else f"{task}_"
             tables[pre + "main"], tables[pre + "mi"] = table, mi_rows
             figs += task_figures(task, tc, workdir, table, mi_rows)

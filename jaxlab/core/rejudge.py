@@ -44,7 +44,28 @@ def _kpo(cid: str, leaf: dict) -> dict | None:
 
 
 def _fusion(cid: str, leaf: dict) -> dict:
+    if cid.endswith("mi_audio_vs_vision") and "ours" in leaf:
+        series = [leaf["ours"]["values"]] + [b["values"] for b in leaf["baselines"]]
+        failed = sorted({i for vals in series for i, v in enumerate(vals) if v < 0})
+        if failed:      # a negative MI estimate is a failed estimator, not a value (issue 13 item 4)
+            return {"untestable": f"the InfoNCE estimator failed (negative estimate) on seed indices {failed}"}
+        return {"paired": True}     # both embeddings come from one trained policy per seed
     return {"block": "sanity"} if ("audio_needed" in cid or "audio_free_slams_more" in cid) else {}
+
+
+def _fusion_tables(data: dict, run_dir: str) -> dict:
+    """MI tables rebuilt from the per-seed records in <run_dir>[/cabinet]/variants/*_mi.json with
+    `jaxlab.fusion.mi.mi_table_rows` (failed estimates set aside, intervals over all seeds)."""
+    from jaxlab.fusion.mi import mi_table_rows
+    tables = dict(data.get("tables", {}))
+    for name, sub in (("mi", ""), ("cabinet_mi", "cabinet")):
+        files = sorted(glob.glob(os.path.join(run_dir, sub, "variants", "*_mi.json")))
+        if name in tables and files:
+            mi = {}
+            for f in files:
+                mi.update(read_json(f))
+            tables[name] = mi_table_rows(mi)
+    return tables
 
 
 def _finance(cid: str, leaf: dict) -> dict:
@@ -59,12 +80,25 @@ RULES: dict[str, Rule] = {"picce": _picce, "kpo": _kpo, "fusion": _fusion, "fina
                           "lm_sft": _lm_sft, "farl": lambda cid, leaf: {}}
 
 
+def _join_notes(note: str, extra: str) -> str:
+    """The leaf's note plus the rule's (once: a second pass does not repeat it)."""
+    return note if (not extra or extra in note) else " ".join(x for x in (note, extra) if x)
+
+
 def _rejudge_leaf(leaf: dict, rule: Rule, top_block: str | None) -> dict | None:
     over = rule(leaf["id"], leaf)
     if over is None:
         return None
     if "ours" not in leaf:
         return leaf
+    before = leaf.get("verdict_before", leaf.get("verdict"))     # a second pass keeps the first verdict
+    if "untestable" in over:
+        new = summary_lib.untestable(leaf["id"], leaf.get("claim", ""), leaf["metric"], over["untestable"],
+                                     block=top_block or leaf.get("block") or "paper", note=leaf.get("note", ""))
+        new["values_recorded"] = {leaf["ours"]["method"]: leaf["ours"]["values"],
+                                  **{b["method"]: b["values"] for b in leaf["baselines"]}}
+        new["verdict_before"] = before
+        return new
     kind = over.get("kind", leaf.get("kind", "better"))
     margin = over.get("margin", leaf.get("margin", 0.0))
     if kind == "better" and leaf.get("kind") == "no_worse":
@@ -75,9 +109,10 @@ def _rejudge_leaf(leaf: dict, rule: Rule, top_block: str | None) -> dict | None:
     new = summary_lib.claim(
         leaf["id"], leaf.get("claim", ""), leaf["metric"], ours=(leaf["ours"]["method"], leaf["ours"]["values"]),
         baselines=bases, higher_is_better=leaf["higher_is_better"],
-        kind=kind, margin=margin, block=over.get("block", top_block or "paper"),
-        note=" ".join(x for x in (leaf.get("note", ""), over.get("note", "")) if x))
-    new["verdict_before"] = leaf.get("verdict")
+        kind=kind, margin=margin, paired=over.get("paired", leaf.get("paired", False)),
+        block=over.get("block") or top_block or leaf.get("block") or "paper",
+        note=_join_notes(leaf.get("note", ""), over.get("note", "")))
+    new["verdict_before"] = before
     return new
 
 
@@ -91,15 +126,18 @@ def _rejudge_claim(c: dict, rule: Rule, block: str | None = None) -> dict | None
         return None
     out = summary_lib.combine_claims(c["id"], c.get("claim", ""), parts, note=c.get("note", ""),
                                      block=block or parts[0].get("block", "paper"))
-    out["verdict_before"] = c.get("verdict")
+    out["verdict_before"] = c.get("verdict_before", c.get("verdict"))
     return out
 
 
-def rejudge(data: dict) -> dict:
-    """The summary with every claim re-judged under the strict rule (see module docstring)."""
+def rejudge(data: dict, run_dir: str | None = None) -> dict:
+    """The summary with every claim re-judged under the strict rule (see module docstring); with the run's
+    folder, tables rebuilt from its stored records where a rule needs it (fusion's MI tables)."""
     rule = RULES.get(data.get("paper", ""), lambda cid, leaf: {})
     claims = [c for c in (_rejudge_claim(c, rule) for c in data.get("claims", [])) if c is not None]
     out = dict(data, claims=claims)
+    if run_dir is not None and data.get("paper") == "fusion":
+        out["tables"] = _fusion_tables(data, run_dir)
     out["rejudged"] = ("verdicts recomputed from the stored per-seed values with the strict rule of "
                        "jaxlab/core/summary.py (one-sided Welch t bounds, stated margins, claim blocks); "
                        "numbers unchanged; verdict_before holds the old rule's verdict")
@@ -110,7 +148,7 @@ def main(argv: list[str]) -> None:
     root = argv[1] if len(argv) > 1 else "results/full"
     for path in sorted(glob.glob(os.path.join(root, "*", "summary.json"))):
         data = read_json(path)
-        new = rejudge(data)
+        new = rejudge(data, os.path.dirname(path))
         write_json_atomic(path, new)
         changed = [(c["id"], c.get("verdict_before"), c["verdict"]) for c in new["claims"]
                    if c.get("verdict_before") != c["verdict"]]

@@ -51,6 +51,18 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else math.nan
 
 
+def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Two-sided t interval of the mean over seeds (ddof 1); (nan, nan) for fewer than 2 values."""
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level: expected a probability in (0, 1), got {level}")
+    arr = np.asarray(list(values), dtype=np.float64).reshape(-1)
+    if arr.size < 2:
+        return math.nan, math.nan
+    arr = _values(arr, "values")
+    half = float(stats.t.ppf(0.5 + level / 2, arr.size - 1)) * float(arr.std(ddof=1)) / math.sqrt(arr.size)
+    return float(arr.mean()) - half, float(arr.mean()) + half
+
+
 def _bound(d: float, se: float, df: float, alpha: float) -> tuple[float, float, float, float]:
     """(lower bound, upper two-sided bound, p of d <= 0, t quantile) for an estimate d with se and df."""
     if se == 0.0:

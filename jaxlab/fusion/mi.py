@@ -152,3 +152,26 @@ def _mi_fns(critic, method: str, batch: int, lr: float, ema: float, eval_batches
         return jax.lax.map(one, keys)
 
     return train, point, boot
+
+
+def failed_seeds(*series) -> list[int]:
+    """Seed indices where any series of per-seed estimates ({"mi", ...} records) is negative: a negative MI
+    estimate is a failed estimator, not a value."""
+    return sorted({i for rs in series for i, r in enumerate(rs) if r["mi"] < 0})
+
+
+def mi_table_rows(mi: dict) -> list[dict]:
+    """Report rows of {"variant/embedding/estimator": [per-seed {"mi", "lo", "hi"}]}: the mean ± std (ddof 1)
+    over the seeds whose estimate is a value (failed, negative ones are counted in `failed_seeds` and left
+    out), a 95% t interval of that mean over seeds, and every seed's own 95% bootstrap interval."""
+    from jaxlab.core.summary import mean_interval, mean_std
+    rows = []
+    for k, rs in sorted(mi.items()):
+        ok = [r["mi"] for r in rs if r["mi"] >= 0]
+        m, s = mean_std(ok) if ok else (float("nan"), float("nan"))
+        lo, hi = mean_interval(ok)
+        variant, emb, method = k.split("/")
+        rows.append({"variant": variant, "embedding": emb, "estimator": method, "mi_mean": m, "mi_std": s,
+                     "n_seeds": len(ok), "failed_seeds": len(rs) - len(ok), "ci95_lo": lo, "ci95_hi": hi,
+                     "seed_boot_ci95": [[round(r["lo"], 4), round(r["hi"], 4)] for r in rs]})
+    return rows

@@ -34,3 +34,21 @@ def test_threshold_claims_become_better_than_the_constant():
     c = rejudge.rejudge(old)["claims"][0]
     assert c["kind"] == "better" and c["block"] == "sanity" and c["verdict"] == "reproduced"
     assert c["baselines"][0]["values"] == [0.9, 0.9, 0.9]
+
+
+def test_negative_mi_estimates_make_the_fusion_mi_claim_untestable_and_a_second_pass_is_stable():
+    old = {"paper": "fusion", "claims": [
+        _old_leaf("mi_audio_vs_vision", [2.6, 2.5, 2.7], [-0.04, 0.01, -0.05]),
+        _old_leaf("cabinet/mi_audio_vs_vision", [0.6, 0.7, 0.65], [0.1, 0.2, 0.15]),
+        _old_leaf("hier_vs_flat", [0.9, 0.8, 0.85], [0.7, 0.75, 0.72], verdict="mixed")]}
+    new = rejudge.rejudge(old)
+    by = {c["id"]: c for c in new["claims"]}
+    mi = by["mi_audio_vs_vision"]
+    assert mi["verdict"] == "untestable here" and "[0, 2]" in mi["reason"] and mi["verdict_before"] == "reproduced"
+    assert mi["values_recorded"]["b"] == [-0.04, 0.01, -0.05]
+    assert by["cabinet/mi_audio_vs_vision"]["paired"] is True              # one policy per seed: paired
+    assert by["cabinet/mi_audio_vs_vision"]["verdict"] == "reproduced"
+    again = {c["id"]: c for c in rejudge.rejudge(new)["claims"]}
+    assert again["hier_vs_flat"]["verdict_before"] == "mixed"               # the first verdict is kept
+    assert again["hier_vs_flat"]["verdict"] == by["hier_vs_flat"]["verdict"]
+    assert again["mi_audio_vs_vision"]["verdict"] == "untestable here"

@@ -132,3 +132,13 @@ def test_bad_inputs():
         summary.compare([1.0, 2.0], [1.0, 2.0], higher_is_better=True, alpha=0.7)
     with pytest.raises(ValueError, match="baselines"):
         summary.claim("x", "", "m", ours=("a", [1.0]), baselines={}, higher_is_better=True)
+
+
+def test_mean_interval_hand_computed():
+    # values 1, 2, 3: mean 2, sd 1, se 1/sqrt(3); t_{0.975, 2} = 4.302653
+    lo, hi = summary.mean_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)
+    assert lo == pytest.approx(2 - half, rel=1e-9) and hi == pytest.approx(2 + half, rel=1e-9)
+    assert all(math.isnan(v) for v in summary.mean_interval([1.0]))
+    with pytest.raises(ValueError, match="level"):
+        summary.mean_interval([1.0, 2.0], level=1.5)
