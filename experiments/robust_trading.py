@@ -60,8 +60,51 @@ def trader_hparams(config) -> rt.TraderHParams:
     return rt.TraderHParams(**{k: t[k] for k in rt.TraderHParams._fields if k != "window"}, window=config.window)
 
 
-def train_gans(config, wa, keys):
-    """Trains one GAN per key (vmapped). Returns (g_params stacked [S], generate, history of means)."""
+def resumable_chunks(ckpt_dir, config, state, n_chunks: int, run_chunk, on_chunk=None, on_start=None):
+    """Runs chunks i = 0..n_chunks-1 of run_chunk(state, i) -> (state, metrics of arrays), checkpointing
+    (state, history) after each one in ckpt_dir (None: no checkpoints), stamped with the config hash. A rerun
+    resumes after the last saved chunk; a checkpoint of another config is refused with one clear error.
+    on_start(first chunk index of this call) runs first (e.g. to drop log records past the restored chunk);
+    on_chunk(i, metrics) runs only for chunks computed in this call. -> (state, [metrics per chunk] as lists)."""
+    if ckpt_dir is None:
+        if on_start is not None:
+            on_start(0)
+        hist = []
+        for i in range(n_chunks):
+            state, m = run_chunk(state, i)
+            hist.append({k: np.asarray(v).tolist() for k, v in m.items()})
+            if on_chunk is not None:
+                on_chunk(i, m)
+        return state, hist
+    from jaxlab.core.checkpoint import Checkpointer
+    from jaxlab.core.config import config_hash
+    h = config_hash(config)
+    ck = Checkpointer(ckpt_dir, save_every=1, keep=1, metadata={"config_hash": h})
+    start, hist = 0, []
+    try:
+        if ck.latest_step() is not None:
+            meta = ck.restore_metadata()
+            if meta.get("config_hash") != h:
+                raise ValueError(f"workdir: {ckpt_dir} holds a checkpoint of another config ({meta.get('config_hash')} "
+                                 f"!= {h}); use a new --workdir or delete that folder")
+            start, state = ck.restore(state)
+            hist = list(meta["hist"])
+        if on_start is not None:
+            on_start(start)
+        for i in range(start, n_chunks):
+            state, m = run_chunk(state, i)
+            hist.append({k: np.asarray(v).tolist() for k, v in m.items()})
+            if on_chunk is not None:
+                on_chunk(i, m)
+            ck.maybe_save(i + 1, state, force=True, meta={"hist": hist})
+    finally:
+        ck.close()
+    return state, hist
+
+
+def train_gans(config, wa, keys, ckpt_dir=None):
+    """Trains one GAN per key (vmapped), resumable by chunk with ckpt_dir. Returns (g_params stacked [S],
+    generate, history of per-chunk means [S] per metric)."""
     W2 = 2 * config.window
     x, c, _ = gan_lib.gan_windows(np.asarray(wa.data.feats), np.asarray(wa.data.macro), window=W2, start=1,
                                   end=wa.n_train)
@@ -79,11 +122,12 @@ def train_gans(config, wa, keys):
     n = config.gan.chunk
     chunk_v = jax.jit(jax.vmap(functools.partial(chunk, n=n)))
     st = jax.vmap(init)(keys)
-    hist = []
-    for i in range(max(config.gan.steps // n, 1)):
+
+    def run_chunk(st, i):
         st, m = chunk_v(st, jax.vmap(lambda k: jax.random.fold_in(k, i))(keys))
-        hist.append({k: np.asarray(v).mean(-1) for k, v in m.items()})
-    return st.g_params, generate, hist
+        return st, {k: np.asarray(v).mean(-1) for k, v in m.items()}
+    st, hist = resumable_chunks(ckpt_dir, config, st, max(config.gan.steps // n, 1), run_chunk)
+    return st.g_params, generate, [{k: np.asarray(v) for k, v in h.items()} for h in hist]
 
 
 def conditioning(config, wa, generate, g_params, key):
@@ -117,10 +161,13 @@ def run(config, workdir):
 
     # ---- 2. GANs and the conditioning check
     t0 = time.time()
-    g_params, generate, gan_hist = train_gans(config, wa, jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys))
+    ck = lambda name: os.path.join(workdir, "ckpt", name) if config.checkpoint else None
+    g_params, generate, gan_hist = train_gans(config, wa, jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys),
+                                              ckpt_dir=ck("gan"))
+    log.truncate_after(-1, kind="gan")          # the GAN's history is written whole (restored chunks included)
     for i, h in enumerate(gan_hist):
-        log.write((i + 1) * config.gan.chunk, **{f"gan_{k}_s{s}": float(v[j]) for k, v in h.items()
-                                                  for j, s in enumerate(seeds)})
+        log.write((i + 1) * config.gan.chunk, kind="gan", **{f"gan_{k}_s{s}": float(v[j]) for k, v in h.items()
+                                                             for j, s in enumerate(seeds)})
     gen_jit = jax.jit(generate)
     cond = [conditioning(config, wa, gen_jit, jax.tree_util.tree_map(lambda a: a[j], g_params),
                          jax.random.PRNGKey(100 + s)) for j, s in enumerate(seeds)]
@@ -140,10 +187,12 @@ def run(config, workdir):
     chunk = jax.jit(jax.vmap(jax.vmap(functools.partial(train_chunk, iters=config.trader.chunk), in_axes=(0, 0, None, None)),
                              in_axes=(0, None, None, 0)))
     n_chunks = max(config.trader.iters // config.trader.chunk, 1)
-    for i in range(n_chunks):
-        st, m = chunk(st, flags, wa.data, g_params)
-        log.write((i + 1) * config.trader.chunk, **{f"trader_{k}_{a}_s{s}": float(v[j, ai]) for k, v in m.items()
-                                                     for j, s in enumerate(seeds) for ai, a in enumerate(config.arms)})
+    st, _ = resumable_chunks(
+        ck("trader"), config, st, n_chunks, lambda st, i: chunk(st, flags, wa.data, g_params),
+        on_start=lambda i0: log.truncate_after(i0 * config.trader.chunk, kind="trader"),
+        on_chunk=lambda i, m: log.write((i + 1) * config.trader.chunk, kind="trader", **{
+            f"trader_{k}_{a}_s{s}": float(v[j, ai]) for k, v in m.items()
+            for j, s in enumerate(seeds) for ai, a in enumerate(config.arms)}))
     t_trader = time.time() - t0
     cpu_trader = time.process_time()
 

@@ -1,10 +1,12 @@
 """The one root conftest: JAX flags for the whole suite, and a CPU-time account of every test.
 
 JAX flags:
-- Opt-in `JAX_DISABLE_MOST_OPTIMIZATIONS=1` (exported by the user): the suite is dominated by XLA
-  compiles of small programs, and with most optimisations off a compile costs about half the CPU
-  (measured on `tests/rl/test_train.py::test_on_policy_update_is_identical_for_every_method`: 93 CPU-s
-  -> 54 CPU-s). Not the default yet: one whole-suite run under it is still to be checked.
+- XLA optimisations: `JAXLAB_TEST_XLA=fast` runs the suite with most XLA optimisations off
+  (`JAX_DISABLE_MOST_OPTIMIZATIONS=1`, also for subprocesses and notebook kernels): the suite is dominated by
+  compiles of small programs, and with most optimisations off a compile costs about half the CPU. A test
+  that executes enough to lose by it is marked `@pytest.mark.xla_optimized` and runs with the optimisations
+  on. `JAXLAB_TEST_XLA=optimized` (the default) leaves XLA alone. An explicit `JAX_DISABLE_MOST_OPTIMIZATIONS`
+  from the user is respected either way.
 - `jax_threefry_partitionable=True` (the default of current JAX; pinned so keys do not depend on it).
 
 CPU time: wall times on a shared 2-core machine say little, so each test's CPU seconds (the worker
@@ -16,10 +18,16 @@ of them as JSON lines.
 import json
 import os
 
-import jax
-import pytest
+_XLA_MODE = os.environ.get("JAXLAB_TEST_XLA", "optimized")
+if _XLA_MODE not in ("fast", "optimized"):
+    raise ValueError(f"JAXLAB_TEST_XLA: expected 'fast' or 'optimized', got {_XLA_MODE!r}")
+if _XLA_MODE == "fast":
+    os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")     # before jax is imported (workers too)
 
-from jaxlab.core.app import cpu_seconds
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from jaxlab.core.app import cpu_seconds  # noqa: E402
 
 jax.config.update("jax_threefry_partitionable", True)
 
@@ -36,6 +44,21 @@ _REPORTS = {}   # nodeid -> CPU seconds (filled on the controller from the worke
 
 def pytest_runtest_setup(item):
     item._jaxlab_t0 = cpu_seconds()
+
+
+@pytest.fixture(autouse=True)
+def _xla_optimized_when_marked(request, monkeypatch):
+    """Under JAXLAB_TEST_XLA=fast, a test marked xla_optimized runs with the optimisations on (in-process
+    and for its subprocesses)."""
+    if _XLA_MODE != "fast" or request.node.get_closest_marker("xla_optimized") is None:
+        yield
+        return
+    monkeypatch.delenv("JAX_DISABLE_MOST_OPTIMIZATIONS", raising=False)
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", True)
 
 
 def pytest_runtest_logreport(report):

@@ -48,7 +48,9 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch, tmp_path):
                 if "pip install" in line:
                     assert "google.colab" in cell.source, f"{path}: unguarded pip install: {line}"
     monkeypatch.setenv("JAXLAB_SMOKE", "1")
-    if not nb.metadata.get("jaxlab", {}).get("smoke_optimized", False):
+    if nb.metadata.get("jaxlab", {}).get("smoke_optimized", False):
+        monkeypatch.delenv("JAX_DISABLE_MOST_OPTIMIZATIONS", raising=False)
+    else:
         monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
     monkeypatch.setenv("PYTHONPATH", root + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -15,6 +15,7 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.seeds = [0, 1]
     c.arms = ["ours", "dqn"]
     c.fast_compile = False           # True: XLA with most optimisations off (jaxlab.core.app.fast_compile)
+    c.checkpoint = size == "full"    # GAN and trader state after every chunk (a rerun resumes; quick: off)
     # synthetic macro world (one world; seeds vary GAN/trader init, env sampling, augmentation, adversary)
     c.world_seed = 0
     c.num_days = 1500
