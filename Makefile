@@ -5,6 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PAPER  ?=
 PYTEST_WORKERS ?= 2
+# tests compile far more than they run: `make test` turns most XLA optimisations off (tests/conftest.py);
+# TEST_XLA=optimized keeps them on
+TEST_XLA ?= fast
 
 .PHONY: venv reproduce test test-slow bench full report clean
 
@@ -21,7 +24,7 @@ reproduce: $(STAMP)
 	$(PY) -m jaxlab.reproduce --suite=quick --workdir=results/quick
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal --durations=15
+	JAXLAB_TEST_XLA=$(TEST_XLA) $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal --durations=15
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal -m slow --durations=15

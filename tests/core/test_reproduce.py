@@ -47,7 +47,7 @@ def test_sigterm_stops_the_experiment_it_started(tmp_path):
     import signal
     import time
     wd = tmp_path / "quick"
-    env = dict(os.environ, JAXLAB_REGISTRY_EXTRA="tests.core.toy_registry", JAXLAB_TOY_SLEEP="0.5")
+    env = dict(os.environ, JAXLAB_REGISTRY_EXTRA="tests.core.toy_registry", JAXLAB_TOY_SLEEP="2.0")   # >= 16 s left after the lock: a loaded machine still signals in time
     proc = subprocess.Popen([sys.executable, "-m", "jaxlab.reproduce", "--suite=quick", "--only=toy",
                              f"--workdir={wd}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lock = wd / "toy" / ".lock"
