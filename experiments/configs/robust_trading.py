@@ -30,7 +30,7 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.trader = ml_collections.ConfigDict(dict(
         iters=1500, chunk=500, hidden=64, qbn_hidden=16, num_envs=8, episode_len=64, buffer_size=4096,
         reservoir_size=4096, batch_size=64, lr=1e-3, gamma=0.9, eps_decay_iters=750, eps_end=0.05,
-        learning_starts=256, train_every=2, target_every=200, eta=0.1, avg_loss="distill", aug_rate=0.1,
+        learning_starts=256, train_every=2, target_every=200, eta=0.1, avg_loss="distill", aug_rate=0.1, obs_noise=0.5,
         adv_eps=0.3, adv_block=20, adv_every=100, adv_lr=1e-3, zero_sum=True, cost=1e-3, cost_mode="code_B",
         reward_scale=100.0))
     c.robust_eps = [0.0, 0.1, 0.3, 0.5]
@@ -38,7 +38,7 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.game = ml_collections.ConfigDict(dict(name="rps", iters=20000, eta=0.1))
     if size == "full":
         c.seeds = [0, 1, 2]
-        c.arms = ["ours", "dqn", "no_qbn", "no_nfsp"]
+        c.arms = ["ours", "dqn", "no_qbn", "no_nfsp", "dqn_noise"]
         c.gan.steps = 3000
         c.gan.chunk = 500
         c.trader.iters = 6250        # 5e4 environment steps (8 envs)

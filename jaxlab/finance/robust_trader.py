@@ -16,8 +16,8 @@ axis with the same key per seed = common random numbers):
           Qbar by MSE to Q on reservoir states (distillation, the code) or cross-entropy on reservoir
           actions (`avg_loss="ce"`, canonical NFSP); hard target copy every `target_every`
   adv   : every `adv_every` iterations REINFORCE on the NEGATIVE trader return of the augmented steps.
-Arm flags (`ArmFlags`, traced floats) switch NFSP, QBN, augmentation and the adversary per arm, so all
-arms share one compilation.
+Arm flags (`ArmFlags`, traced floats) switch NFSP, QBN, augmentation, the adversary and the observation-noise
+baseline per arm, so all arms share one compilation.
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class TraderHParams(NamedTuple):
     eta: float = 0.1
     avg_loss: str = "distill"
     aug_rate: float = 0.1
+    obs_noise: float = 0.5          # std of the "DQN + noise" arm's observation noise (z units)
     adv_eps: float = 0.3
     adv_block: int = 20
     adv_every: int = 100
@@ -70,15 +71,17 @@ class TraderHParams(NamedTuple):
 
 class ArmFlags(NamedTuple):
     """Per-arm switches (0./1. floats, traced): NFSP average policy, QBN belief input, GAN augmentation,
-    learned adversary (0 -> delta = 0 on augmented steps)."""
+    learned adversary (0 -> delta = 0 on augmented steps), observation noise (the augmented steps see the
+    real window plus N(0, obs_noise^2) in z units instead of a generated one: the "DQN + noise" baseline)."""
     nfsp: jax.Array
     qbn: jax.Array
     aug: jax.Array
     adv: jax.Array
+    noise: jax.Array
 
 
-ARMS = {"ours": (1.0, 1.0, 1.0, 1.0), "dqn": (0.0, 0.0, 0.0, 0.0), "no_qbn": (1.0, 0.0, 1.0, 1.0),
-        "no_nfsp": (0.0, 1.0, 1.0, 1.0)}
+ARMS = {"ours": (1.0, 1.0, 1.0, 1.0, 0.0), "dqn": (0.0, 0.0, 0.0, 0.0, 0.0), "no_qbn": (1.0, 0.0, 1.0, 1.0, 0.0),
+        "no_nfsp": (0.0, 1.0, 1.0, 1.0, 0.0), "dqn_noise": (0.0, 0.0, 0.0, 0.0, 1.0)}
 
 
 def arm_flags(names) -> ArmFlags:
@@ -87,7 +90,7 @@ def arm_flags(names) -> ArmFlags:
     if bad:
         raise ValueError(f"arms: unknown arms {bad}; expected names from {sorted(ARMS)}")
     v = jnp.asarray([ARMS[n] for n in names], jnp.float32)
-    return ArmFlags(*(v[:, i] for i in range(4)))
+    return ArmFlags(*(v[:, i] for i in range(len(ArmFlags._fields))))
 
 
 class TraderData(NamedTuple):
@@ -306,8 +309,9 @@ def _trader_iter(ctx: _TraderCtx, st: TraderState, flags: ArmFlags, data: Trader
     eps = epsilon_schedule(st.step, end=hp.eps_end, decay_steps=hp.eps_decay_iters)
     br = (jax.random.uniform(k_br, (E,)) < hp.eta) | (flags.nfsp < 0.5)
     explore = br & (jax.random.uniform(k_eps, (E,)) < eps)
-    aug = (~explore) & (jax.random.uniform(k_aug, (E,)) < hp.aug_rate * flags.aug)
-    obs = jnp.where(aug[:, None, None], gen, obs)
+    aug = (~explore) & (jax.random.uniform(k_aug, (E,)) < hp.aug_rate * jnp.maximum(flags.aug, flags.noise))
+    noisy = obs + hp.obs_noise * jax.random.normal(jax.random.fold_in(k_aug, 1), obs.shape)
+    obs = jnp.where(aug[:, None, None], jnp.where(flags.noise > 0.5, noisy, gen), obs)
     b = _beliefs(ctx.qbn_net, st.qbn, obs)
     q, qbar = _policy_q(ctx.qnet, st, flags, obs, st.env_pos, b)
     greedy = jnp.where(br, jnp.argmax(q, -1), jnp.argmax(qbar, -1))

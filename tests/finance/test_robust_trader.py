@@ -76,3 +76,23 @@ def test_short_training_run_is_finite_and_respects_the_budget(world):
     obs, ret = rt.eval_obs(world.data, 200, 240, 16)
     r = rt.backtest(act, jax.tree_util.tree_map(lambda a: a[0], st), jax.tree_util.tree_map(lambda a: a[0], flags), obs, ret)
     assert r.shape == (39,) and np.isfinite(np.asarray(r)).all()
+
+
+def test_observation_noise_arm_perturbs_real_windows_and_leaves_the_other_arms_alone(world):
+    """The "DQN + noise" baseline augments the same share of steps as ours, with noise instead of the GAN,
+    and no adversary; arms without the flag never add noise."""
+    gen = lambda g, x, c, k: x                       # a stand-in generator: the real history, copied
+    hp = rt.TraderHParams(num_envs=4, buffer_size=128, reservoir_size=64, learning_starts=10_000, adv_every=20,
+                          aug_rate=0.5, episode_len=32, obs_noise=0.5, eps_decay_iters=1, eps_end=0.0)
+    init, chunk, _ = rt.make_trader(hp, num_assets=3, macro_dim=4, train_range=(0, 180), generate=gen)
+    flags = rt.arm_flags(["dqn", "dqn_noise", "ours"])
+    assert flags.noise.tolist() == [0.0, 1.0, 0.0]
+    st = jax.vmap(lambda _: init(jax.random.PRNGKey(0)))(jnp.arange(3))
+    st, m = jax.jit(jax.vmap(functools.partial(chunk, iters=40), in_axes=(0, 0, None, None)))(
+        st, flags, world.data, {})
+    aug = np.asarray(m["aug_frac"])
+    assert aug[0] == 0.0 and aug[1] > 0.2 and aug[2] > 0.2      # same Bernoulli(aug_rate) draws as ours
+    assert float(m["delta_abs"][1]) == 0.0                      # no adversary in the noise arm
+    # the stored observations: the noise arm's replay buffer differs from the plain DQN arm's (same keys)
+    d = np.abs(np.asarray(st.buf["obs"][1]) - np.asarray(st.buf["obs"][0])).max()
+    assert d > 0.1
