@@ -44,12 +44,10 @@ def _kpo(cid: str, leaf: dict) -> dict | None:
 
 
 def _fusion(cid: str, leaf: dict) -> dict:
-    if cid.endswith("mi_audio_vs_vision") and "ours" in leaf:
-        series = [leaf["ours"]["values"]] + [b["values"] for b in leaf["baselines"]]
-        failed = sorted({i for vals in series for i, v in enumerate(vals) if v < 0})
-        if failed:      # a negative MI estimate is a failed estimator, not a value (issue 13 item 4)
-            return {"untestable": f"the InfoNCE estimator failed (negative estimate) on seed indices {failed}"}
-        return {"paired": True}     # both embeddings come from one trained policy per seed
+    if cid.endswith("mi_audio_vs_vision"):
+        from jaxlab.fusion.mi import failure_reason     # a negative MI estimate is a failed estimator
+        values = [leaf["ours"]["values"]] + [b["values"] for b in leaf.get("baselines", [])] if "ours" in leaf else []
+        return {"paired": True, "untestable": failure_reason(*values)}   # one trained policy per seed
     return {"block": "sanity"} if ("audio_needed" in cid or "audio_free_slams_more" in cid) else {}
 
 
@@ -92,13 +90,6 @@ def _rejudge_leaf(leaf: dict, rule: Rule, top_block: str | None) -> dict | None:
     if "ours" not in leaf:
         return leaf
     before = leaf.get("verdict_before", leaf.get("verdict"))     # a second pass keeps the first verdict
-    if "untestable" in over:
-        new = summary_lib.untestable(leaf["id"], leaf.get("claim", ""), leaf["metric"], over["untestable"],
-                                     block=top_block or leaf.get("block") or "paper", note=leaf.get("note", ""))
-        new["values_recorded"] = {leaf["ours"]["method"]: leaf["ours"]["values"],
-                                  **{b["method"]: b["values"] for b in leaf["baselines"]}}
-        new["verdict_before"] = before
-        return new
     kind = over.get("kind", leaf.get("kind", "better"))
     margin = over.get("margin", leaf.get("margin", 0.0))
     if kind == "better" and leaf.get("kind") == "no_worse":
@@ -111,7 +102,7 @@ def _rejudge_leaf(leaf: dict, rule: Rule, top_block: str | None) -> dict | None:
         baselines=bases, higher_is_better=leaf["higher_is_better"],
         kind=kind, margin=margin, paired=over.get("paired", leaf.get("paired", False)),
         block=over.get("block") or top_block or leaf.get("block") or "paper",
-        note=_join_notes(leaf.get("note", ""), over.get("note", "")))
+        note=_join_notes(leaf.get("note", ""), over.get("note", "")), untestable_reason=over.get("untestable"))
     new["verdict_before"] = before
     return new
 

@@ -163,7 +163,7 @@ def _check_block(block: str) -> str:
 def claim(id: str, claim: str, metric: str, *, ours: tuple[str, Sequence[float]],
           baselines: dict[str, Sequence[float]], higher_is_better: bool, kind: str = "better",
           margin: float = 0.0, paired: bool = False, alpha: float = 0.05, chance: float | None = None,
-          block: str = "paper", note: str = "") -> dict:
+          block: str = "paper", note: str = "", untestable_reason: str | None = None) -> dict:
     """Builds one claim entry of summary.json with per-seed values, mean ± std and a computed verdict.
 
     Args:
@@ -181,6 +181,9 @@ def claim(id: str, claim: str, metric: str, *, ours: tuple[str, Sequence[float]]
       chance: the metric's chance level; both arms at chance -> "untestable here".
       block: "paper", "sanity" or "variant".
       note: free text shown in the report.
+      untestable_reason: the study knows the values cannot be compared (e.g. a failed estimator): every
+        comparison and the claim are "untestable here" with this reason; the values and the computed
+        differences stay in the entry (so it still counts its seeds).
     """
     if not baselines:
         raise ValueError("baselines: expected at least one baseline")
@@ -196,6 +199,8 @@ def claim(id: str, claim: str, metric: str, *, ours: tuple[str, Sequence[float]]
         bm, bs = mean_std(bvalues)
         cmp = compare(values, bvalues, higher_is_better=higher_is_better, kind=kind, margin=margin,
                       paired=paired, alpha=alpha, chance=chance)
+        if untestable_reason:
+            cmp.update(verdict=UNTESTABLE, reason=untestable_reason)
         verdicts.append(cmp["verdict"])
         entry["baselines"].append({"method": bname, "values": [float(v) for v in bvalues], "mean": bm,
                                    "std": bs, **cmp})

@@ -155,9 +155,15 @@ def _mi_fns(critic, method: str, batch: int, lr: float, ema: float, eval_batches
 
 
 def failed_seeds(*series) -> list[int]:
-    """Seed indices where any series of per-seed estimates ({"mi", ...} records) is negative: a negative MI
-    estimate is a failed estimator, not a value."""
-    return sorted({i for rs in series for i, r in enumerate(rs) if r["mi"] < 0})
+    """Seed indices where any series of per-seed MI estimates (floats) is negative: a negative MI estimate
+    is a failed estimator, not a value."""
+    return sorted({i for vals in series for i, v in enumerate(vals) if v < 0})
+
+
+def failure_reason(*series) -> str | None:
+    """The untestable reason of a claim comparing these per-seed MI series, or None when none failed."""
+    failed = failed_seeds(*series)
+    return f"the InfoNCE estimator failed (negative estimate) on seed indices {failed}" if failed else None
 
 
 def mi_table_rows(mi: dict) -> list[dict]:

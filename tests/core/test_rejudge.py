@@ -45,7 +45,8 @@ def test_negative_mi_estimates_make_the_fusion_mi_claim_untestable_and_a_second_
     by = {c["id"]: c for c in new["claims"]}
     mi = by["mi_audio_vs_vision"]
     assert mi["verdict"] == "untestable here" and "[0, 2]" in mi["reason"] and mi["verdict_before"] == "reproduced"
-    assert mi["values_recorded"]["b"] == [-0.04, 0.01, -0.05]
+    assert mi["baselines"][0]["values"] == [-0.04, 0.01, -0.05] and mi["baselines"][0]["verdict"] == "untestable here"
+    assert summary.n_seeds([mi]) == 3                                   # the values still count their seeds
     assert by["cabinet/mi_audio_vs_vision"]["paired"] is True              # one policy per seed: paired
     assert by["cabinet/mi_audio_vs_vision"]["verdict"] == "reproduced"
     again = {c["id"]: c for c in rejudge.rejudge(new)["claims"]}

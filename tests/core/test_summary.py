@@ -142,3 +142,15 @@ def test_mean_interval_hand_computed():
     assert all(math.isnan(v) for v in summary.mean_interval([1.0]))
     with pytest.raises(ValueError, match="level"):
         summary.mean_interval([1.0, 2.0], level=1.5)
+
+
+def test_untestable_reason_keeps_the_values_and_sets_every_comparison_aside():
+    c = summary.claim("mi", "audio > vision", "nats", ours=("audio", [2.6, 2.5, 2.7]),
+                      baselines={"vision": [-0.04, 0.01, -0.05]}, higher_is_better=True, paired=True,
+                      untestable_reason="the estimator failed on seed indices [0, 2]")
+    assert c["verdict"] == "untestable here" and c["reason"] == "the estimator failed on seed indices [0, 2]"
+    assert c["baselines"][0]["verdict"] == "untestable here" and c["baselines"][0]["improvement"] > 2.5
+    assert summary.n_seeds([c]) == 3 and summary.paper_verdict([c]) == "untestable here"
+    same = summary.claim("mi", "audio > vision", "nats", ours=("audio", [2.6, 2.5, 2.7]),
+                         baselines={"vision": [-0.04, 0.01, -0.05]}, higher_is_better=True, paired=True)
+    assert same["verdict"] == "reproduced"                          # without the reason the rule applies as usual

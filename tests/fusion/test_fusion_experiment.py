@@ -46,7 +46,9 @@ def test_mi_rows_set_failed_estimates_aside_and_give_intervals_over_all_seeds():
     assert rows["audio"]["mi_mean"] == pytest.approx(0.6) and rows["audio"]["ci95_lo"] < 0.6 < rows["audio"]["ci95_hi"]
     assert rows["vision"]["failed_seeds"] == 1 and rows["vision"]["mi_mean"] == pytest.approx(0.25)
     assert len(rows["vision"]["seed_boot_ci95"]) == 3
-    assert mi_lib.failed_seeds(mi["havp/audio/infonce"], mi["havp/vision/infonce"]) == [1]
+    series = [[r["mi"] for r in mi[k]] for k in ("havp/audio/infonce", "havp/vision/infonce")]
+    assert mi_lib.failed_seeds(*series) == [1]
+    assert "[1]" in mi_lib.failure_reason(*series) and mi_lib.failure_reason(series[0]) is None
 
 
 @pytest.mark.slow
