@@ -254,3 +254,46 @@ def _collected_chunk(step, state, collect, start, n, mesh):
         state, m = _jit_step(state, batch, step=step)
         out.append(m)
     return state, jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *out)
+
+
+def resumable_chunks(ckpt_dir, config, state, n_chunks: int, run_chunk, on_chunk=None, on_start=None):
+    """Host-driven chunks with resume, for loops that are not one `Trainer` (e.g. a chunk that is a whole
+    jitted scan over arms x seeds). Runs chunks i = 0..n_chunks-1 of run_chunk(state, i) -> (state, metrics
+    of arrays), checkpointing (state, history) after each one in ckpt_dir (None: no checkpoints), stamped
+    with the config hash. A rerun resumes after the last saved chunk; a checkpoint of another config is refused with one clear error.
+    on_start(first chunk index of this call) runs first (e.g. to drop log records past the restored chunk);
+    on_chunk(i, metrics) runs only for chunks computed in this call. -> (state, [metrics per chunk] as lists)."""
+    if ckpt_dir is None:
+        if on_start is not None:
+            on_start(0)
+        hist = []
+        for i in range(n_chunks):
+            state, m = run_chunk(state, i)
+            hist.append({k: np.asarray(v).tolist() for k, v in m.items()})
+            if on_chunk is not None:
+                on_chunk(i, m)
+        return state, hist
+    from jaxlab.core.checkpoint import Checkpointer
+    from jaxlab.core.config import config_hash
+    h = config_hash(config)
+    ck = Checkpointer(ckpt_dir, save_every=1, keep=1, metadata={"config_hash": h})
+    start, hist = 0, []
+    try:
+        if ck.latest_step() is not None:
+            meta = ck.restore_metadata()
+            if meta.get("config_hash") != h:
+                raise ValueError(f"workdir: {ckpt_dir} holds a checkpoint of another config ({meta.get('config_hash')} "
+                                 f"!= {h}); use a new --workdir or delete that folder")
+            start, state = ck.restore(state)
+            hist = list(meta["hist"])
+        if on_start is not None:
+            on_start(start)
+        for i in range(start, n_chunks):
+            state, m = run_chunk(state, i)
+            hist.append({k: np.asarray(v).tolist() for k, v in m.items()})
+            if on_chunk is not None:
+                on_chunk(i, m)
+            ck.maybe_save(i + 1, state, force=True, meta={"hist": hist})
+    finally:
+        ck.close()
+    return state, hist

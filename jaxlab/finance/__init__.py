@@ -25,6 +25,7 @@ from jaxlab.finance.adversary import (adversary_reinforce_loss, discounted_retur
 from jaxlab.finance.belief import belief_bucket, interval_coverage, pinball_loss, soft_belief
 from jaxlab.finance.gan import (bce_with_logits, gan_discriminator_loss, gan_embedder_loss, gan_generator_loss,
                                 moment_loss, std_loss, supervised_loss)
-from jaxlab.finance.macro import align_released, release_dates, synthetic_macro_world
+from jaxlab.finance.kuhn import kuhn_exploitability, kuhn_nash_conv, nfsp_kuhn
+from jaxlab.finance.macro import align_released, real_macro_world, release_dates, synthetic_macro_world
 from jaxlab.finance.nfsp import exploitability, nash_conv, reservoir_add, reservoir_init
 from jaxlab.finance.robust_trader import trading_metrics

@@ -158,13 +158,61 @@ def real_macro(dates_d, *, names=REAL_MACRO_NAMES, lag_periods: int = 1) -> Macr
 
 # -------------------------------------------------------------------------------------- synthetic world
 class MacroWorld(NamedTuple):
-    """panel: data.Panel with S assets; macro [T, K]; regimes [T] (0 calm, 1 stress); sigma [T, S] true
-    daily volatility; stress: (start, end) forced stress rows or (0, 0)."""
+    """panel: data.Panel with S assets; macro [T, K]; regimes [T] (0 calm, 1 stress; -1 unknown for real
+    data); sigma [T, S] true daily volatility (NaN for real data); stress: (start, end) stress rows or (0, 0)."""
     panel: data_lib.Panel
     macro: np.ndarray
     regimes: np.ndarray
     sigma: np.ndarray
     stress: tuple
+
+
+REAL_WORLD_MACRO = ("default_spread", "aaa", "core_cpi_yoy", "unemp")
+
+
+def real_macro_world(start: str = "1999-01-04", end: str = "2009-12-31", *, assets=("sp500",),
+                     names=REAL_WORLD_MACRO, stress=("2008-09-01", "2009-06-30"),
+                     lag_periods: int = 1) -> MacroWorld:
+    """The S&P 500 (and/or NASDAQ) daily OHLCV of `arch.data` with the real macro panel released with lags.
+
+    Trading days in [start, end]; macro columns `names` (the first is the stress variable the GAN's
+    conditioning check moves: the BAA - AAA default spread by default) aligned by `real_macro`; `stress`
+    = (first, last) calendar dates of the stress window (default: Lehman to the NBER trough, Sep 2008 - Jun
+    2009), turned into row indices [a, b). Regimes are unknown (-1) and the true volatility is NaN. A
+    series whose value on some day is older than one release period (it ended, e.g. `macrodata` after
+    2009Q3) is refused rather than carried forward stale.
+    """
+    unknown = [a for a in assets if a not in data_lib.ARCH_OHLCV]
+    if not assets or unknown:
+        raise ValueError(f"assets: expected a non-empty subset of {data_lib.ARCH_OHLCV}, got {list(assets)}")
+    loaded = [data_lib.load_arch_ohlcv(a) for a in assets]
+    days = functools.reduce(np.intersect1d, [d for d, _ in loaded])
+    days = days[(days >= np.datetime64(start, "D")) & (days <= np.datetime64(end, "D"))]
+    if days.size < 100:
+        raise ValueError(f"start/end: expected >= 100 trading days inside [{start}, {end}], got {days.size}")
+    ohlcv = np.stack([a[np.searchsorted(d, days)] for d, a in loaded], axis=1)               # [T, S, 5]
+    panel = data_lib.make_panel(days, ohlcv, list(assets), {"source": "arch.data " + ",".join(assets)})
+    mp = real_macro(days, names=names, lag_periods=lag_periods)
+    if np.isnan(mp.values).any():
+        bad = [n for n, c in zip(names, np.isnan(mp.values).any(0)) if c]
+        raise ValueError(f"names: series {bad} have no released value on some day in [{start}, {end}]")
+    age = (days[:, None] - mp.source_release).astype(np.int64)                       # days since release
+    limit = np.array([35 if real_macro_sources()[n][2] == "M" else 95 for n in names])
+    stale = [n for n, a, lim in zip(names, age.max(0), limit) if a > lim]
+    if stale:
+        raise ValueError(f"names: series {stale} end before {end} (their last value would be carried forward "
+                         "stale); choose other series or an earlier end")
+    lo, hi = np.datetime64(stress[0], "D"), np.datetime64(stress[1], "D")
+    rows = np.flatnonzero((days >= lo) & (days <= hi))
+    if rows.size == 0:
+        raise ValueError(f"stress: expected a window inside [{start}, {end}], got {stress}")
+    return MacroWorld(panel, mp.values, np.full(days.size, -1, np.int64), np.full(ohlcv.shape[:2], np.nan),
+                      (int(rows[0]), int(rows[-1]) + 1))
+
+
+def first_row_on_or_after(dates_d, date: str) -> int:
+    """Index of the first day >= `date` in sorted dates [D] (D if none): chronological split points."""
+    return int(np.searchsorted(np.asarray(dates_d).astype("datetime64[D]"), np.datetime64(date, "D"), side="left"))
 
 
 def synthetic_macro_world(seed: int = 0, *, num_days: int = 1500, num_assets: int = 3, kappa: float = 0.6,

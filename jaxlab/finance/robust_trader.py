@@ -16,8 +16,11 @@ axis with the same key per seed = common random numbers):
           Qbar by MSE to Q on reservoir states (distillation, the code) or cross-entropy on reservoir
           actions (`avg_loss="ce"`, canonical NFSP); hard target copy every `target_every`
   adv   : every `adv_every` iterations REINFORCE on the NEGATIVE trader return of the augmented steps.
-Arm flags (`ArmFlags`, traced floats) switch NFSP, QBN, augmentation, the adversary and the observation-noise
-baseline per arm, so all arms share one compilation.
+  obs-adv: the "DQN + learned observation adversary" baseline: on the augmented steps the real window is
+          shifted by delta_obs = obs_adv_eps tanh(u), u ~ N(mu(x), sigma(x)^2) from a Gaussian policy on the
+          flattened real window x (per step, no GAN), trained by the same zero-sum REINFORCE.
+Arm flags (`ArmFlags`, traced floats) switch NFSP, QBN, augmentation, the macro adversary, the observation-noise
+baseline and the learned observation adversary per arm, so all arms share one compilation.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class TraderHParams(NamedTuple):
     avg_loss: str = "distill"
     aug_rate: float = 0.1
     obs_noise: float = 0.5          # std of the "DQN + noise" arm's observation noise (z units)
+    obs_adv_eps: float = 0.5        # l-inf radius of the learned observation adversary (z units)
     adv_eps: float = 0.3
     adv_block: int = 20
     adv_every: int = 100
@@ -72,16 +76,22 @@ class TraderHParams(NamedTuple):
 class ArmFlags(NamedTuple):
     """Per-arm switches (0./1. floats, traced): NFSP average policy, QBN belief input, GAN augmentation,
     learned adversary (0 -> delta = 0 on augmented steps), observation noise (the augmented steps see the
-    real window plus N(0, obs_noise^2) in z units instead of a generated one: the "DQN + noise" baseline)."""
+    real window plus N(0, obs_noise^2) in z units instead of a generated one: the "DQN + noise" baseline),
+    learned observation adversary (the augmented steps see the real window plus a learned delta_obs in the
+    l-inf ball of radius obs_adv_eps: the "DQN + learned observation adversary" baseline).
+    The -NFSP arm (GAN + macro adversary + QBN, trained simultaneously with a plain DQN) is the RARL-style
+    ablation: a protagonist and an adversary trained against each other without the average policy."""
     nfsp: jax.Array
     qbn: jax.Array
     aug: jax.Array
     adv: jax.Array
     noise: jax.Array
+    obs_adv: jax.Array
 
 
-ARMS = {"ours": (1.0, 1.0, 1.0, 1.0, 0.0), "dqn": (0.0, 0.0, 0.0, 0.0, 0.0), "no_qbn": (1.0, 0.0, 1.0, 1.0, 0.0),
-        "no_nfsp": (0.0, 1.0, 1.0, 1.0, 0.0), "dqn_noise": (0.0, 0.0, 0.0, 0.0, 1.0)}
+ARMS = {"ours": (1.0, 1.0, 1.0, 1.0, 0.0, 0.0), "dqn": (0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+        "no_qbn": (1.0, 0.0, 1.0, 1.0, 0.0, 0.0), "no_nfsp": (0.0, 1.0, 1.0, 1.0, 0.0, 0.0),
+        "dqn_noise": (0.0, 0.0, 0.0, 0.0, 1.0, 0.0), "dqn_advobs": (0.0, 0.0, 0.0, 0.0, 0.0, 1.0)}
 
 
 def arm_flags(names) -> ArmFlags:
@@ -151,6 +161,8 @@ class TraderState(NamedTuple):
     qbn_opt: tuple
     adv: dict
     adv_opt: tuple
+    oadv: dict            # learned observation adversary (Gaussian policy on the flattened window)
+    oadv_opt: tuple
     buf: dict             # obs [N, D], b [N], a [N], r [N], obs2 [N, D], b2 [N]
     buf_size: jax.Array
     ptr: jax.Array
@@ -160,7 +172,7 @@ class TraderState(NamedTuple):
     env_pos: jax.Array    # [E]
     env_k: jax.Array      # [E] steps into the episode
     adv_u: jax.Array      # [E, K] held pre-squash adversary sample
-    adv_log: dict         # m [P, E, K], u [P, E, K], r [P, E], mask [P, E]
+    adv_log: dict         # m [P, E, K], u [P, E, K], r [P, E], mask [P, E], o [P, E, W*F], ou [P, E, W*F]
     step: jax.Array
     key: jax.Array
 
@@ -197,22 +209,32 @@ def _trader_learn(nets, tx, hp: TraderHParams, st: TraderState, flags: ArmFlags,
     return st, jnp.stack([lq, lb, la])
 
 
-def _adversary_update(adv_net, tx_adv, hp: TraderHParams, st: TraderState, flags: ArmFlags):
-    """REINFORCE step of the macro adversary on the last adv_every iterations' log -> (state, loss)."""
-    P, K = hp.adv_every, st.adv_log["m"].shape[-1]
-    E = st.adv_log["r"].shape[1]
-    lg = st.adv_log
-    ret = adv_lib.discounted_returns(lg["r"].T, gamma=hp.gamma)            # [E, P]
+def _reinforce_step(net, tx_adv, params, opt, x_pek, u_pek, ret_pe, mask_pe, gate, zero_sum):
+    """One zero-sum REINFORCE step of a Gaussian adversary from its log (inputs x, pre-squash samples u,
+    trader reward-to-go, mask) -> (params, opt state, loss); the gradient is multiplied by `gate` (its arm flag)."""
+    P, E, K = x_pek.shape
 
     def loss(p):
-        mean, std = adv_net.apply(p, lg["m"].reshape(-1, K))
-        logp = adv_lib.gaussian_log_prob(lg["u"].reshape(-1, K), mean, std).reshape(P, E)
-        return adv_lib.adversary_reinforce_loss(logp.reshape(-1), ret.T.reshape(-1), mask_n=lg["mask"].reshape(-1),
-                                                zero_sum=hp.zero_sum)
-    l, g = jax.value_and_grad(loss)(st.adv)
-    g = jax.tree_util.tree_map(lambda x: x * flags.adv * flags.aug, g)
-    u, o = tx_adv.update(g, st.adv_opt, st.adv)
-    return st._replace(adv=optax.apply_updates(st.adv, u), adv_opt=o), l
+        mean, std = net.apply(p, x_pek.reshape(-1, K))
+        logp = adv_lib.gaussian_log_prob(u_pek.reshape(-1, K), mean, std).reshape(P, E)
+        return adv_lib.adversary_reinforce_loss(logp.reshape(-1), ret_pe.reshape(-1), mask_n=mask_pe.reshape(-1),
+                                                zero_sum=zero_sum)
+    l, g = jax.value_and_grad(loss)(params)
+    g = jax.tree_util.tree_map(lambda x: x * gate, g)
+    u, opt = tx_adv.update(g, opt, params)
+    return optax.apply_updates(params, u), opt, l
+
+
+def _adversary_update(adv_net, tx_adv, hp: TraderHParams, st: TraderState, flags: ArmFlags):
+    """REINFORCE steps of the macro adversary and of the observation adversary on the last adv_every
+    iterations' log -> (state, loss of the active one)."""
+    lg = st.adv_log
+    ret = adv_lib.discounted_returns(lg["r"].T, gamma=hp.gamma).T          # [P, E]
+    adv, adv_opt, l = _reinforce_step(adv_net, tx_adv, st.adv, st.adv_opt, lg["m"], lg["u"], ret, lg["mask"],
+                                      flags.adv * flags.aug, hp.zero_sum)
+    oadv, oadv_opt, lo = _reinforce_step(adv_net, tx_adv, st.oadv, st.oadv_opt, lg["o"], lg["ou"], ret, lg["mask"],
+                                         flags.obs_adv, hp.zero_sum)
+    return st._replace(adv=adv, adv_opt=adv_opt, oadv=oadv, oadv_opt=oadv_opt), l + flags.obs_adv * lo
 
 
 def _generated_obs(generate, g_params, data: TraderData, env_s, env_t, delta_ek, keys, W: int):
@@ -254,6 +276,7 @@ def _trader_init(nets, adv_net, tx, tx_adv, hp: TraderHParams, key, *, macro_dim
     qbar = qnet.init(k[1], jnp.zeros((1, D)), jnp.zeros((1,), jnp.int32), 1.0)
     qbn = qbn_net.init(k[2], jnp.zeros((1, W - 1, NUM_FEATS)))
     adv = adv_net.init(k[3], jnp.zeros((1, K)))
+    oadv = adv_net.init(jax.random.fold_in(k[3], 1), jnp.zeros((1, W * NUM_FEATS)))
     N = hp.buffer_size
     buf = {"obs": jnp.zeros((N, D)), "b": jnp.zeros((N,), jnp.int32), "a": jnp.zeros((N,), jnp.int32),
            "r": jnp.zeros((N,)), "obs2": jnp.zeros((N, D)), "b2": jnp.zeros((N,), jnp.int32)}
@@ -261,8 +284,9 @@ def _trader_init(nets, adv_net, tx, tx_adv, hp: TraderHParams, key, *, macro_dim
                                                       "a": jnp.zeros((), jnp.int32)})
     ks, kt = jax.random.split(k[4])
     log = {"m": jnp.zeros((P, E, K)), "u": jnp.zeros((P, E, K)), "r": jnp.zeros((P, E)),
-           "mask": jnp.zeros((P, E))}
+           "mask": jnp.zeros((P, E)), "o": jnp.zeros((P, E, W * NUM_FEATS)), "ou": jnp.zeros((P, E, W * NUM_FEATS))}
     return TraderState(q, q, tx.init(q), qbar, tx.init(qbar), qbn, tx.init(qbn), adv, tx_adv.init(adv),
+                       oadv, tx_adv.init(oadv),
                        buf, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), res,
                        jax.random.randint(ks, (E,), 0, S), jax.random.randint(kt, (E,), t_min, t_max),
                        jnp.zeros((E,)), jnp.zeros((E,), jnp.int32), jnp.zeros((E, K)), log,
@@ -309,9 +333,15 @@ def _trader_iter(ctx: _TraderCtx, st: TraderState, flags: ArmFlags, data: Trader
     eps = epsilon_schedule(st.step, end=hp.eps_end, decay_steps=hp.eps_decay_iters)
     br = (jax.random.uniform(k_br, (E,)) < hp.eta) | (flags.nfsp < 0.5)
     explore = br & (jax.random.uniform(k_eps, (E,)) < eps)
-    aug = (~explore) & (jax.random.uniform(k_aug, (E,)) < hp.aug_rate * jnp.maximum(flags.aug, flags.noise))
+    aug_on = jnp.maximum(jnp.maximum(flags.aug, flags.noise), flags.obs_adv)
+    aug = (~explore) & (jax.random.uniform(k_aug, (E,)) < hp.aug_rate * aug_on)
     noisy = obs + hp.obs_noise * jax.random.normal(jax.random.fold_in(k_aug, 1), obs.shape)
-    obs = jnp.where(aug[:, None, None], jnp.where(flags.noise > 0.5, noisy, gen), obs)
+    o_flat = obs.reshape(E, -1)
+    o_mean, o_std = ctx.adv_net.apply(st.oadv, o_flat)
+    o_u = o_mean + o_std * jax.random.normal(jax.random.fold_in(k_adv, 1), o_mean.shape)
+    attacked = obs + adv_lib.project_delta(o_u, eps=hp.obs_adv_eps).reshape(obs.shape)
+    alt = jnp.where(flags.obs_adv > 0.5, attacked, jnp.where(flags.noise > 0.5, noisy, gen))
+    obs = jnp.where(aug[:, None, None], alt, obs)
     b = _beliefs(ctx.qbn_net, st.qbn, obs)
     q, qbar = _policy_q(ctx.qnet, st, flags, obs, st.env_pos, b)
     greedy = jnp.where(br, jnp.argmax(q, -1), jnp.argmax(qbar, -1))
@@ -327,7 +357,8 @@ def _trader_iter(ctx: _TraderCtx, st: TraderState, flags: ArmFlags, data: Trader
                                            "b2": b2}, keep=br & ~explore, key=k_res)
     j = st.step % P
     log = {"m": st.adv_log["m"].at[j].set(m_t), "u": st.adv_log["u"].at[j].set(u),
-           "r": st.adv_log["r"].at[j].set(hp.reward_scale * rew), "mask": st.adv_log["mask"].at[j].set(aug)}
+           "r": st.adv_log["r"].at[j].set(hp.reward_scale * rew), "mask": st.adv_log["mask"].at[j].set(aug),
+           "o": st.adv_log["o"].at[j].set(o_flat), "ou": st.adv_log["ou"].at[j].set(o_u)}
     k_next = st.env_k + 1
     done = k_next >= hp.episode_len
     ks, kt = jax.random.split(k_reset)
@@ -347,6 +378,19 @@ def _trader_iter(ctx: _TraderCtx, st: TraderState, flags: ArmFlags, data: Trader
     return st, metrics
 
 
+def check_hparams(hp: TraderHParams) -> None:
+    """Raises ValueError naming the first bad trader hyperparameter (called by `make_trader`; experiments call
+    it before any training)."""
+    if hp.avg_loss not in AVG_LOSSES:
+        raise ValueError(f"avg_loss: expected one of {AVG_LOSSES}, got {hp.avg_loss!r}")
+    if hp.cost_mode not in env_lib.COST_MODES:
+        raise ValueError(f"cost_mode: expected one of {env_lib.COST_MODES}, got {hp.cost_mode!r}")
+    if hp.adv_eps < 0:
+        raise ValueError(f"adv_eps: expected a radius >= 0, got {hp.adv_eps}")
+    if hp.obs_adv_eps < 0:
+        raise ValueError(f"obs_adv_eps: expected a radius >= 0, got {hp.obs_adv_eps}")
+
+
 def make_trader(hp: TraderHParams, *, num_assets: int, macro_dim: int, train_range: tuple, generate):
     """Pure (init, train_chunk, act_eval) for the NFSP + QBN + adversary trader.
 
@@ -356,12 +400,7 @@ def make_trader(hp: TraderHParams, *, num_assets: int, macro_dim: int, train_ran
     train_chunk(state, flags: ArmFlags, data: TraderData, g_params, iters) -> (state, metrics means)
     act_eval(state, flags, obs_bwf [B, W, 4], pos_b [B]) -> actions [B] in {0, 1, 2}
     """
-    if hp.avg_loss not in AVG_LOSSES:
-        raise ValueError(f"avg_loss: expected one of {AVG_LOSSES}, got {hp.avg_loss!r}")
-    if hp.cost_mode not in env_lib.COST_MODES:
-        raise ValueError(f"cost_mode: expected one of {env_lib.COST_MODES}, got {hp.cost_mode!r}")
-    if hp.adv_eps < 0:
-        raise ValueError(f"adv_eps: expected a radius >= 0, got {hp.adv_eps}")
+    check_hparams(hp)
     W, E, K, S = hp.window, hp.num_envs, macro_dim, num_assets
     lo, hi = train_range
     t_min, t_max = max(lo, 2 * W - 1), hi - hp.episode_len - 1

@@ -79,3 +79,34 @@ def test_tfds_builder_reproduces_the_world(tmp_path):
     np.testing.assert_array_equal(w.panel.ohlcv, ref.panel.ohlcv)
     np.testing.assert_array_equal(w.macro, ref.macro)
     np.testing.assert_array_equal(w.regimes, ref.regimes)
+
+
+def test_real_macro_world_is_the_sp500_with_lagged_macro_and_the_crisis_as_stress_window():
+    w = M.real_macro_world()
+    d = w.panel.dates
+    assert w.panel.names == ("sp500",) and w.macro.shape == (d.size, len(M.REAL_WORLD_MACRO))
+    assert str(d[0]) == "1999-01-04" and str(d[-1]) == "2009-12-31"
+    a, b = w.stress
+    assert str(d[a]) == "2008-09-02" and str(d[b - 1]) == "2009-06-30"  # first/last trading days inside the window
+    # the macro on each day is the lagged panel of `real_macro` (nothing published after that day)
+    mp = M.real_macro(d, names=M.REAL_WORLD_MACRO)
+    np.testing.assert_array_equal(w.macro, mp.values)
+    assert (mp.source_release <= d[:, None]).all()
+    # the stress variable: the default spread in the window sits far above its 1999-2006 range
+    n_train = M.first_row_on_or_after(d, "2007-01-01")
+    assert str(d[n_train - 1]) == "2006-12-29" and str(d[n_train]) == "2007-01-03"
+    assert w.macro[a:b, 0].mean() > w.macro[:n_train, 0].max()
+    assert (w.regimes == -1).all() and np.isnan(w.sigma).all()        # no ground truth on real data
+
+
+def test_real_macro_world_bad_inputs_raise():
+    with pytest.raises(ValueError, match="assets"):
+        M.real_macro_world(assets=("dax",))
+    with pytest.raises(ValueError, match="stress"):
+        M.real_macro_world(stress=("2015-01-01", "2015-06-30"))
+    with pytest.raises(ValueError, match="start/end"):
+        M.real_macro_world("2009-12-01", "2009-12-31")
+    with pytest.raises(ValueError, match="names"):
+        M.real_macro_world(names=("vix",))
+    with pytest.raises(ValueError, match="names"):                     # macrodata ends in 2009Q3
+        M.real_macro_world("2011-01-03", "2013-12-31", names=("tbilrate",), stress=("2012-01-01", "2012-06-30"))

@@ -96,3 +96,33 @@ def test_observation_noise_arm_perturbs_real_windows_and_leaves_the_other_arms_a
     # the stored observations: the noise arm's replay buffer differs from the plain DQN arm's (same keys)
     d = np.abs(np.asarray(st.buf["obs"][1]) - np.asarray(st.buf["obs"][0])).max()
     assert d > 0.1
+
+
+def test_learned_observation_adversary_arm_stays_in_its_ball_and_learns_only_in_its_arm(world):
+    """The "DQN + learned observation adversary" baseline shifts the real window by at most obs_adv_eps (l-inf,
+    z units) on the augmented steps; no GAN, no macro adversary; its REINFORCE step moves only its own arm's
+    observation-adversary parameters."""
+    gen = lambda g, x, c, k: x + 100.0                 # a generator the arm must never use
+    hp = rt.TraderHParams(num_envs=4, buffer_size=128, reservoir_size=64, learning_starts=10_000, adv_every=20,
+                          aug_rate=0.5, episode_len=32, obs_adv_eps=0.3, eps_decay_iters=1, eps_end=0.0)
+    init, chunk, _ = rt.make_trader(hp, num_assets=3, macro_dim=4, train_range=(0, 180), generate=gen)
+    flags = rt.arm_flags(["dqn", "dqn_advobs"])
+    assert flags.obs_adv.tolist() == [0.0, 1.0] and flags.aug.tolist() == [0.0, 0.0]
+    st0 = jax.vmap(lambda _: init(jax.random.PRNGKey(0)))(jnp.arange(2))
+    st, m = jax.jit(jax.vmap(functools.partial(chunk, iters=32), in_axes=(0, 0, None, None)))(
+        st0, flags, world.data, {})
+    aug = np.asarray(m["aug_frac"])
+    assert aug[0] == 0.0 and aug[1] > 0.2
+    assert float(m["delta_abs"][1]) == 0.0                      # the macro adversary is off
+    n = 32 * hp.num_envs
+    win = lambda a: np.asarray(st.buf["obs"][a, :n, :-1])       # the window part (the position is last)
+    d = np.abs(win(1) - win(0))
+    assert d.max() <= hp.obs_adv_eps + 1e-5 and d.max() > 0.05  # perturbed, inside the ball, never generated
+    rows = d.max(-1) > 0
+    assert 0.2 < rows.mean() < 0.8                              # only the augmented steps
+    moved = lambda a: max(float(np.abs(np.asarray(x[a]) - np.asarray(y[a])).max())
+                          for x, y in zip(jax.tree_util.tree_leaves(st.oadv), jax.tree_util.tree_leaves(st0.oadv)))
+    assert moved(0) == 0.0 and moved(1) > 0.0                   # one REINFORCE step (at 20), gated per arm
+    with pytest.raises(ValueError, match="obs_adv_eps"):
+        rt.make_trader(rt.TraderHParams(obs_adv_eps=-1.0), num_assets=3, macro_dim=4, train_range=(0, 180),
+                       generate=gen)

@@ -290,6 +290,8 @@ CASES = [
     Case("finance_dataflow: batch_size=0", exp("finance_dataflow", "--config.batch_size=0")),
     Case("robust_trading: num_assets=0", exp("robust_trading", "--config.num_assets=0")),
     Case("robust_trading: gan.lr=-1", exp("robust_trading", "--config.gan.lr=-1")),
+    Case("robust_trading: unknown world", exp("robust_trading", "--config.worlds=moon")),
+    Case("robust_trading: trader.obs_adv_eps=-1", exp("robust_trading", "--config.trader.obs_adv_eps=-1")),
     Case("drmas: rl.n_prompts=0", exp("drmas", "--config.rl.n_prompts=0")),
     Case("drmas: seeds empty", exp("drmas", "--config.seeds=")),
     Case("ars: head.lr=inf", exp("ars", "--config.head.lr=inf")),
