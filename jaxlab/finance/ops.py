@@ -286,12 +286,14 @@ def manipulate(x_tf, y, src, panel_x_stf, panel_y_s, pvals_ss, mu_sf, sd_sf, i, 
 
 
 def manipulate_all_pairs(x_tf, y, src, panel_x_stf, panel_y_s, pvals_ss, mu_sf, sd_sf, lam_p, key, *,
-                         st_all=False, k_targets=5, b_max=0.5):
+                         st_all=False, k_targets=5, b_max=0.5, no_mix=False):
     """All n x m pairs for one sample, vectorised. lam_p: [16] -> (x' [16, T, 5], y' [16], b [16]).
 
     Pair index q = i * len(MIX_OPS) + j uses key fold_in(key, q) split into (single, target, mix, binary)
     keys, exactly as `manipulate`; each single op is vmapped over the 4 pairs that share it and each
-    mix-up over the 4 pairs that share it (a 4x smaller graph than unrolling `manipulate` 16 times)."""
+    mix-up over the 4 pairs that share it (a 4x smaller graph than unrolling `manipulate` 16 times).
+    no_mix=True is the paper's "w/o mixup" ablation: step 3 is skipped (z = z(y1), the label is kept, b = src),
+    so pair (i, j) is the curated single op i followed by the binary mix with the original; same keys."""
     x_tf, panel_x_stf, panel_y_s, pvals_ss, mu_sf, sd_sf = (
         jnp.asarray(a) for a in (x_tf, panel_x_stf, panel_y_s, pvals_ss, mu_sf, sd_sf))
     nI, nJ = len(SINGLE_OPS), len(MIX_OPS)
@@ -306,14 +308,18 @@ def manipulate_all_pairs(x_tf, y, src, panel_x_stf, panel_y_s, pvals_ss, mu_sf, 
     za = (x1 - mu_sf[src]) / sd_sf[src]
     zb = (panel_x_stf[b] - mu_sf[b][:, :, None]) / sd_sf[b][:, :, None]
     yb = panel_y_s[b]
-    zs, ys = [], []
-    for j, nm in enumerate(MIX_OPS):
-        z, ym = jax.vmap(lambda a_, b_, yb_, l, k, nm=nm: apply_mix(nm, a_, b_, y, yb_, l, k, st=st_all))(
-            za[:, j], zb[:, j], yb[:, j], lam_ij[:, j], k_ij[:, j, 2])
-        zs.append(z)
-        ys.append(ym)
-    z = jnp.stack(zs, axis=1).reshape(NUM_PAIRS, *x_tf.shape)                 # [16, T, 5], q = i*nJ + j
-    y_mix = jnp.stack(ys, axis=1).reshape(NUM_PAIRS)
+    if no_mix:
+        z, y_mix = za.reshape(NUM_PAIRS, *x_tf.shape), jnp.full((NUM_PAIRS,), y, za.dtype)
+        b = jnp.full_like(b, src)
+    else:
+        zs, ys = [], []
+        for j, nm in enumerate(MIX_OPS):
+            z, ym = jax.vmap(lambda a_, b_, yb_, l, k, nm=nm: apply_mix(nm, a_, b_, y, yb_, l, k, st=st_all))(
+                za[:, j], zb[:, j], yb[:, j], lam_ij[:, j], k_ij[:, j, 2])
+            zs.append(z)
+            ys.append(ym)
+        z = jnp.stack(zs, axis=1).reshape(NUM_PAIRS, *x_tf.shape)             # [16, T, 5], q = i*nJ + j
+        y_mix = jnp.stack(ys, axis=1).reshape(NUM_PAIRS)
     x_mix = z * sd_sf[src] + mu_sf[src]
     out, y_out, _ = jax.vmap(lambda xm, ym, k: binary_mix(x_tf, xm, y, ym, k, b_max=b_max))(
         x_mix, y_mix, ks[:, 3])
@@ -321,10 +327,10 @@ def manipulate_all_pairs(x_tf, y, src, panel_x_stf, panel_y_s, pvals_ss, mu_sf, 
 
 
 def manipulate_pair(x_tf, y, src, panel_x_stf, panel_y_s, pvals_ss, mu_sf, sd_sf, q, lam, key, *,
-                    st_all=False, k_targets=5, b_max=0.5):
+                    st_all=False, k_targets=5, b_max=0.5, no_mix=False):
     """M for a traced pair index q in [0, 16): computes all pairs at strength lam and takes row q
     (under vmap a lax.switch would evaluate every branch anyway; this keeps the graph small)."""
     xs, ys, bs = manipulate_all_pairs(x_tf, y, src, panel_x_stf, panel_y_s, pvals_ss, mu_sf, sd_sf,
                                       jnp.full((NUM_PAIRS,), lam), key, st_all=st_all, k_targets=k_targets,
-                                      b_max=b_max)
+                                      b_max=b_max, no_mix=no_mix)
     return xs[q], ys[q], bs[q]

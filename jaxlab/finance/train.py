@@ -32,8 +32,9 @@ from jaxlab.finance import provenance as prov
 from jaxlab.finance.losses import forecast_loss
 from jaxlab.finance.models import Planner, make_model, window_features, window_stats
 
-METHODS = ("original", "randaugment", "trivialaugment", "adaaug", "ours")
-_POLICY = {"original": 0, "randaugment": 1, "trivialaugment": 2, "adaaug": 3, "ours": 3}
+METHODS = ("original", "randaugment", "trivialaugment", "adaaug", "ours", "ours_no_mixup")
+_POLICY = {"original": 0, "randaugment": 1, "trivialaugment": 2, "adaaug": 3, "ours": 3, "ours_no_mixup": 3}
+_NO_MIX = ("ours_no_mixup",)     # the paper's "w/o mixup" ablation: the planner over single ops only
 
 
 class Prepared(NamedTuple):
@@ -98,7 +99,7 @@ def fold_stats(prepared: Prepared) -> FoldStats:
 
 
 @functools.lru_cache(maxsize=8)
-def _augment_fn(st_all, k_targets, b_max):
+def _augment_fn(st_all, k_targets, b_max, no_mix=False):
     """Jitted (x, y, asset, px_b, py_b, stats, q, lam, mask, key) -> (x~, y~, b); cached per options (every
     value the jitted function closes over is an argument of this cached builder)."""
     @jax.jit
@@ -107,17 +108,17 @@ def _augment_fn(st_all, k_targets, b_max):
         keys = jax.random.split(key, n)
         bc = lambda a: jnp.broadcast_to(a, (n,) + a.shape)
         xa, ya, b = jax.vmap(lambda *a: ops.manipulate_pair(*a[:8], a[8], a[9], a[10], st_all=st_all,
-                                                            k_targets=k_targets, b_max=b_max))(
+                                                            k_targets=k_targets, b_max=b_max, no_mix=no_mix))(
             x, y, asset, px_b, py_b, bc(stats.pvals), bc(stats.mu), bc(stats.sd), q, lam, keys)
         return jnp.where(mask[:, None, None], xa, x), jnp.where(mask, ya, y), jnp.where(mask, b, -1)
     return augment
 
 
-def make_augment(prepared: Prepared, *, st_all=False, k_targets=5, b_max=0.5):
+def make_augment(prepared: Prepared, *, st_all=False, k_targets=5, b_max=0.5, no_mix=False):
     """The replayable manipulation of a batch: (x [B,T,5], y [B], asset [B], day [B], q [B], lam [B],
     mask [B], key) -> (x~ [B,T,5], y~ [B], b [B]). Rows with mask False are returned unchanged.
     The cross-asset windows of each row's day are gathered on the host; the jitted core is shared."""
-    core = _augment_fn(st_all, k_targets, b_max)
+    core = _augment_fn(st_all, k_targets, b_max, no_mix)
     stats = fold_stats(prepared)
     px, py = prepared.panel_x_tr, prepared.panel_y_tr
 
@@ -139,6 +140,7 @@ class StepHParams(NamedTuple):
     st_all: bool = False
     k_targets: int = 5
     b_max: float = 0.5
+    no_mix: bool = False
 
     @classmethod
     def from_config(cls, config) -> "StepHParams":
@@ -187,7 +189,7 @@ def _step_fns(config: StepHParams):
             def one(xi, yi, ai, pxi, pyi, li, ki):
                 return ops.manipulate_all_pairs(xi, yi, ai, pxi, pyi, stats.pvals, stats.mu, stats.sd, li, ki,
                                                 st_all=config.st_all, k_targets=config.k_targets,
-                                                b_max=config.b_max)[:2]
+                                                b_max=config.b_max, no_mix=config.no_mix)[:2]
             return jax.vmap(one)(x, y, asset, px_b, py_b, lam_bq, keys)
 
         return planner_lib.hypergradient(
@@ -346,6 +348,21 @@ def _epoch_steps(plan, augment, update, prepared: Prepared, config: TrainHParams
     return state, key, t, losses, gnorms
 
 
+def _bound_update(step_fns, px, py, stats):
+    """The compiled update of `step_fns` with the fold's cross-asset panel gathered on the host per batch."""
+    def update(state, x_t, y_t, x, y, asset, day, xv, yv, key, do_hyper):
+        day = np.asarray(day)
+        return step_fns["update"](state, x_t, y_t, x, y, asset, px[day], py[day], xv, yv, key, do_hyper, stats)
+    return update
+
+
+def _no_mix_fns(config: TrainHParams, prepared: Prepared, stats):
+    """(augment, update) of the "w/o mixup" ablation: the mix-up step skipped (its own compile)."""
+    nm = dict(st_all=config.st_all, k_targets=config.k_targets, b_max=config.b_max, no_mix=True)
+    fns = _step_fns(StepHParams.from_config(config)._replace(no_mix=True))
+    return make_augment(prepared, **nm), _bound_update(fns, prepared.panel_x_tr, prepared.panel_y_tr, stats)
+
+
 def make_train(config: TrainHParams, prepared: Prepared):
     """`train(key, method, log_path=None, monitor=False)` for one fold (`prepared`).
 
@@ -363,9 +380,7 @@ def make_train(config: TrainHParams, prepared: Prepared):
     def plan(theta, phi, x, key, policy_code, alpha):
         return fns["plan"](theta, phi, x, key, policy_code, alpha, stats)
 
-    def update(state, x_t, y_t, x, y, asset, day, xv, yv, key, do_hyper):
-        day = np.asarray(day)
-        return fns["update"](state, x_t, y_t, x, y, asset, px[day], py[day], xv, yv, key, do_hyper, stats)
+    update = _bound_update(fns, px, py, stats)
 
     def predict_all(theta, x, chunk=2048):
         return _predict_all(fns["predict"], theta, x, stats, chunk=chunk)
@@ -389,6 +404,7 @@ def make_train(config: TrainHParams, prepared: Prepared):
         N = len(prepared.x_tr)
         steps = min(config.steps_per_epoch, max(N // B, 1))
         log = prov.ProvenanceLog(log_path) if log_path else None
+        m_augment, m_update = (augment, update) if method not in _NO_MIX else _no_mix_fns(config, prepared, stats)
         best, best_theta, es, last_es, reward = np.inf, state.theta, 0, 0, 0.1
         history, t = [], 0
         mon_idx = rng.choice(N, min(256, N), replace=False)
@@ -396,7 +412,7 @@ def make_train(config: TrainHParams, prepared: Prepared):
             alpha = _epoch_alpha(method, epoch, config, reward)
             hyper_on = code == 3 and epoch >= config.planner_start
             state, key, t, losses, gnorms = _epoch_steps(
-                plan, augment, update, prepared, config, state, key, rng, t=t, epoch=epoch, steps=steps,
+                plan, m_augment, m_update, prepared, config, state, key, rng, t=t, epoch=epoch, steps=steps,
                 method=method, code=code, alpha=alpha, hyper_on=hyper_on, log=log)
             ev = evaluate(state.theta, test=False)
             if ev["val_mse"] < best:                  # early stopping, min_delta 0
@@ -407,7 +423,7 @@ def make_train(config: TrainHParams, prepared: Prepared):
             rec = {"epoch": epoch, "alpha": alpha, "train_loss": float(np.mean(losses)),
                    "hyper_grad_norm": float(np.mean(gnorms)) if gnorms else 0.0, **ev}
             if monitor and code > 0:
-                rec.update(_monitor_record(plan, augment, prepared, state, code, mon_idx, rng, key))
+                rec.update(_monitor_record(plan, m_augment, prepared, state, code, mon_idx, rng, key))
             history.append(rec)
             if on_epoch is not None:
                 on_epoch(rec)

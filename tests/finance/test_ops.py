@@ -181,3 +181,29 @@ def test_vectorised_all_pairs_agrees_with_reference_per_pair_manipulate():
         assert int(br) == int(bs[q])
         np.testing.assert_allclose(xs[q], xr, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(ys[q], yr, rtol=1e-4, atol=1e-7)
+
+
+def test_without_mixup_pairs_keep_the_label_and_source_and_equal_the_single_op_then_binary_mix():
+    """The "w/o mixup" ablation: step 3 (mix-up with a target asset) is skipped; the single op, its curation
+    and the binary mix with the original use the same keys as the full manipulation."""
+    from jaxlab.finance import data
+    panel, _ = data.synthetic_universe(4, num_assets=4, num_days=120)
+    w = data.make_windows(panel, 16, 0, 120)
+    mu, sd = data.fit_window_stats(w.panel_x, 60)
+    pv = jnp.asarray(data.cointegration_pvalues(np.log(panel.ohlcv[..., 3]), 60))
+    d, s, key = 7, 2, jax.random.PRNGKey(5)
+    lam = jnp.linspace(0.05, 0.95, 16)
+    args = (w.panel_x[d, s], w.panel_y[d, s], s, w.panel_x[d], w.panel_y[d], pv, mu, sd)
+    xs, ys, bs = jax.jit(lambda l: ops.manipulate_all_pairs(*args, l, key, no_mix=True))(lam)
+    xm, ym, bm = jax.jit(lambda l: ops.manipulate_all_pairs(*args, l, key))(lam)
+    np.testing.assert_array_equal(np.asarray(bs), np.full(16, s))           # no target asset
+    np.testing.assert_allclose(ys, np.full(16, w.panel_y[d, s]), rtol=1e-6)  # the label is kept
+    assert float(jnp.max(jnp.abs(ym - ys))) > 1e-6                           # (the mix-ups move it)
+    for q in (0, 7, 13):
+        i, _ = divmod(q, 4)
+        ks = jax.random.split(jax.random.fold_in(key, q), 4)
+        x1 = ops.curate_kline(ops.apply_single(ops.SINGLE_OPS[i], jnp.asarray(args[0]), lam[q], ks[0]))
+        z = (x1 - mu[s]) / sd[s]
+        out, _, _ = ops.binary_mix(jnp.asarray(args[0]), z * sd[s] + mu[s], args[1], args[1], ks[3], b_max=0.5)
+        np.testing.assert_allclose(xs[q], ops.curate_kline(out), rtol=1e-5, atol=1e-6)
+    assert bool(jnp.all(ops.kline_valid(xs)))
