@@ -8,9 +8,10 @@ State-space model per response (reset at the start of every row):
 P and K never read z, so the gains are a fixed per-position table (`kalman_gains`, float64, cached per
 (T, Q, V, P0, init)) and the filter is the affine recurrence x_t = (1-K_t) x_{t-1} + K_t z_t with
 data-independent coefficients. One `combine` composes two affine maps; `kalman_filter` folds it with
-`lax.scan` or `lax.associative_scan` (O(log T) depth), or (the default for T >= 64) runs it "chunked":
-because the coefficients are known at trace time, every chunk of C positions is one shared triangular
-[C, C] matmul of the whole array plus a short carry recurrence over the chunk ends (issue 19).
+`lax.scan` or `lax.associative_scan` (O(log T) depth), or (the default for all but tiny arrays) runs it
+"chunked": because the coefficients are known at trace time, every chunk of C positions is one shared
+triangular [C, C] matmul of the whole array between a scale pass and an output pass, plus a short carry
+recurrence over the chunk ends (issue 19).
 """
 
 from __future__ import annotations
@@ -128,8 +129,11 @@ def _check_filter_inputs(z_bt, gains_t, mask_bt):
 
 
 METHODS = ("auto", "scan", "associative", "chunked")
-_CHUNKS = (64, 32, 16, 8)        # chunk sizes tried at each level, largest first
+_CHUNKS = (16, 8)                # chunk sizes tried at each level, largest first (measured: at C = 16 the
+                                 # [B*T/C, C] @ [C, C] matmul runs near the CPU's matmul peak; 32 and 64
+                                 # only add flops, 8 is slower per flop)
 _DENSE_MAX = 128                 # a level this short (or shorter) is one dense [T, T] matmul
+_HI = jax.lax.Precision.HIGHEST
 
 
 def _tiny(dtype) -> float:
@@ -139,37 +143,42 @@ def _tiny(dtype) -> float:
 
 
 @functools.lru_cache(maxsize=256)
-def _dense_table(a_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(M^T [T, T], Aprod [T]) for x_t = a_t x_{t-1} + b_t: M[t, s] = prod_{u=s+1..t} a_u, Aprod_t = prod_{u<=t} a_u."""
+def _dense_table(a_bytes: bytes, k_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(M^T [T, T], Aprod [T]) for x_t = a_t x_{t-1} + k_t b_t: M[t, s] = k_s prod_{u=s+1..t} a_u,
+    Aprod_t = prod_{u<=t} a_u (float64 bytes in; entries are products of coefficients, no division)."""
     a = np.frombuffer(a_bytes, np.float64)
+    k = np.frombuffer(k_bytes, np.float64)
     T = a.shape[0]
     M = np.zeros((T, T))
     for t in range(T):
         if t:
             M[t, :t] = M[t - 1, :t] * a[t]
         M[t, t] = 1.0
-    return np.ascontiguousarray(M.T), np.cumprod(a)
+    return np.ascontiguousarray((M * k[None, :]).T), np.cumprod(a)
 
 
 @functools.lru_cache(maxsize=256)
-def _chunk_table(a_bytes: bytes, tiny: float):
-    """Chunk plan for the affine recurrence with coefficients `a` (float64 bytes), or None if no chunk
-    size keeps the within-chunk products above `tiny`.
+def _chunk_table(a_bytes: bytes, k_bytes: bytes, tiny: float):
+    """Chunk plan for x_t = a_t x_{t-1} + k_t b_t (float64 bytes), or None if no chunk size keeps the
+    within-chunk products above `tiny`.
 
-    Returns (C, nC, R [nC, C], Aprod [nC, C]): R[c, j] = prod_{u=1..j} a_{cC+u} (chunk-local, the first
-    coefficient excluded so that a_{cC} = 0, e.g. K = 1 at t = 0, is allowed), Aprod[c, j] = prod_{u=0..j}.
-    Positions past T are padded with a = 1 (b = 0): they hold the state and are sliced off.
+    Returns (C, nC, S [nC*C], R [nC, C], a0 [nC], A [nC]): R[c, j] = prod_{u=1..j} a_{cC+u} (chunk-local,
+    the first coefficient excluded so that a_{cC} = 0, e.g. K = 1 at t = 0, is allowed), S = k / R (the input
+    scale), a0[c] = a_{cC} (so the carry's weight prod_{u=0..j} a_{cC+u} is a0[c] R[c, j]), A[c] = a0[c]
+    R[c, C-1] (the whole chunk's product). Positions past T are padded with a = 1, k = 0 (they hold the
+    state and are sliced off).
     """
     a = np.frombuffer(a_bytes, np.float64)
+    k = np.frombuffer(k_bytes, np.float64)
     T = a.shape[0]
     for C in _CHUNKS:
         nC = -(-T // C)
-        ap = np.ones(nC * C)
-        ap[:T] = a
+        ap, kp = np.ones(nC * C), np.zeros(nC * C)
+        ap[:T], kp[:T] = a, k
         ac = ap.reshape(nC, C)
         R = np.cumprod(np.concatenate([np.ones((nC, 1)), ac[:, 1:]], axis=1), axis=1)
         if R.min() >= tiny:
-            return C, nC, R, np.cumprod(ac, axis=1)
+            return C, nC, (kp.reshape(nC, C) / R).reshape(-1), R, ac[:, 0].copy(), ac[:, 0] * R[:, -1]
     return None
 
 
@@ -181,39 +190,69 @@ def _affine_assoc(a, b, x0_b):
     return A * x0_b[:, None] + Bs
 
 
-def _affine_chunked(a: np.ndarray, b, x0_b, scale=None):
-    """x_t = a_t x_{t-1} + b_t scale_t with x_{-1} = x0 and DATA-FREE coefficients (numpy float64 a, scale).
+def _chunk_input(plan, b):
+    """u = b * S on the padded [B, nC*C] grid: the one per-position scale in front of the matmul."""
+    C, nC, S = plan[:3]
+    T = b.shape[1]
+    bp = jnp.pad(b, ((0, 0), (0, nC * C - T))) if nC * C > T else b
+    return bp * jnp.asarray(S, b.dtype)
 
-    Within a chunk of C positions, x_j = R_j sum_{i<=j} b_i / R_i + Aprod_j x_prev (R, Aprod: chunk-local
-    products of a), so one shared lower-triangular [C, C] matmul of the whole [B*nC, C] array does every
-    chunk at once; the chunk-end states then obey the same kind of recurrence with coefficients
-    Aprod[:, -1] over nC positions (recursively, down to one dense [T, T] matmul when T <= 128).
-    b: [B, T]; x0_b: [B]; returns [B, T] in b's dtype.
+
+def _own_buffer(fn, b):
+    """fn(b) computed in its own [B, T]-shaped loop. XLA:CPU emits scalar code for an elementwise loop whose
+    output has a minor dimension of 16 or 32 (the matmul's [B*T/C, C] view of u, which it would otherwise
+    fuse into the loop: measured 2.7x slower than the [B, T] loop), and a `lax.cond` is a fusion boundary
+    it keeps. Both branches are fn; the predicate only has to be unknown at compile time."""
+    return jax.lax.cond(b[0, 0] == b[0, 0], fn, fn, b)
+
+
+def _chunk_states(plan, u, x0_b):
+    """(y [B, nC, C], c [B, nC]) from u = `_chunk_input`, with x = (y + c) R on chunk n:
+    y_j = sum_{i<=j} u_i, the chunk-local scaled prefix sums (ONE shared triangular [C, C] matmul of the
+    whole array), and c_n = a0_n s_n, where s_n is the true state entering chunk n: s_0 = x0,
+    s_n = A_{n-1} s_{n-1} + R_{n-1,C-1} y_{n-1,C-1}, the same kind of recurrence over nC positions, solved
+    by `_affine` (its input is shifted by one position so that no concatenate reaches the output pass)."""
+    C, nC, _, R, a0, A = plan
+    B = u.shape[0]
+    dt = u.dtype
+    tri = jnp.asarray(np.triu(np.ones((C, C))), dt)                    # y = u @ tri
+    y = jnp.dot(u.reshape(B * nC, C), tri, precision=_HI).reshape(B, nC, C)
+    e_in = jnp.pad(y[:, :-1, -1] * jnp.asarray(R[:-1, -1], dt), ((0, 0), (1, 0)))
+    s_in = _affine(np.concatenate([[1.0], A[:-1]]), np.ones(nC), e_in, x0_b)
+    return y, jnp.asarray(a0, dt) * s_in
+
+
+def _chunk_output(plan, y, c):
+    """x [B, nC*C] = (y + c) R: the one pass after the matmul (one [T] table, so it vectorizes; the
+    equivalent R y + Aprod s with two tables measured 1.4x slower)."""
+    C, nC, _, R, _, _ = plan
+    return ((y + c[:, :, None]) * jnp.asarray(R, y.dtype)).reshape(y.shape[0], nC * C)
+
+
+def _affine(a: np.ndarray, k: np.ndarray, b, x0_b, own_buffer: bool = False):
+    """x_t = a_t x_{t-1} + k_t b_t with x_{-1} = x0 and DATA-FREE coefficients (numpy float64 a, k).
+
+    Within a chunk of C positions, x_j = R_j (sum_{i<=j} k_i b_i / R_i + a0 x_prev) (R: chunk-local products
+    of a, a0: the chunk's first coefficient), so after one scale pass a shared lower-triangular [C, C]
+    matmul of the whole [B*nC, C] array does every chunk at once; the states entering the chunks obey the
+    same kind of recurrence over nC positions (recursively, down to one dense [T, T] matmul when T <= 128);
+    one more pass adds the carry and applies R. b: [B, T]; x0_b: [B]; returns [B, T] in b's dtype.
+    With own_buffer (the unmasked filter), the scale pass runs in its own [B, T]-shaped loop (see
+    `_own_buffer`); the masked filter gets the same from the `lax.cond` that follows its scale pass.
     """
     B, T = b.shape
     dt = b.dtype
-    hi = jax.lax.Precision.HIGHEST
-    scale = np.ones(T) if scale is None else scale
+    ab, kb = (np.ascontiguousarray(v, np.float64).tobytes() for v in (a, k))
     if T <= _DENSE_MAX:
-        Mt, Ap = _dense_table(np.ascontiguousarray(a, np.float64).tobytes())
-        Mt = Mt * scale[:, None]                      # fold the input scale into the matrix rows
-        return jnp.dot(b, jnp.asarray(Mt, dt), precision=hi) + x0_b[:, None] * jnp.asarray(Ap, dt)
-    plan = _chunk_table(np.ascontiguousarray(a, np.float64).tobytes(), _tiny(dt))
+        Mt, Ap = _dense_table(ab, kb)
+        return jnp.dot(b, jnp.asarray(Mt, dt), precision=_HI) + x0_b[:, None] * jnp.asarray(Ap, dt)
+    plan = _chunk_table(ab, kb, _tiny(dt))
     if plan is None:                                  # e.g. gains ~1 (Q >> V): products underflow
-        return _affine_assoc(a, b * jnp.asarray(scale, dt), x0_b)
-    C, nC, R, Ap = plan
-    sp = np.zeros(nC * C)
-    sp[:T] = scale
-    bp = jnp.pad(b, ((0, 0), (0, nC * C - T))) if nC * C > T else b
-    u = (bp.reshape(B, nC, C) * jnp.asarray(sp.reshape(nC, C) / R, dt)).reshape(B * nC, C)
-    L_t = np.triu(np.ones((C, C)))                    # y_j = sum_{i<=j} u_i  (u @ L^T)
-    y = jnp.dot(u, jnp.asarray(L_t, dt), precision=hi).reshape(B, nC, C)
-    y_end = y[:, :, -1] * jnp.asarray(R[:, -1], dt)   # chunk-local state at each chunk's end
-    s = _affine_chunked(Ap[:, -1], y_end, x0_b)       # true state at each chunk's end  [B, nC]
-    s_prev = jnp.concatenate([x0_b[:, None], s[:, :-1]], axis=1)
-    x = y * jnp.asarray(R, dt) + jnp.asarray(Ap, dt) * s_prev[:, :, None]
-    x = x.reshape(B, nC * C)
-    return x[:, :T] if nC * C > T else x
+        return _affine_assoc(a, b * jnp.asarray(k, dt), x0_b)
+    fn = functools.partial(_chunk_input, plan)
+    u = _own_buffer(fn, b) if own_buffer and b.size else fn(b)
+    y, c = _chunk_states(plan, u, x0_b)
+    return _chunk_output(plan, y, c)[:, :T]
 
 
 def _scan_affine(a_bt, b_bt, x0_b, unroll):
@@ -226,44 +265,99 @@ def _scan_affine(a_bt, b_bt, x0_b, unroll):
     return X.T
 
 
-def _is_prefix_mask(m):
-    """True iff every row is valid positions followed only by pads (no holes, no leading pads)."""
-    return jnp.all(m[:, 1:] <= m[:, :-1]) if m.shape[1] > 1 else jnp.asarray(True)
+def _prefix_lengths(m):
+    """(ok, n_b): ok = every row of the [B, T] bool mask is valid positions followed only by pads (no holes,
+    no leading pads); n_b = valid positions per row (int32 [B]).
+
+    One variadic reduction (count and sum of valid positions, read once): n ones at distinct positions
+    sum to at least 0 + 1 + ... + (n-1), with equality iff they are exactly positions 0..n-1.
+    """
+    B, T = m.shape
+    if T > 65536:                                     # the position sum could overflow int32
+        n_b = jnp.sum(m, axis=1, dtype=jnp.int32)
+        return (jnp.all(m[:, 1:] <= m[:, :-1]) if T > 1 else jnp.asarray(True)), n_b
+    t = jnp.arange(T, dtype=jnp.int32)[None, :]
+    zero = jnp.int32(0)
+    n_b, s_b = jax.lax.reduce((m.astype(jnp.int32), jnp.where(m, t, zero)), (zero, zero),
+                              lambda p, q: (p[0] + q[0], p[1] + q[1]), (1,))
+    tri = jnp.where(n_b % 2 == 0, (n_b // 2) * (n_b - 1), n_b * ((n_b - 1) // 2))   # n(n-1)/2, no overflow
+    return jnp.all(s_b == tri), n_b
+
+
+def _hold_last(x_bt, last_b, n_b, x0_b):
+    """where(t < n_b, x_t, last_b), with x0 for an empty row (pads hold the last valid state)."""
+    last = jnp.where(n_b > 0, last_b, x0_b)
+    valid = jnp.arange(x_bt.shape[1], dtype=n_b.dtype)[None, :] < n_b[:, None]
+    return jnp.where(valid, x_bt, last[:, None])
+
+
+def _filter_masked_small(z0, K_np, m, ok, n_b, x0_b):
+    """The masked filter where no chunk plan applies (T <= _DENSE_MAX, or gains near 1): x from `_affine`
+    with pads holding (suffix pads) or the sequential scan (any other mask), chosen by `lax.cond`."""
+    def suffix_pads(z0, x0_b):
+        x = _affine(1.0 - K_np, K_np, z0, x0_b)
+        last = jnp.take_along_axis(x, jnp.maximum(n_b - 1, 0)[:, None], 1)[:, 0]
+        return _hold_last(x, last, n_b, x0_b)
+
+    def holes(z0, x0_b):
+        K = jnp.asarray(K_np, z0.dtype)
+        return _scan_affine(jnp.where(m, 1.0 - K, 1.0), K * z0, x0_b, 1)
+
+    return jax.lax.cond(ok, suffix_pads, holes, z0, x0_b)
 
 
 def _filter_chunked(z_bt, K_np, mask_bt, x0_b):
-    """Exact filter via `_affine_chunked`; masks with suffix pads only take the fast path, any other
-    mask (holes, leading pads) the sequential scan, chosen at run time with `lax.cond`."""
+    """Exact filter via `_affine`; masks with suffix pads only take the fast path, any other mask (holes,
+    leading pads) the sequential scan, chosen at run time with `lax.cond`.
+
+    With a mask, the scale pass runs before the cond (so it fuses with z's producer, e.g. the log-ratio,
+    in a [B, T]-shaped loop) and the output pass after it (so it fuses with x's consumers); the cond
+    returns the matmul's y, the chunk carries and the last valid state, or the scan's x in y's place.
+    """
     a = 1.0 - K_np
     if mask_bt is None:
-        return _affine_chunked(a, z_bt, x0_b, scale=K_np)
+        return _affine(a, K_np, z_bt, x0_b, own_buffer=True)
+    B, T = z_bt.shape
+    dt = z_bt.dtype
     m = jnp.asarray(mask_bt, bool)
+    ok, n_b = _prefix_lengths(m)
+    z0 = jnp.where(m, z_bt, 0.0)                      # pads may hold anything (inf, nan): never read them
+    plan = None if T <= _DENSE_MAX else _chunk_table(a.tobytes(), K_np.tobytes(), _tiny(dt))
+    if plan is None:
+        return _filter_masked_small(z0, K_np, m, ok, n_b, x0_b)
+    C, nC, _, R, _, _ = plan
+    Rf = jnp.asarray(R.reshape(-1), dt)
 
-    def suffix_pads(z, x0_b):
-        # Valid positions form a prefix, so they equal the unmasked filter (causality); pads hold the
-        # last valid state (x0 for an empty row).
-        x = _affine_chunked(a, jnp.where(m, z, 0.0), x0_b, scale=K_np)
-        n_b = jnp.sum(m, axis=1)
-        last = jnp.take_along_axis(x, jnp.maximum(n_b - 1, 0)[:, None], axis=1)[:, 0]
-        last = jnp.where(n_b > 0, last, x0_b)
-        return jnp.where(m, x, last[:, None])
+    def suffix_pads(u, x0_b):
+        # Valid positions form a prefix, so they equal the unmasked filter (causality).
+        y, c = _chunk_states(plan, u, x0_b)
+        i = jnp.maximum(n_b - 1, 0)                   # the last valid position, from y and c
+        y_i = jnp.take_along_axis(y.reshape(B, nC * C), i[:, None], 1)[:, 0]
+        c_i = jnp.take_along_axis(c, (i // C)[:, None], 1)[:, 0]
+        return y.reshape(B, nC * C), c, (y_i + c_i) * Rf[i]
 
-    def holes(z, x0_b):                               # the sequential scan (measured faster than the
-        K = jnp.asarray(K_np, z.dtype)                # associative scan with a mask on the 2-core CPU)
-        a_bt = jnp.where(m, 1.0 - K, 1.0)
-        b_bt = jnp.where(m, K * z, 0.0)
-        return _scan_affine(a_bt, b_bt, x0_b, 1)
+    def holes(u, x0_b):                               # the sequential scan (measured faster than the
+        K = jnp.asarray(K_np, dt)                     # associative scan with a mask on the 2-core CPU);
+        b = (u * Rf)[:, :T]                           # u R = K z on valid positions, 0 on pads
+        x = _scan_affine(jnp.where(m, 1.0 - K, 1.0), b, x0_b, 1)
+        return jnp.pad(x, ((0, 0), (0, nC * C - T))), jnp.zeros((B, nC), dt), jnp.zeros((B,), dt)
 
-    return jax.lax.cond(_is_prefix_mask(m), suffix_pads, holes, z_bt, x0_b)
+    y, c, last = jax.lax.cond(ok, suffix_pads, holes, _chunk_input(plan, z0), x0_b)
+    x = _hold_last(_chunk_output(plan, y.reshape(B, nC, C), c)[:, :T], last, n_b, x0_b)
+    return jnp.where(ok, x, y[:, :T])
+
+
+_AUTO_MIN_SIZE = 8192             # B*T from which "auto" picks the chunked filter
 
 
 def _auto_method(B: int, T: int, concrete: bool) -> str:
-    """Measured on the 2-core CPU (benchmarks/kalman.py): the sequential scan wins on small arrays
-    (B*T < 32768, e.g. 8x256: 1.1x the elementwise floor vs 3.5x), the chunked filter on large ones;
-    gains that are traced values cannot be chunked."""
+    """Measured on the 2-core CPU (issue 19, interleaved in one process): the sequential scan wins or ties
+    on tiny arrays (8x256: 1.2x the elementwise floor for both unmasked, 1.3x vs 1.5x masked), the
+    chunked filter from B*T = 8192 on (16x512: 1.4x vs 1.8x; 64x1024: 2x vs 4x; inside the KPO loss at
+    128x96 it is 15% faster than the scan); gains that are traced values cannot be chunked."""
     if not concrete:
         return "associative"
-    return "chunked" if (B * T >= 32768 and T >= 64) else "scan"
+    return "chunked" if (B * T >= _AUTO_MIN_SIZE and T >= 64) else "scan"
 
 
 def kalman_filter(z_bt, gains_t, *, mask_bt=None, x0=0.0, parallel: bool | None = None,
@@ -277,14 +371,15 @@ def kalman_filter(z_bt, gains_t, *, mask_bt=None, x0=0.0, parallel: bool | None 
     Implementations (all exact up to float rounding; the same values and gradients):
       "scan"         `lax.scan` folding `combine` over t (O(T) sequential steps).
       "associative"  `lax.associative_scan` of `combine` (O(log T) depth).
-      "chunked"      uses that the gains are data-free: in chunks of C positions
-                     x_j = R_j sum_{i<=j} K_i z_i / R_i + Aprod_j x_prev (R, Aprod: products of 1-K
-                     known at trace time), i.e. ONE shared triangular [C, C] matmul of the whole array
-                     plus a recursive carry over the chunk ends. Masks whose rows are valid tokens then
+      "chunked"      uses that the gains are data-free: in chunks of C = 16 positions
+                     x_j = R_j (sum_{i<=j} K_i z_i / R_i + a0 x_prev) (R: products of 1-K known at
+                     trace time), i.e. a scale pass, ONE shared triangular [C, C] matmul of the whole
+                     array, a recursive carry over the chunk ends and one output pass (the first and
+                     last fuse with z's producer and x's consumers). Masks whose rows are valid tokens then
                      pads take this path too (pads hold the last valid state); masks with holes or
                      leading pads use the sequential scan (chosen at run time by `lax.cond`). Needs a
                      concrete (non-traced) gain table; falls back to "associative" otherwise.
-      "auto"         (default) "chunked" for B*T >= 32768 (and T >= 64), "scan" below (faster there).
+      "auto"         (default) "chunked" for B*T >= 8192 (and T >= 64), "scan" below (faster there).
 
     Args:
       z_bt: [B, T] float log-ratios (log pi_theta - log pi_old).

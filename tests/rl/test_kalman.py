@@ -299,3 +299,93 @@ def test_bad_method_raises_and_traced_gains_fall_back():
     z = jnp.asarray(np.random.default_rng(1).normal(size=(2, 80)), jnp.float32)
     traced = jax.jit(lambda z, K: kalman_filter(z, K, method="chunked"))(z, jnp.asarray(K, jnp.float32))
     np.testing.assert_allclose(traced, kalman_filter_loop(z, K), atol=1e-5)
+
+
+# ------------------------------------------------- issue 19 items 1-2: the faster chunked filter
+@pytest.mark.parametrize("gains", ["Q=1e-6", "first_obs", "Q=1"])
+def test_chunked_three_levels_and_level_two_fallback_match_loop(gains):
+    """T = 3000: chunk ends recurse through a second chunked level (Q=1e-6, first_obs), or (Q=1, whose
+    16-chunk products underflow) through the associative-scan fallback; every mask kind, float32."""
+    T = 3000
+    rng = np.random.default_rng(19)
+    K = {"Q=1e-6": kalman_gains(T, Q=1e-6), "first_obs": kalman_gains(T, Q=1e-3, init="first_obs"),
+         "Q=1": kalman_gains(T, Q=1.0)}[gains]
+    z = (rng.normal(size=(5, T)) + 0.3).astype(np.float32)
+    x0 = rng.normal(size=5).astype(np.float32)
+    f = jax.jit(lambda z, m, x0: kalman_filter(z, K, mask_bt=m, x0=x0, method="chunked"))
+    for m in (None,) + _mask_batches(T, rng):
+        ref = kalman_filter_loop(z, K, mask_bt=m, x0=x0)
+        out = np.asarray(f(z, m, x0))
+        np.testing.assert_allclose(out, ref, atol=2e-6 * max(1.0, np.abs(ref).max()), rtol=0)
+
+
+def test_chunked_masked_pads_may_hold_inf_and_nan():
+    T = 400
+    rng = np.random.default_rng(5)
+    K = kalman_gains(T, Q=1e-3)
+    suffix, _ = _mask_batches(T, rng)
+    z = rng.normal(size=(5, T)).astype(np.float32)
+    bad = np.where(suffix, z, np.where(rng.random((5, T)) < 0.5, np.inf, np.nan)).astype(np.float32)
+    f = jax.jit(lambda z, m: kalman_filter(z, K, mask_bt=m, method="chunked"))
+    out = np.asarray(f(bad, suffix))
+    np.testing.assert_array_equal(out, np.asarray(f(np.where(suffix, z, 0.0), suffix)))
+    np.testing.assert_allclose(out, kalman_filter_loop(np.where(suffix, z, 0.0), K, mask_bt=suffix), atol=2e-6)
+    g = jax.jit(jax.grad(lambda z: jnp.sum(kalman_filter(z, K, mask_bt=suffix, method="chunked"))))(bad)
+    assert np.all(np.isfinite(np.asarray(g))) and np.all(np.asarray(g)[~suffix] == 0.0)
+
+
+def test_unmasked_chunked_is_right_whatever_its_internal_branch():
+    """The unmasked path materializes its scale pass behind a `lax.cond` on z[0, 0] == z[0, 0]; a NaN
+    there takes the other (identical) branch: row 0 is NaN from t = 0, the other rows are unchanged."""
+    T = 300
+    K = kalman_gains(T, Q=1e-3)
+    z = np.random.default_rng(8).normal(size=(4, T)).astype(np.float32)
+    f = jax.jit(lambda z: kalman_filter(z, K, method="chunked"))
+    z_nan = z.copy()
+    z_nan[0, 0] = np.nan
+    a, b = np.asarray(f(z)), np.asarray(f(z_nan))
+    np.testing.assert_allclose(a, kalman_filter_loop(z, K), atol=2e-6)
+    np.testing.assert_array_equal(b[1:], a[1:])
+    assert np.all(np.isnan(b[0]))
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 300, 65537])
+def test_prefix_lengths_matches_brute_force(T):
+    from jaxlab.rl.kalman import _prefix_lengths
+    rng = np.random.default_rng(T)
+    B = 6
+    L = rng.integers(0, T + 1, size=B)
+    L[:2] = (0, T)
+    prefix = np.arange(T)[None, :] < L[:, None]
+    cases = [prefix, np.zeros((B, T), bool), np.ones((B, T), bool)]
+    if T > 1:
+        shifted = np.roll(prefix, 1, axis=1)             # leading pad (or wrap-around) in some rows
+        swapped = prefix.copy()
+        swapped[2, [0, T - 1]] = [False, True]           # same count and a hole: still not a prefix
+        cases += [shifted, swapped, rng.random((B, T)) < 0.5]
+    for m in cases:
+        ok, n_b = jax.jit(_prefix_lengths)(m)
+        want = bool(np.all(m[:, 1:] <= m[:, :-1])) if T > 1 else True
+        assert bool(ok) == want
+        np.testing.assert_array_equal(np.asarray(n_b), m.sum(1))
+
+
+def test_chunked_masked_matches_loop_1e12_in_x64():
+    rng = np.random.default_rng(2)
+    with jax.enable_x64(True):
+        T = 700
+        K = kalman_gains(T, Q=1e-3, V=0.7, P0=1.3)
+        z = rng.normal(size=(5, T))
+        for m in _mask_batches(T, rng):
+            out = np.asarray(kalman_filter(jnp.asarray(z), K, mask_bt=m, x0=0.25, method="chunked"))
+            assert out.dtype == np.float64
+            np.testing.assert_allclose(out, kalman_filter_loop(z, K, mask_bt=m, x0=0.25), atol=1e-12, rtol=0)
+
+
+def test_auto_method_picks_scan_only_for_tiny_arrays():
+    from jaxlab.rl.kalman import _auto_method
+    assert _auto_method(8, 256, True) == "scan"
+    assert _auto_method(256, 32, True) == "scan"         # T < 64
+    assert _auto_method(128, 96, True) == "chunked"
+    assert _auto_method(256, 4096, True) == "chunked"
+    assert _auto_method(256, 4096, False) == "associative"
