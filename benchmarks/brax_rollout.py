@@ -1,6 +1,13 @@
 """Env-steps/s of FailureBench rollouts: Python loop of jitted single steps vs jit(vmap(step)) loop vs
 jit(lax.scan(vmap(step))) at 16/64/256 envs, plus one whole PPO iteration. Writes results/bench/brax_rollout.json.
 
+The limit of every rollout row is native MuJoCo on the same `MjModel` (`env.sys.mj_model`, the same timestep and
+n_frames physics steps per env step, the same constant control): `mujoco.rollout` over the same number of envs with
+1 thread (one core) and 2 threads (both cores), timed in the same process. Native MuJoCo only integrates the
+physics (no observation, reward or termination), so it is an upper bound for the env step. Each row also gives
+the process CPU seconds per wall second during its timing (how many cores it used). compile_s is a fresh
+compile (`jax.clear_caches()` first).
+
 Usage: python benchmarks/brax_rollout.py --size=tiny|full
 """
 import argparse
@@ -11,10 +18,37 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.core.bench import median_time
+from jaxlab.core.bench import fresh_compile_s, median_time
 from jaxlab.core.metrics import write_json_atomic
 from jaxlab.farl.envs import make_env
 from jaxlab.farl.ppo import POLICY, TWIN, VALUE, WM_MEMBER, make_arm, make_train
+
+
+def native_steps_per_s(env, n: int, T: int, action, nthread: int, reps: int) -> tuple[float, float]:
+    """(env-steps/s, CPU s per wall s) of native MuJoCo (`mujoco.rollout`, `nthread` threads) for n envs x T env
+    steps of n_frames physics steps each, from the model's initial state under a constant control."""
+    import mujoco
+    from mujoco import rollout
+    m = env.sys.mj_model
+    nstep = T * env._n_frames
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    s0 = np.zeros(mujoco.mj_stateSize(m, spec))
+    mujoco.mj_getState(m, mujoco.MjData(m), s0, spec)
+    init, ctrl = np.tile(s0, (n, 1)), np.tile(np.asarray(action, np.float64), (n, nstep, 1))
+    datas = [mujoco.MjData(m) for _ in range(nthread)]
+    with rollout.Rollout(nthread=nthread) as r:
+        run = lambda: r.rollout([m] * n, datas, init, ctrl, nstep=nstep)
+        run()
+        c0, t0 = time.process_time(), time.perf_counter()
+        med = median_time(run, reps)
+        util = (time.process_time() - c0) / (time.perf_counter() - t0)
+    return n * T / med, util
+
+
+def _cpu_util(fn, reps):
+    c0, t0 = time.process_time(), time.perf_counter()
+    med = median_time(fn, reps)
+    return med, (time.process_time() - c0) / (time.perf_counter() - t0)
 
 
 def main(size):
@@ -50,19 +84,27 @@ def main(size):
             return x.obs
 
         scan = jax.jit(lambda x: jax.lax.scan(lambda c, _: (jax.vmap(env.step)(c, a), None), x, None, length=T)[0].obs)
-        # first calls (compile + one run) are timed before the parity check, which would otherwise absorb them
-        t0 = time.perf_counter(); jax.block_until_ready(vloop()); cv = time.perf_counter() - t0
-        t0 = time.perf_counter(); jax.block_until_ready(scan(s)); cs = time.perf_counter() - t0
+        cv = fresh_compile_s(vstep, s, a)
+        cs = fresh_compile_s(scan, s)
+        jax.block_until_ready(vloop())
+        jax.block_until_ready(scan(s))
         # parity: the three ways agree
         if n == sizes[0]:
             np.testing.assert_allclose(np.asarray(vloop()), np.asarray(scan(s)), atol=1e-4)
             # single env vs env 0 of the batch over a short prefix (contacts make long horizons chaotic)
             np.testing.assert_allclose(np.asarray(vloop(10))[0], np.asarray(loop1(10)), atol=1e-4)
-        tv, ts_ = median_time(vloop, reps), median_time(lambda: scan(s), reps)
-        for impl, med, comp in (("jit(vmap(step)) loop", tv, cv), ("jit(lax.scan(vmap(step)))", ts_, cs)):
+        (tv, uv), (ts_, us) = _cpu_util(vloop, reps), _cpu_util(lambda: scan(s), reps)
+        nat1, u1 = native_steps_per_s(env, n, T, a1, 1, reps)
+        nat2, u2 = native_steps_per_s(env, n, T, a1, 2, reps)
+        limit = {"limit": "native MuJoCo (mujoco.rollout, same MjModel and n_frames, physics only)",
+                 "native_1core_env_steps_per_s": nat1, "native_1core_cpu_per_wall": u1,
+                 "native_2core_env_steps_per_s": nat2, "native_2core_cpu_per_wall": u2}
+        for impl, med, comp, util in (("jit(vmap(step)) loop", tv, cv, uv), ("jit(lax.scan(vmap(step)))", ts_, cs, us)):
             rows.append({"case": {"num_envs": n, "steps": T}, "impl": impl, "baseline": "python loop of jit(step)",
                          "median_s": med, "baseline_median_s": base * n * T, "env_steps_per_s": n * T / med,
-                         "baseline_env_steps_per_s": 1.0 / base, "speedup": base * n * T / med, "compile_s": comp})
+                         "baseline_env_steps_per_s": 1.0 / base, "speedup": base * n * T / med, "compile_s": comp,
+                         "cpu_per_wall": util, **limit, "ratio_to_native_1core": (n * T / med) / nat1,
+                         "ratio_to_native_2core": (n * T / med) / nat2})
     # one whole PPO iteration (FARL arm: the world-model critic is queried every step)
     n, L = 16, 64
     train = make_train(env, num_envs=n, rollout_len=L, iterations=1)
@@ -72,7 +114,8 @@ def main(size):
            "wm": jax.vmap(lambda k: WM_MEMBER.init(k, o, ac))(jax.random.split(ks[3], 5)), "q": TWIN.init(ks[4], o, ac)}
     tj = jax.jit(train)
     for arm in ("vanilla", "farl"):
-        t0 = time.perf_counter(); jax.block_until_ready(tj(jax.random.PRNGKey(0), make_arm(arm), pre)); comp = time.perf_counter() - t0
+        comp = fresh_compile_s(tj, jax.random.PRNGKey(0), make_arm(arm), pre)
+        jax.block_until_ready(tj(jax.random.PRNGKey(0), make_arm(arm), pre))
         med = median_time(lambda: tj(jax.random.PRNGKey(0), make_arm(arm), pre), reps)
         rows.append({"case": {"num_envs": n, "rollout_len": L, "arm": arm}, "impl": "ppo iteration (rollout+update)",
                      "baseline": "python loop of jit(step)", "median_s": med, "baseline_median_s": base * n * L,
@@ -84,12 +127,14 @@ def main(size):
            "versions": {"jax": jax.__version__, "brax": brax.__version__, "mujoco": mujoco.__version__,
                         "python": platform.python_version()},
            "cpu_count": os.cpu_count(), "loadavg_1m_start": load0, "loadavg_1m_end": os.getloadavg()[0],
-           "note": ("shared 2-core machine, heavily loaded by other agents' jobs (load average recorded); "
-                    "absolute steps/s are depressed and noisy, ratios measured in the same process are the signal"),
+           "note": ("2-core CPU; the load average is recorded at start and end; ratios measured in the same "
+                    "process are the signal when the machine is shared"),
            "single_step_python_loop": {"env_steps_per_s": 1.0 / base, "compile_s": c1}, "rows": rows}
     write_json_atomic("results/bench/brax_rollout.json", out)
     for r in rows:
-        print(r["case"], r["impl"], f"{r['env_steps_per_s']:.0f} steps/s, x{r['speedup']:.1f}")
+        nat = (f", native 1 core {r['native_1core_env_steps_per_s']:.0f} / 2 cores {r['native_2core_env_steps_per_s']:.0f}"
+               if "native_1core_env_steps_per_s" in r else "")
+        print(r["case"], r["impl"], f"{r['env_steps_per_s']:.0f} steps/s, x{r['speedup']:.1f}{nat}")
 
 
 if __name__ == "__main__":
