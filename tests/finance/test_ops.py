@@ -165,15 +165,21 @@ def test_manipulate_shapes_validity_and_unknown_op():
         ops.apply_single("warp_drive", w.x[0], 0.5, jax.random.PRNGKey(0))
 
 
-def test_vectorised_all_pairs_agrees_with_reference_per_pair_manipulate():
+def _pair_args():
+    """(manipulate's 8 leading args for asset 2 on day 7 of a 4-asset synthetic panel, lam [16], key)."""
     from jaxlab.finance import data
     panel, _ = data.synthetic_universe(4, num_assets=4, num_days=120)
     w = data.make_windows(panel, 16, 0, 120)
     mu, sd = data.fit_window_stats(w.panel_x, 60)
     pv = jnp.asarray(data.cointegration_pvalues(np.log(panel.ohlcv[..., 3]), 60))
-    d, s, key = 7, 2, jax.random.PRNGKey(5)
-    lam = jnp.linspace(0.05, 0.95, 16)
+    d, s = 7, 2
     args = (w.panel_x[d, s], w.panel_y[d, s], s, w.panel_x[d], w.panel_y[d], pv, mu, sd)
+    return args, jnp.linspace(0.05, 0.95, 16), jax.random.PRNGKey(5)
+
+
+def test_vectorised_all_pairs_agrees_with_reference_per_pair_manipulate():
+    args, lam, key = _pair_args()
+    s, mu, sd = args[2], args[6], args[7]
     xs, ys, bs = jax.jit(lambda l: ops.manipulate_all_pairs(*args, l, key))(lam)
     for q in (0, 5, 10, 15):                          # every single op and every mix-up once
         i, j = divmod(q, 4)
@@ -186,18 +192,12 @@ def test_vectorised_all_pairs_agrees_with_reference_per_pair_manipulate():
 def test_without_mixup_pairs_keep_the_label_and_source_and_equal_the_single_op_then_binary_mix():
     """The "w/o mixup" ablation: step 3 (mix-up with a target asset) is skipped; the single op, its curation
     and the binary mix with the original use the same keys as the full manipulation."""
-    from jaxlab.finance import data
-    panel, _ = data.synthetic_universe(4, num_assets=4, num_days=120)
-    w = data.make_windows(panel, 16, 0, 120)
-    mu, sd = data.fit_window_stats(w.panel_x, 60)
-    pv = jnp.asarray(data.cointegration_pvalues(np.log(panel.ohlcv[..., 3]), 60))
-    d, s, key = 7, 2, jax.random.PRNGKey(5)
-    lam = jnp.linspace(0.05, 0.95, 16)
-    args = (w.panel_x[d, s], w.panel_y[d, s], s, w.panel_x[d], w.panel_y[d], pv, mu, sd)
+    args, lam, key = _pair_args()
+    s, mu, sd = args[2], args[6], args[7]
     xs, ys, bs = jax.jit(lambda l: ops.manipulate_all_pairs(*args, l, key, no_mix=True))(lam)
     xm, ym, bm = jax.jit(lambda l: ops.manipulate_all_pairs(*args, l, key))(lam)
     np.testing.assert_array_equal(np.asarray(bs), np.full(16, s))           # no target asset
-    np.testing.assert_allclose(ys, np.full(16, w.panel_y[d, s]), rtol=1e-6)  # the label is kept
+    np.testing.assert_allclose(ys, np.full(16, args[1]), rtol=1e-6)          # the label is kept
     assert float(jnp.max(jnp.abs(ym - ys))) > 1e-6                           # (the mix-ups move it)
     for q in (0, 7, 13):
         i, _ = divmod(q, 4)
