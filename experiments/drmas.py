@@ -22,7 +22,7 @@ from jaxlab.core.config import config_module_attr
 from jaxlab.core.metrics import MetricsWriter
 from jaxlab.core.summary import claim, mean_std, untestable
 from jaxlab.lm import cache, tasks
-from jaxlab.lm.tokenizer import CharTokenizer
+from jaxlab.lm.tokenizer import NO, YES, CharTokenizer
 from jaxlab.lm.train import model_config
 from jaxlab.rl import multiagent as ma
 from jaxlab.rl import orchestra as orc
@@ -47,24 +47,38 @@ def role_sft_config(config):
     c.data.seq_len = rs.seq_len
     c.optim.update(steps=rs.steps, lr=rs.lr, warmup=rs.warmup, batch_size=rs.batch_size)
     c.train.update(chunk=100, eval_every=100_000, target_acc=0.0)
+    if rs.verdict_weight != 1.0:      # loss weight of the checker's verdict token (jaxlab.lm SFT knob)
+        with c.unlocked():            # the experiment's config is locked (config_flags)
+            c.data.token_weights = {YES: float(rs.verdict_weight), NO: float(rs.verdict_weight)}
     return c
 
 
 def role_rows(config):
+    """Solver / checker / retry rows of `role_sft.n_problems` problems, plus verdict rows (the
+    comparison and verdict given the gold recomputation) of the first `role_sft.verdict_rows`."""
     rs, t = config.role_sft, config.task
     probs = tasks.generate(t.family, rs.n_problems, seed=rs.data_seed, split="train", digits=t.digits)
-    return orc.sft_rows(probs, seed=rs.data_seed, wrong_frac=rs.wrong_frac,
-                        unparseable_frac=rs.unparseable_frac)
+    rows = orc.sft_rows(probs, seed=rs.data_seed, wrong_frac=rs.wrong_frac,
+                        unparseable_frac=rs.unparseable_frac, compare_width=rs.compare_width)
+    if rs.verdict_rows:
+        rows += orc.checker_rows(probs[:rs.verdict_rows], seed=rs.data_seed, wrong_frac=0.5,
+                                 unparseable_frac=rs.unparseable_frac, compare_width=rs.compare_width)
+    return rows
+
+
+def role_recipe(config) -> dict:
+    """The role warm start's recipe (it enters the model-cache key with a digest of the rows)."""
+    rs = config.role_sft
+    return {"name": "drmas_roles_v1", "family": config.task.family, "digits": config.task.digits,
+            **{k: rs[k] for k in ("n_problems", "wrong_frac", "unparseable_frac", "data_seed",
+                                   "verdict_weight", "compare_width", "verdict_rows")}}
 
 
 def warm_start(config):
     """(params, info) of the role-SFT model: stock quick SFT model -> fine-tuned on role rows (cached)."""
     base, _ = cache.load_or_train(config.sft, config.sft_seed)
-    rs = config.role_sft
-    recipe = {"name": "drmas_roles_v1", "family": config.task.family, "digits": config.task.digits,
-              **{k: rs[k] for k in ("n_problems", "wrong_frac", "unparseable_frac", "data_seed")}}
     return cache.load_or_train(role_sft_config(config), config.sft_seed, rows=role_rows(config),
-                               recipe=recipe, init_params=base,
+                               recipe=role_recipe(config), init_params=base,
                                init_key=cache.model_key(config.sft, config.sft_seed))
 
 

@@ -89,16 +89,46 @@ def rows_arrays(rows, tok: CharTokenizer, *, seq_len: int) -> tuple[np.ndarray, 
     return toks, mask
 
 
-def sft_loss(params, tokens_bt: jax.Array, mask_bt: jax.Array, *, cfg: LMConfig) -> jax.Array:
+def sft_loss(params, tokens_bt: jax.Array, mask_bt: jax.Array, *, cfg: LMConfig,
+             weights_bt: Optional[jax.Array] = None) -> jax.Array:
     """Token-mean next-token NLL over masked targets: -sum(mask * log p(x_t|x_<t)) / sum(mask).
 
-    tokens_bt [B, T] int, mask_bt [B, T] (True on target tokens). Returns a scalar.
+    With per-token loss weights w: the weighted mean -sum(mask * w * log p) / sum(mask * w) (a
+    weight w on one token counts it like w copies of it). `weights_bt=None` is the plain token mean
+    (the same computation as before weights existed).
+
+    tokens_bt [B, T] int, mask_bt [B, T] (True on target tokens), weights_bt [B, T] float >= 0 or None.
+    Returns a scalar.
     """
     logits = apply(params, tokens_bt, cfg=cfg)
     lp = output_log_softmax(logits[:, :-1], cfg)
     lp = jnp.take_along_axis(lp, tokens_bt[:, 1:, None], axis=-1)[..., 0]
     m = mask_bt[:, 1:].astype(jnp.float32)
-    return -(lp * m).sum() / jnp.maximum(m.sum(), 1.0)
+    if weights_bt is None:
+        return -(lp * m).sum() / jnp.maximum(m.sum(), 1.0)
+    m = m * weights_bt[:, 1:].astype(jnp.float32)
+    return -(lp * m).sum() / jnp.where(m.sum() > 0, m.sum(), 1.0)
+
+
+def token_weights_array(tokens_nt: np.ndarray, mask_nt: np.ndarray, token_weights, tok: CharTokenizer
+                        ) -> Optional[np.ndarray]:
+    """Per-token SFT loss weights [N, T] float32 from a {token: weight} mapping.
+
+    The knob of `make_train` is `config.data.token_weights` (absent or empty: unweighted; it is part
+    of the `data` section, so it enters the model-cache key, and a config without it keeps its key).
+    A target token (mask True) whose token is a key of `token_weights` (e.g. '<yes>', a special
+    token, or a character) gets that weight; every other position gets 1. Returns None for an empty
+    or absent mapping (the unweighted loss).
+    """
+    if not token_weights:
+        return None
+    w = np.ones(tokens_nt.shape, np.float32)
+    for name, val in dict(token_weights).items():
+        val = float(val)
+        if not np.isfinite(val) or val < 0:
+            raise ValueError(f"token_weights: weight of {name!r} must be finite and >= 0, got {val}")
+        w[(tokens_nt == tok.token_id(name)) & mask_nt] = val
+    return w
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -162,6 +192,7 @@ class _SFTRun(NamedTuple):
     run_chunk: Callable
     toks_np: np.ndarray
     mask_np: np.ndarray
+    weights_np: Optional[np.ndarray]
     rep: Any
     init_params: Any
     ckpt_dir: Optional[str]
@@ -186,6 +217,8 @@ def _train_sft(run: _SFTRun, key):
             step, state, hist, total = _resume(ckpt, state, hist, total)
     state = jax.device_put(state, run.rep)
     toks, mask = jax.device_put((jnp.asarray(run.toks_np), jnp.asarray(run.mask_np)), run.rep)
+    if run.weights_np is not None:     # per-token loss weights ride along with the mask
+        mask = (mask, jax.device_put(jnp.asarray(run.weights_np), run.rep))
     t0, steps_run = time.perf_counter(), 0
     bar = None
     if run.progress:
@@ -235,6 +268,9 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
 
     Args:
       config: ConfigDict with `model`, `data`, `optim`, `train` (see experiments/configs/lm_sft.py).
+        Optional `data.token_weights` ({token: weight}, e.g. {"<yes>": 10, "<no>": 10}): per-token
+        loss weights of the targets (`token_weights_array`, `sft_loss(weights_bt=)`); absent or
+        empty trains with the plain token mean, exactly as without the knob.
       ckpt_dir: if given, orbax checkpoints every chunk there and resume from the latest.
       eval_fn: optional `eval_fn(params) -> float` (e.g. validation greedy accuracy); called every
         `config.train.eval_every` steps; training stops once it is >= `config.train.target_acc`
@@ -258,6 +294,7 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
     tok = CharTokenizer()
     cfg = model_config(config, tok)
     toks_np, mask_np = _sft_data(config, tok, problems, rows)
+    weights_np = token_weights_array(toks_np, mask_np, config.data.get("token_weights", None), tok)
     tx = make_optimizer(config)
     t = config.train
     mesh = sharding.make_mesh(t.n_devices or None)
@@ -270,8 +307,12 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
         params, opt_state, toks, mask = carry
         idx = jax.random.randint(key, (B,), 0, toks.shape[0])
         bt = jax.lax.with_sharding_constraint(toks[idx], dat)
-        bm = jax.lax.with_sharding_constraint(mask[idx], dat)
-        loss, grads = jax.value_and_grad(sft_loss)(params, bt, bm, cfg=cfg)
+        if weights_np is None:
+            bm = jax.lax.with_sharding_constraint(mask[idx], dat)
+            loss, grads = jax.value_and_grad(sft_loss)(params, bt, bm, cfg=cfg)
+        else:
+            bm, bw = (jax.lax.with_sharding_constraint(x[idx], dat) for x in mask)
+            loss, grads = jax.value_and_grad(sft_loss)(params, bt, bm, cfg=cfg, weights_bt=bw)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params, opt_state, toks, mask), loss
@@ -283,9 +324,10 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
                                                          keys)
         return params, opt_state, losses
 
-    train = functools.partial(_train_sft, _SFTRun(config, cfg, tx, run_chunk, toks_np, mask_np, rep, init_params,
-                                                  ckpt_dir, eval_fn, log_fn, progress))
+    train = functools.partial(_train_sft, _SFTRun(config, cfg, tx, run_chunk, toks_np, mask_np, weights_np,
+                                                  rep, init_params, ckpt_dir, eval_fn, log_fn, progress))
     train.cfg = cfg
     train.tokenizer = tok
     train.data = (toks_np, mask_np)
+    train.weights = weights_np
     return train

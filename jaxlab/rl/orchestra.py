@@ -8,10 +8,21 @@ Text formats (role tokens and verdict tokens are single tokens of `jaxlab.lm.Cha
   retry    prompt  <bos><S>Q:47+85= A:131<no> T:       completion  (a fresh solution, as the solver)
 
 The checker recomputes the problem in a short chain of thought and ends with `<yes>` (approve) or
-`<no>`. A candidate the solver did not write as an integer (or longer than `MAX_CAND` characters) is
-shown to the checker as `?` (whose right verdict is `<no>`). A verdict that is neither exactly one
-`<yes>` nor exactly one `<no>` at the end is malformed: it is penalized and routed like `<no>`
-(the item is not approved, so it is retried). The final answer is the last solver answer.
+`<no>`. With a compare width W > 0 (`checker_completion(..., compare_width=W)`; the Dr. MAS warm start
+uses W = 3) the gold checker output also writes the recomputed answer and the candidate, each
+left-padded with '_' to W characters, before the verdict (W = 4 here):
+
+  checker  completion  7+5=12,4+8+1=13;47+85=132 _132/_131 <no><eos>
+
+so digit i of the candidate sits exactly W + 1 tokens after digit i of the recomputation: the tiny
+LM learns this position-by-position check, whereas with W = 0 (comparing the candidate in the prompt
+with the recomputed number) its verdict stayed at chance even after 2000 SFT steps (issue 14). The
+parsing below reads only the final verdict.
+
+A candidate the solver did not write as an integer (or longer than `MAX_CAND` characters) is shown to
+the checker as `?` (whose right verdict is `<no>`). A verdict that is neither exactly one `<yes>`
+nor exactly one `<no>` at the end is malformed: it is penalized and routed like `<no>` (the item is
+not approved, so it is retried). The final answer is the last solver answer.
 
 Step rows (fixed shapes, R = B rollouts): row `turn * R + r` for turn 0 (solver), 1 (checker),
 2 (retry, a solver step; `valid = False` when the checker approved). Every turn is ONE jitted
@@ -58,9 +69,31 @@ def retry_prompt(p: Problem, candidate: str) -> str:
     return f"<bos><S>Q:{p.question}= A:{candidate}<no> T:"
 
 
-def checker_completion(p: Problem, candidate: str) -> str:
-    """Gold checker output: the recomputation, then <yes> iff the candidate is the answer."""
-    return f"{p.steps} {YES if candidate == str(p.answer) else NO}<eos>"
+def pad_number(text: str, width: int) -> str:
+    """`text` left-padded with '_' to `width` characters (unchanged when it is already that long)."""
+    return "_" * max(int(width) - len(text), 0) + text
+
+
+def checker_completion(p: Problem, candidate: str, *, compare_width: int = 0) -> str:
+    """Gold checker output: the recomputation, then <yes> iff the candidate is the answer.
+
+    compare_width = W > 0 adds a digit-aligned comparison between the recomputation and the verdict:
+    the recomputed answer and the candidate, each left-padded with '_' to W characters,
+    `{steps} {pad(answer)}/{pad(candidate)} {verdict}` (e.g. `...;47+85=132 _132/_131 <no>`), so
+    digit i of the candidate sits exactly W + 1 tokens after digit i of the recomputation and the
+    verdict is a position-by-position equality check (W = 0: `{steps} {verdict}`). W must hold
+    every gold answer (ValueError otherwise); a longer candidate is written unpadded.
+    """
+    verdict = YES if candidate == str(p.answer) else NO
+    if compare_width < 0:
+        raise ValueError(f"compare_width: expected >= 0, got {compare_width}")
+    if compare_width == 0:
+        return f"{p.steps} {verdict}<eos>"
+    w = int(compare_width)
+    if len(str(p.answer)) > w:
+        raise ValueError(f"compare_width: the answer {p.answer} of {p.question!r} is longer than "
+                         f"compare_width={w} characters")
+    return f"{p.steps} {pad_number(str(p.answer), w)}/{pad_number(candidate, w)} {verdict}<eos>"
 
 
 def solver_answer(text: str) -> Optional[int]:
@@ -85,42 +118,71 @@ def max_prompt_len(problems: Sequence[Problem], tok: CharTokenizer) -> int:
                    len(tok.encode(retry_prompt(p, c)))) for p in problems)
 
 
+def near_miss(rng: np.random.Generator, answer: int, *, unparseable_frac: float = 0.0) -> str:
+    """A wrong candidate close to `answer`: +-1, +-2, +-10 or a swap of the last two digits (an
+    integer of at most MAX_CAND characters without a leading zero); '?' with probability
+    `unparseable_frac`. Draws from `rng`."""
+    if rng.random() < unparseable_frac:
+        return "?"
+    for _ in range(10):
+        d = int(rng.choice([-10, -2, -1, 1, 2, 10]))
+        s = str(answer)
+        if rng.random() < 0.25 and len(s.lstrip("-")) >= 2:
+            digits = list(s)
+            i = len(s) - 2
+            digits[i], digits[i + 1] = digits[i + 1], digits[i]
+            cand = "".join(digits)
+        else:
+            cand = str(answer + d)
+        if cand != str(answer) and len(cand) <= MAX_CAND and cand.lstrip("-").isdigit() \
+                and not (len(cand.lstrip("-")) > 1 and cand.lstrip("-")[0] == "0"):
+            return cand
+    return str(answer + 1)
+
+
+def _check_frac(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name}: expected in [0, 1], got {value}")
+
+
 def sft_rows(problems: Sequence[Problem], *, seed: int, wrong_frac: float = 0.5,
-             unparseable_frac: float = 0.05) -> list[tuple[str, str]]:
+             unparseable_frac: float = 0.05, compare_width: int = 0) -> list[tuple[str, str]]:
     """Warm-start rows: per problem one solver row, one checker row and one retry row.
 
     Checker candidates are wrong with probability `wrong_frac` (a near miss: +-1, +-2, +-10 or a
     digit swap; '?' with probability `unparseable_frac`); retry rows show a wrong candidate and <no>
-    and target the gold solution.
+    and target the gold solution. compare_width: the checker format (`checker_completion`).
     """
-    if not 0.0 <= wrong_frac <= 1.0:
-        raise ValueError(f"wrong_frac: expected in [0, 1], got {wrong_frac}")
+    _check_frac("wrong_frac", wrong_frac)
     rng = np.random.default_rng([int(seed), 1414])
     rows = []
-
-    def near_miss(a: int) -> str:
-        if rng.random() < unparseable_frac:
-            return "?"
-        for _ in range(10):
-            d = int(rng.choice([-10, -2, -1, 1, 2, 10]))
-            s = str(a)
-            if rng.random() < 0.25 and len(s.lstrip("-")) >= 2:
-                digits = list(s)
-                i = len(s) - 2
-                digits[i], digits[i + 1] = digits[i + 1], digits[i]
-                cand = "".join(digits)
-            else:
-                cand = str(a + d)
-            if cand != str(a) and len(cand) <= MAX_CAND and cand.lstrip("-").isdigit() \
-                    and not (len(cand.lstrip("-")) > 1 and cand.lstrip("-")[0] == "0"):
-                return cand
-        return str(a + 1)
-
+    miss = lambda a: near_miss(rng, a, unparseable_frac=unparseable_frac)
     for p in problems:
         rows.append((solver_prompt(p), p.completion("cot")))
-        cand = near_miss(p.answer) if rng.random() < wrong_frac else str(p.answer)
-        rows.append((checker_prompt(p, cand), checker_completion(p, cand)))
-        rows.append((retry_prompt(p, near_miss(p.answer)), p.completion("cot")))
+        cand = miss(p.answer) if rng.random() < wrong_frac else str(p.answer)
+        rows.append((checker_prompt(p, cand), checker_completion(p, cand, compare_width=compare_width)))
+        rows.append((retry_prompt(p, miss(p.answer)), p.completion("cot")))
+    return rows
+
+
+def checker_rows(problems: Sequence[Problem], *, seed: int, wrong_frac: float = 0.5,
+                 unparseable_frac: float = 0.05, compare_width: int = 0) -> list[tuple[str, str]]:
+    """Verdict rows: per problem one checker row whose gold recomputation is part of the PROMPT
+    (teacher-forced, not a loss target), so SFT on them trains only the comparison and the verdict
+    (`{steps} ` | `{pad(answer)}/{pad(candidate)} {verdict}<eos>`), never the arithmetic.
+
+    Candidates as in `sft_rows` (wrong with probability `wrong_frac`, so 0.5 balances <yes>/<no>).
+    Prompt + completion is exactly `checker_prompt + checker_completion`.
+    """
+    _check_frac("wrong_frac", wrong_frac)
+    rng = np.random.default_rng([int(seed), 2828])
+    rows = []
+    for p in problems:
+        cand = (near_miss(rng, p.answer, unparseable_frac=unparseable_frac)
+                if rng.random() < wrong_frac else str(p.answer))
+        full = checker_completion(p, cand, compare_width=compare_width)
+        cut = len(p.steps) + 1
+        rows.append((checker_prompt(p, cand) + full[:cut], full[cut:]))
     return rows
 
 

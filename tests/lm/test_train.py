@@ -6,8 +6,9 @@ import pytest
 
 from experiments.configs.lm_sft import get_config
 from jaxlab.core.testing import run_with_fake_devices
-from jaxlab.lm import all_add1, apply, generate_answers, make_train, sft_arrays, sft_loss
+from jaxlab.lm import all_add1, apply, generate_answers, make_train, rows_arrays, sft_arrays, sft_loss
 from jaxlab.lm import cache
+from jaxlab.lm.train import token_weights_array
 
 
 def tiny_config(**optim):
@@ -42,6 +43,76 @@ def test_sft_loss_is_token_mean_nll(tok, cfg, params):
     lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
     nll = lse - np.take_along_axis(logits, toks[:, 1:, None], -1)[..., 0]
     assert abs(loss - nll[mask[:, 1:]].mean()) < 1e-5
+
+
+def _nll(params, toks, cfg):
+    logits = np.asarray(apply(params, toks, cfg=cfg), np.float64)[:, :-1]
+    logits[..., :2] = -np.inf
+    lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    return lse - np.take_along_axis(logits, toks[:, 1:, None], -1)[..., 0]
+
+
+def test_sft_loss_weights_give_the_weighted_token_mean(tok, cfg, params):
+    """Weight w on one target token = that token counted w times: sum(w * nll) / sum(w) over the mask."""
+    toks, mask = sft_arrays(all_add1()[:4], tok, seq_len=24)
+    nll = _nll(params, toks, cfg)
+    w = np.ones(toks.shape, np.float32)
+    i = np.nonzero(mask[1])[0][2]
+    w[1, i] = 7.0                      # one token x7
+    w[2, np.nonzero(mask[2])[0][0]] = 0.0
+    w[0, 0] = 100.0                    # off the mask: ignored
+    m = mask[:, 1:]
+    want = (w[:, 1:] * nll)[m].sum() / w[:, 1:][m].sum()
+    got = float(sft_loss(params, toks, mask, cfg=cfg, weights_bt=w))
+    assert abs(got - want) < 1e-5
+    assert abs(got - nll[m].mean()) > 1e-3          # the weights are not ignored
+    plain = sft_loss(params, toks, mask, cfg=cfg)
+    ones = sft_loss(params, toks, mask, cfg=cfg, weights_bt=np.ones(toks.shape, np.float32))
+    assert float(ones) == float(plain)              # all-ones weights: the plain token mean
+
+
+def test_token_weights_array_weights_only_the_named_target_tokens(tok):
+    rows = [("<bos><no>Q:1+2= T:", "1+2=3 <yes><eos>"), ("<bos>Q:1+1= T:", "1+1=2 <no><eos>")]
+    toks, mask = rows_arrays(rows, tok, seq_len=24)
+    w = token_weights_array(toks, mask, {"<yes>": 5.0, "<no>": 3.0}, tok)
+    assert w.dtype == np.float32 and w.shape == toks.shape
+    assert w[0, np.nonzero(toks[0] == tok.yes_id)[0]].tolist() == [5.0]
+    assert w[0, np.nonzero(toks[0] == tok.no_id)[0]].tolist() == [1.0]      # in the prompt: not a target
+    assert w[1, np.nonzero(toks[1] == tok.no_id)[0]].tolist() == [3.0]
+    assert (w == 1).sum() == w.size - 2
+    assert token_weights_array(toks, mask, None, tok) is None
+    assert token_weights_array(toks, mask, {}, tok) is None
+    with pytest.raises(ValueError, match="token_weights"):
+        token_weights_array(toks, mask, {"<yes>": -1.0}, tok)
+    with pytest.raises(ValueError, match="token"):
+        token_weights_array(toks, mask, {"<maybe>": 2.0}, tok)
+
+
+def test_token_weights_knob_changes_training_and_the_cache_key():
+    """config.data.token_weights reaches the SGD step (other params) and the model-cache key; absent
+    or empty it trains bitwise as without the knob and keeps the stock key."""
+    c = tiny_config(steps=20)
+    c.model.update(d_model=16, d_ff=32, num_layers=1, max_len=32)
+    c.train.update(chunk=10)
+    rows = [(f"<bos>Q:{a}+{b}= T:", f"{a}+{b}={a + b} " + ("<yes>" if (a + b) % 2 else "<no>") + "<eos>")
+            for a in range(10) for b in range(10)]
+
+    def run(cfg):
+        p, _ = make_train(cfg, rows=rows, progress=False)(jax.random.PRNGKey(0))
+        return [np.asarray(x) for x in jax.tree_util.tree_leaves(p)]
+
+    stock_key = cache.model_key(c, 0)
+    plain = run(c)
+    c_empty = c.copy_and_resolve_references()
+    c_empty.data.token_weights = {}
+    assert all(np.array_equal(a, b) for a, b in zip(plain, run(c_empty)))
+    c_w = c.copy_and_resolve_references()
+    c_w.data.token_weights = {"<yes>": 10.0, "<no>": 10.0}
+    assert make_train(c_w, rows=rows, progress=False).weights is not None
+    assert not all(np.array_equal(a, b) for a, b in zip(plain, run(c_w)))
+    assert cache.model_key(c_w, 0) != stock_key
+    c_w.data.token_weights = {"<yes>": 20.0, "<no>": 10.0}
+    assert cache.model_key(c_w, 0) not in (stock_key, cache.model_key(c_empty, 0))
 
 
 def test_learns_one_digit_addition_with_cot():

@@ -147,3 +147,53 @@ def test_prompt_that_does_not_fit_raises():
     with pytest.raises(ValueError, match="agent_params"):
         orc.run_orchestra(("S",), None, [P1], cfg=CFG, tok=TOK, group_size=2, max_new_tokens=8,
                           prompt_len=L, sample_fn=Script([]))
+
+
+def test_compare_format_puts_digit_i_of_both_numbers_a_fixed_distance_apart():
+    assert orc.checker_completion(P1, "131") == "7+5=12,4+8+1=13;47+85=132 <no><eos>"
+    assert (orc.checker_completion(P1, "131", compare_width=4)
+            == "7+5=12,4+8+1=13;47+85=132 _132/_131 <no><eos>")
+    assert (orc.checker_completion(P2, "7", compare_width=4)
+            == "12-5=7 ___7/___7 <yes><eos>")
+    for cand in ["-9", "1322", "?", "13", "132"]:
+        text = orc.checker_completion(P1, cand, compare_width=4)
+        ids = TOK.encode(text)
+        start = len(TOK.encode(P1.steps + " "))
+        rec, slash, cnd = ids[start:start + 4], ids[start + 4], ids[start + 5:start + 9]
+        assert TOK.decode(rec) == "_132" and TOK.decode([slash]) == "/"
+        assert TOK.decode(cnd).lstrip("_") == cand and len(TOK.decode(cnd)) == 4
+        assert orc.parse_verdict(text) is (cand == "132")
+    assert orc.pad_number("12345", 4) == "12345"
+    with pytest.raises(ValueError, match="compare_width"):
+        orc.checker_completion(P1, "1", compare_width=-1)
+    with pytest.raises(ValueError, match="compare_width"):
+        orc.checker_completion(P1, "1", compare_width=2)         # 132 does not fit
+
+
+def test_checker_rows_supervise_only_the_comparison_and_the_verdict():
+    probs = [P1, P2] * 100
+    rows = orc.checker_rows(probs, seed=0, compare_width=4)
+    assert len(rows) == 200
+    yes = []
+    for p, (pr, co) in zip(probs, rows):
+        cand = pr.split(" A:")[1].split(" T:")[0]
+        assert pr + co == orc.checker_prompt(p, cand) + orc.checker_completion(p, cand, compare_width=4)
+        assert pr.endswith(p.steps + " ") and not any(ch in co for ch in "+;,")
+        yes.append(co.endswith("<yes><eos>"))
+        assert yes[-1] == (cand == str(p.answer))
+    assert 0.4 < np.mean(yes) < 0.6
+    assert orc.checker_rows([P1], seed=0)[0][1] in ("<yes><eos>", "<no><eos>")
+
+
+def test_sft_rows_with_the_default_format_are_unchanged():
+    """The refactor that added the compare format keeps the default rows (and so the cache key of the
+    models trained on them): digest of rows made before the change."""
+    from jaxlab.lm import cache, tasks
+    probs = tasks.generate("addsub", 50, seed=3, split="train", digits=2)
+    rows = orc.sft_rows(probs, seed=5, wrong_frac=0.5, unparseable_frac=0.2)
+    assert cache.rows_digest(rows) == "da4390ba0d3da5f9"
+    wide = orc.sft_rows(probs, seed=5, wrong_frac=0.5, unparseable_frac=0.2, compare_width=4)
+    assert [r for i, r in enumerate(wide) if i % 3 != 1] == [r for i, r in enumerate(rows) if i % 3 != 1]
+    assert [w[0] for w in wide[1::3]] == [r[0] for r in rows[1::3]]     # same candidates
+    for p, (pr, co) in zip(probs, wide[1::3]):
+        assert co == orc.checker_completion(p, pr.split(" A:")[1].split(" T:")[0], compare_width=4)

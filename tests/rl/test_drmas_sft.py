@@ -70,3 +70,50 @@ def test_rows_sft_warm_starts_and_is_cached_under_its_own_key(tmp_path):
     # other rows -> another key (never the cached entry of these rows)
     assert cache.load(c, 0, root=str(tmp_path), rows=rows[:-1], recipe={"name": "roles"},
                       init_key="stock") is None
+
+
+def test_role_sft_knobs_enter_the_recipe_and_the_sft_config():
+    """Every role-SFT knob changes the model-cache key of the warm start (a changed recipe never reuses a
+    cached model); the verdict weight reaches the SFT as data.token_weights."""
+    from experiments import drmas as ex
+    from experiments.configs.drmas import get_config
+    c = get_config("quick")
+    c.role_sft.n_problems = 20
+
+    def key(cfg):
+        return cache.model_key(ex.role_sft_config(cfg), 0,
+                               recipe={**ex.role_recipe(cfg),
+                                       "rows_digest": cache.rows_digest(ex.role_rows(cfg))})
+
+    keys = {key(c)}
+    for knob, value in [("verdict_weight", c.role_sft.verdict_weight + 5.0),
+                        ("compare_width", c.role_sft.compare_width + 1),
+                        ("verdict_rows", c.role_sft.verdict_rows + 5)]:
+        d = c.copy_and_resolve_references()
+        d.role_sft[knob] = value
+        assert ex.role_recipe(d)[knob] == value
+        keys.add(key(d))
+    assert len(keys) == 4
+    d = c.copy_and_resolve_references()
+    d.role_sft.verdict_weight = 7.0
+    d.lock()                           # as config_flags hands it to the experiment
+    assert dict(ex.role_sft_config(d).data.token_weights) == {"<yes>": 7.0, "<no>": 7.0}
+    d.role_sft.verdict_weight = 1.0
+    assert "token_weights" not in ex.role_sft_config(d).data
+    d.role_sft.verdict_rows = 5
+    assert len(ex.role_rows(d)) == 3 * 20 + 5
+
+
+def test_default_role_rows_fit_the_model_and_the_rl_sampling_budget():
+    """With the default recipe every role row fits seq_len, and a checker's whole gold output (with the
+    compare section) fits rl.max_new_tokens, so a verdict is never cut off in the RL turns."""
+    from experiments import drmas as ex
+    from experiments.configs.drmas import get_config
+    c = get_config("full")
+    rows = ex.role_rows(c)
+    assert max(len(TOK.encode(a + b)) for a, b in rows) <= c.role_sft.seq_len
+    longest = max(len(TOK.encode(b)) for a, b in rows if a.startswith("<bos><C>") and a.endswith("T:"))
+    assert longest <= c.rl.max_new_tokens
+    train_p, eval_p = ex.problems(c)
+    cfg = model_config(ex.role_sft_config(c), TOK)
+    assert orc.max_prompt_len(train_p + eval_p, TOK) + c.rl.max_new_tokens <= cfg.max_len
