@@ -11,6 +11,7 @@ compile (`jax.clear_caches()` first).
 Usage: python benchmarks/brax_rollout.py --size=tiny|full
 """
 import argparse
+import os
 import platform
 import time
 
@@ -45,6 +46,46 @@ def native_steps_per_s(env, n: int, T: int, action, nthread: int, reps: int) -> 
     return n * T / med, util
 
 
+def sharded_scan_rows(size: str, devices: int) -> list:
+    """In a fresh process with `devices` XLA host devices (the flag must precede jax's import): the scan of
+    vmapped steps with the envs split over the devices by `shard_map` (each device one core's thread pool)
+    -> rows {num_envs, env_steps_per_s, cpu_per_wall, compile_s}."""
+    import json
+    import subprocess
+    import sys
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    out = subprocess.run([sys.executable, __file__, f"--size={size}", f"--sharded_child={devices}"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _sharded_child(size: str, devices: int) -> None:
+    """The child of `sharded_scan_rows`: prints its rows as one JSON line."""
+    import inspect
+    import json
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    try:
+        from jax import shard_map
+    except ImportError:                                # older jax
+        from jax.experimental.shard_map import shard_map
+    kw = {"check_vma": False} if "check_vma" in inspect.signature(shard_map).parameters else {"check_rep": False}
+    env = make_env("bounded_push")
+    T, reps = (20, 2) if size == "tiny" else (100, 5)
+    mesh = Mesh(np.array(jax.devices()[:devices]), ("data",))
+    rows = []
+    for n in ([16] if size == "tiny" else [16, 64, 256]):
+        a = jnp.tile(jnp.array([0.5, 0.1]), (n // devices, 1))
+        roll = lambda x: jax.lax.scan(lambda c, _: (jax.vmap(env.step)(c, a), None), x, None, length=T)[0].obs
+        s = jax.device_put(jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), n)),
+                           NamedSharding(mesh, PartitionSpec("data")))
+        f = jax.jit(shard_map(roll, mesh=mesh, in_specs=PartitionSpec("data"), out_specs=PartitionSpec("data"), **kw))
+        comp = fresh_compile_s(f, s)
+        jax.block_until_ready(f(s))
+        med, util = _cpu_util(lambda: f(s), reps)
+        rows.append({"num_envs": n, "env_steps_per_s": n * T / med, "cpu_per_wall": util, "compile_s": comp})
+    print(json.dumps(rows))
+
+
 def _cpu_util(fn, reps):
     c0, t0 = time.process_time(), time.perf_counter()
     med = median_time(fn, reps)
@@ -52,7 +93,6 @@ def _cpu_util(fn, reps):
 
 
 def main(size):
-    import os
     load0 = os.getloadavg()[0]
     env = make_env("bounded_push")
     T = 20 if size == "tiny" else 100
@@ -105,6 +145,16 @@ def main(size):
                          "baseline_env_steps_per_s": 1.0 / base, "speedup": base * n * T / med, "compile_s": comp,
                          "cpu_per_wall": util, **limit, "ratio_to_native_1core": (n * T / med) / nat1,
                          "ratio_to_native_2core": (n * T / med) / nat2})
+    # the same scan with the envs split over 2 XLA host devices (both cores), in a child process
+    by_n = {r["case"]["num_envs"]: r for r in rows if r["impl"] == "jit(lax.scan(vmap(step)))"}
+    for sr in sharded_scan_rows(size, 2):
+        ref = by_n[sr["num_envs"]]
+        rows.append({**ref, "impl": "jit(shard_map(lax.scan(vmap(step)))) on 2 host devices",
+                     "median_s": sr["num_envs"] * T / sr["env_steps_per_s"], "env_steps_per_s": sr["env_steps_per_s"],
+                     "speedup": ref["baseline_median_s"] / (sr["num_envs"] * T / sr["env_steps_per_s"]),
+                     "compile_s": sr["compile_s"], "cpu_per_wall": sr["cpu_per_wall"],
+                     "ratio_to_native_1core": sr["env_steps_per_s"] / ref["native_1core_env_steps_per_s"],
+                     "ratio_to_native_2core": sr["env_steps_per_s"] / ref["native_2core_env_steps_per_s"]})
     # one whole PPO iteration (FARL arm: the world-model critic is queried every step)
     n, L = 16, 64
     train = make_train(env, num_envs=n, rollout_len=L, iterations=1)
@@ -122,7 +172,6 @@ def main(size):
                      "env_steps_per_s": n * L / med, "speedup": base * n * L / med, "compile_s": comp})
     import brax
     import mujoco
-    import os
     out = {"benchmark": "brax_rollout", "device": jax.devices()[0].platform, "size": size, "backend": "mjx",
            "versions": {"jax": jax.__version__, "brax": brax.__version__, "mujoco": mujoco.__version__,
                         "python": platform.python_version()},
@@ -140,4 +189,9 @@ def main(size):
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--size", default="tiny", choices=["tiny", "full"])
-    main(p.parse_args().size)
+    p.add_argument("--sharded_child", type=int, default=0, help="internal: run the sharded rows on N devices")
+    args = p.parse_args()
+    if args.sharded_child:
+        _sharded_child(args.size, args.sharded_child)
+    else:
+        main(args.size)
