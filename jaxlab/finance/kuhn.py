@@ -39,7 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.finance.nfsp import reservoir_add, reservoir_init, reservoir_sample, reservoir_size
+from jaxlab.finance.dqn import epsilon_schedule
+from jaxlab.finance.nfsp import nfsp_action, reservoir_add, reservoir_init, reservoir_sample, reservoir_size
 
 NUM_CARDS = 3
 NUM_INFOSETS = 6
@@ -188,13 +189,8 @@ class _HP(NamedTuple):
 
 
 def _act(key, q_s, logits_s, use_br, eps):
-    """One decision at an infoset: eps-greedy on q_s [2] if use_br, else a sample of softmax(logits_s).
-    Returns (action int32, True when it is a non-random best-response action)."""
-    ke, kr, kp = jax.random.split(key, 3)
-    explore = jax.random.uniform(ke) < eps
-    a_br = jnp.where(explore, jax.random.randint(kr, (), 0, 2), jnp.argmax(q_s))
-    a = jnp.where(use_br, a_br, jax.random.categorical(kp, logits_s))
-    return a.astype(jnp.int32), use_br & ~explore
+    """One decision at an infoset (`nfsp.nfsp_action` on q_s, logits_s [2])."""
+    return nfsp_action(*jax.random.split(key, 3), q_s, logits_s, use_br, eps)
 
 
 def _play_episode(key, q, logits, eps, eta):
@@ -238,7 +234,7 @@ def _sl_step(key, logits_p, res, hp):
 def _nfsp_episode(st: KuhnNFSPState, hp: _HP) -> KuhnNFSPState:
     """One NFSP self-play episode: play, Q-update, reservoir adds of greedy best-response pairs, SL steps."""
     key, kp, kr0, kr1, kr2, ks0, ks1 = jax.random.split(st.key, 7)
-    eps = hp.eps_start + jnp.clip(st.t / hp.eps_decay, 0.0, 1.0) * (hp.eps_end - hp.eps_start)
+    eps = epsilon_schedule(st.t, start=hp.eps_start, end=hp.eps_end, decay_steps=hp.eps_decay)
     i, a, greedy, reached_pb, r0 = _play_episode(kp, st.q, st.logits, eps, hp.eta)
     q = _q_update(st.q, i, a, reached_pb, r0, hp.q_lr)
     res0 = reservoir_add(st.res[0], (i[0], a[0]), kr0, valid=greedy[0])

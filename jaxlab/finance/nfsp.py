@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlab.finance.dqn import epsilon_schedule
+
 MATCHING_PENNIES = np.array([[1.0, -1.0], [-1.0, 1.0]])
 ROCK_PAPER_SCISSORS = np.array([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]])
 
@@ -67,6 +69,16 @@ def anticipatory_choice(key, eta, shape=()):
     return jax.random.uniform(key, shape) < eta
 
 
+def nfsp_action(k_explore, k_random, k_avg, q_a, logits_a, use_br, eps):
+    """One NFSP decision: with `use_br` the best response (eps-greedy on q_a [A]), else a sample of the average
+    policy softmax(logits_a [A]). Returns (action int32, True when it is a non-random best-response action,
+    the only kind that enters the reservoir)."""
+    explore = jax.random.uniform(k_explore) < eps
+    a_br = jnp.where(explore, jax.random.randint(k_random, (), 0, q_a.shape[0]), jnp.argmax(q_a))
+    a = jnp.where(use_br, a_br, jax.random.categorical(k_avg, logits_a))
+    return a.astype(jnp.int32), use_br & ~explore
+
+
 # ----------------------------------------------------------------------------------- exploitability
 def nash_conv(payoff_ab, x_a, y_b):
     """NashConv of (x, y) in the zero-sum game with row payoff A: max(A y) - min(x^T A)."""
@@ -111,11 +123,7 @@ def nfsp_matrix_game(payoff_ab, key, *, iters=20000, eta=0.1, q_lr=0.02, sl_lr=0
 
     def act(k, q, logits, eps):
         kb, ke, kr, kp = jax.random.split(k, 4)
-        br = anticipatory_choice(kb, eta)
-        explore = jax.random.uniform(ke) < eps
-        a_br = jnp.where(explore, jax.random.randint(kr, (), 0, q.shape[0]), jnp.argmax(q))
-        a_avg = jax.random.categorical(kp, logits)
-        return jnp.where(br, a_br, a_avg).astype(jnp.int32), br & ~explore
+        return nfsp_action(ke, kr, kp, q, logits, anticipatory_choice(kb, eta), eps)
 
     def sl_step(k, logits, res):
         a = reservoir_sample(res, k, sl_batch)
@@ -125,7 +133,7 @@ def nfsp_matrix_game(payoff_ab, key, *, iters=20000, eta=0.1, q_lr=0.02, sl_lr=0
 
     def one(s: GameNFSPState, _):
         key, k1, k2, k3, k4, k5, k6 = jax.random.split(s.key, 7)
-        eps = eps_start + jnp.clip(s.t / eps_decay, 0.0, 1.0) * (eps_end - eps_start)
+        eps = epsilon_schedule(s.t, start=eps_start, end=eps_end, decay_steps=eps_decay)
         a1, keep1 = act(k1, s.q[0], s.logits[0], eps)
         a2, keep2 = act(k2, s.q[1], s.logits[1], eps)
         r1 = A[a1, a2]
