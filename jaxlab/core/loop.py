@@ -95,10 +95,13 @@ def vmap_seeds(trainer: Trainer) -> Trainer:
 
 
 @functools.partial(jax.jit, static_argnames=("step", "length"))
-def scan_steps(state: PyTree, *, step: Callable, length: int) -> tuple[PyTree, dict]:
-    """`length` steps of `step(state, None)` as one `lax.scan`; metrics stacked on a leading [length] axis."""
+def scan_steps(state: PyTree, data: PyTree = None, *, step: Callable, length: int) -> tuple[PyTree, dict]:
+    """`length` steps of `step(state, data)` as one `lax.scan`; metrics stacked on a leading [length] axis.
+
+    `data` (None, or a pytree of arrays such as a whole training set) is a jit argument, not a
+    compile-time constant, and every step sees the same value."""
     def body(s, _):
-        return step(s, None)
+        return step(s, data)
     return jax.lax.scan(body, state, None, length=length)
 
 
@@ -156,6 +159,7 @@ def _restore(ckpt, state_target):
     step, state = ckpt.restore(state_target)
     meta = ckpt.restore_metadata(step)
     history = meta.get("history") or {"step": [], "eval": []}
+    history.setdefault("stopped_early", False)
     return int(step), state, history
 
 
@@ -168,7 +172,9 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
         eval_fn: Optional[Callable[[PyTree], dict]] = None,
         ckpt_dir: Optional[str] = None, log_fn: Optional[Callable[[int, dict], None]] = None,
         progress: bool | str = True, mesh=None, keep: int = 2, writer=None,
-        tags: Optional[dict] = None) -> tuple[PyTree, dict]:
+        tags: Optional[dict] = None, data: PyTree = None, eval_every: Optional[int] = None,
+        stop_fn: Optional[Callable[[dict], bool]] = None,
+        check_state: Optional[Callable[[PyTree, int], None]] = None) -> tuple[PyTree, dict]:
     """Runs `steps` updates in chunks of `chunk`; returns (final state, history).
 
     Args:
@@ -187,62 +193,108 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
         {"seed": 0}); on resume, that run's records past the restored step are truncated first, so
         metrics.jsonl never holds a step twice.
       tags: fields identifying this run in the metrics file.
+      data: optional pytree (e.g. a whole training set) passed as the batch of every step when there
+        is no `collect` (a jit argument of the chunk, replicated under `mesh`, never a constant).
+      eval_every: run `eval_fn` only after chunks ending at a multiple of it, and after the last one
+        (default: after every chunk).
+      stop_fn: optional `stop_fn(eval record) -> bool`; True stops training after that chunk (early
+        stopping on a target). The history then holds `stopped_early: True`, and a resumed run does
+        not train on.
+      check_state: optional `check_state(state, step)` after every chunk, before the checkpoint
+        (e.g. `lambda s, i: check_params_finite(s.params, step=i)`); raise to stop.
     Returns:
-      state and history {"step": [...], metric: [per step], "eval": [{"step": s, ...}]}.
+      state and history {"step": [...], metric: [per step], "eval": [{"step": s, ...}],
+      "stopped_early": bool}.
     Raises:
       ValueError for steps < 0 or chunk < 1; NonFiniteError when a metric goes NaN/inf.
     """
-    if not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps: expected an integer >= 0, got {steps!r}")
-    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
-        raise ValueError(f"chunk: expected an integer >= 1, got {chunk!r}")
+    _check_run_args(steps, chunk, eval_every)
     ckpt = None
     with _mesh_context(mesh):
         state = jax.jit(trainer.init)(key)
         if mesh is not None:
             state = sharding_lib.replicate(state, mesh)
-        done, history = 0, {"step": [], "eval": []}
+            data = None if data is None else sharding_lib.replicate(data, mesh)
+        done, history = 0, {"step": [], "eval": [], "stopped_early": False}
         if ckpt_dir is not None:
             from jaxlab.core.checkpoint import Checkpointer
             ckpt = Checkpointer(ckpt_dir, save_every=1, keep=keep)
             if ckpt.latest_step() is not None:
                 done, state, history = _restore(ckpt, state)
+        total = done if history.get("stopped_early") else steps
         if writer is not None:
             writer.truncate_after(done, **(tags or {}))
         desc = progress if isinstance(progress, str) else "train"
-        bar = metrics_lib.Progress(steps, desc=desc) if progress else None
+        bar = metrics_lib.Progress(total, desc=desc) if progress else None
         if bar is not None and done:
-            bar.update(min(done, steps))
+            bar.update(min(done, total))
+        hooks = _Hooks(collect, eval_fn, eval_every, stop_fn, check_state, ckpt, writer, tags or {}, log_fn, bar)
         try:
-            while done < steps:
-                n = min(chunk, steps - done)
-                if collect is None:
-                    state, metrics = scan_steps(state, step=trainer.step, length=n)
-                else:
-                    state, metrics = _collected_chunk(trainer.step, state, collect, done, n, mesh)
-                metrics = jax.device_get(metrics)
-                check_finite(metrics, done + 1)
-                _history_append(history, done, metrics, n)
-                done += n
-                record = _mean_record(metrics)
-                if eval_fn is not None:
-                    ev = {k: float(v) for k, v in eval_fn(state).items()}
-                    history["eval"].append({"step": done, **ev})
-                    record.update({f"eval/{k}": v for k, v in ev.items()})
-                if ckpt is not None:
-                    ckpt.maybe_save(done, state, force=True, meta={"history": history})
-                if writer is not None:
-                    writer.write(done, **(tags or {}), **record)
-                if log_fn is not None:
-                    log_fn(done, record)
-                if bar is not None:
-                    bar.update(n, **{k: v for k, v in list(record.items())[:3]})
+            state = _chunks(trainer.step, state, data, history, done, total, chunk, mesh, hooks)
         finally:
             if bar is not None:
                 bar.close()
             if ckpt is not None:
                 ckpt.close()
     return state, history
+
+
+def _check_run_args(steps, chunk, eval_every) -> None:
+    if not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps: expected an integer >= 0, got {steps!r}")
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk: expected an integer >= 1, got {chunk!r}")
+    if eval_every is not None and (not isinstance(eval_every, (int, np.integer)) or eval_every < 1):
+        raise ValueError(f"eval_every: expected an integer >= 1 or None, got {eval_every!r}")
+
+
+class _Hooks(NamedTuple):
+    """The host-side parts of `run` between chunks."""
+    collect: Optional[Callable]
+    eval_fn: Optional[Callable]
+    eval_every: Optional[int]
+    stop_fn: Optional[Callable]
+    check_state: Optional[Callable]
+    ckpt: Any
+    writer: Any
+    tags: dict
+    log_fn: Optional[Callable]
+    bar: Any
+
+
+def _chunks(step, state, data, history: dict, done: int, total: int, chunk: int, mesh, h: _Hooks):
+    """The chunk loop of `run` from `done` to `total` updates (fewer when `stop_fn` stops it) -> state."""
+    while done < total:
+        n = min(chunk, total - done)
+        if h.collect is None:
+            state, metrics = scan_steps(state, data, step=step, length=n)
+        else:
+            state, metrics = _collected_chunk(step, state, h.collect, done, n, mesh)
+        metrics = jax.device_get(metrics)
+        check_finite(metrics, done + 1)
+        if h.check_state is not None:
+            h.check_state(state, done + n)
+        _history_append(history, done, metrics, n)
+        done += n
+        record = _mean_record(metrics)
+        if h.eval_fn is not None and (h.eval_every is None or done % h.eval_every == 0 or done >= total):
+            ev = {k: float(v) for k, v in h.eval_fn(state).items()}
+            history["eval"].append({"step": done, **ev})
+            record.update({f"eval/{k}": v for k, v in ev.items()})
+            if h.stop_fn is not None and h.stop_fn(ev):
+                history["stopped_early"] = done < total
+                total = done
+        if h.ckpt is not None:
+            h.ckpt.maybe_save(done, state, force=True, meta={"history": history})
+        if h.writer is not None:
+            h.writer.write(done, **h.tags, **record)
+        if h.log_fn is not None:
+            h.log_fn(done, record)
+        if h.bar is not None:
+            if total != h.bar.total:
+                h.bar.total = max(total, 1)
+            h.bar.update(n, **{k: v for k, v in list(record.items())[:3]})
+    return state
 
 
 def _collected_chunk(step, state, collect, start, n, mesh):

@@ -15,6 +15,12 @@ Typical use by a paper package:
     out = lm.sample(params, key, prompts_bp, cfg=cfg, max_new_tokens=96, num_samples=8)
     seq, mask = lm.sequences(prompts_bp, out)
     logp = lm.logprobs(params, seq, mask, cfg=cfg)             # == out.model_logprobs at the mask
+
+SFT as a `jaxlab.core.loop.Trainer` (typed hyperparameters, data as a jit argument):
+
+    hp = lm.SFTHParams(optim=lm.OptimHParams(lr=2e-3, steps=1200), chunk=100)   # or lm.sft_hparams(config)
+    state, history = loop.run(lm.sft_trainer(cfg, hp), key, steps=hp.optim.steps, chunk=hp.chunk,
+                              data=(tokens_nt, mask_nt, None))
 """
 
 from jaxlab.lm.model import (LMConfig, Hidden, TinyLM, apply, init, logprobs, num_params,
@@ -23,7 +29,8 @@ from jaxlab.lm.sampler import SampleOutput, sample, sequences
 from jaxlab.lm.tokenizer import CharTokenizer
 from jaxlab.lm.tasks import (FAMILIES, Problem, check_disjoint, find_overlap, generate,
                              generate_mix, parse_answer, split_of, verify, all_add1, UNPARSEABLE)
-from jaxlab.lm.train import make_train, model_config, rows_arrays, sft_arrays, sft_loss
+from jaxlab.lm.train import (OptimHParams, SFTHParams, SFTState, make_train, model_config, rows_arrays, sft_arrays,
+                             sft_hparams, sft_loss, sft_trainer)
 from jaxlab.lm.evaluate import evaluate, generate_answers, pass_at_k
 from jaxlab.lm.cache import load, load_or_train, model_key, rows_digest
 
@@ -31,6 +38,7 @@ __all__ = [
     "LMConfig", "Hidden", "TinyLM", "apply", "init", "logprobs", "num_params", "output_log_softmax",
     "SampleOutput", "sample", "sequences", "CharTokenizer", "FAMILIES", "Problem",
     "check_disjoint", "find_overlap", "generate", "generate_mix", "parse_answer", "split_of",
-    "verify", "all_add1", "UNPARSEABLE", "make_train", "model_config", "rows_arrays", "sft_arrays", "sft_loss",
+    "verify", "all_add1", "UNPARSEABLE", "OptimHParams", "SFTHParams", "SFTState", "sft_hparams", "sft_trainer",
+    "make_train", "model_config", "rows_arrays", "sft_arrays", "sft_loss",
     "evaluate", "generate_answers", "pass_at_k", "load", "load_or_train", "model_key", "rows_digest",
 ]

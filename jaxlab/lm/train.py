@@ -1,10 +1,12 @@
 """Supervised fine-tuning (SFT) of the tiny LM on gold CoT / direct traces.
 
-`make_train(config) -> train(key) -> (params, metrics)` in the purejaxrl/brax style: the data are
-device arrays, each jitted call runs `config.train.chunk` AdamW steps in a `lax.scan`, the batch is
-split over the core mesh's `data` axis (GSPMD inserts the gradient all-reduce), and the loop
-between chunks checkpoints (orbax, via jaxlab.core.checkpoint) and optionally evaluates greedy
-accuracy on a validation set to stop early (config knobs for the RL papers' warm starts).
+The trainer is a `jaxlab.core.loop.Trainer` (`sft_trainer(cfg, hp)`: `init(key) -> SFTState`,
+`step(state, data) -> (state, {"loss"})`) with typed hyperparameters (`SFTHParams`, `OptimHParams`), run by
+`loop.run`: each jitted chunk is a `lax.scan` of AdamW steps, the whole training set is a jit argument
+(`data=`), each step's rows are split over the `data` mesh axis (GSPMD inserts the gradient all-reduce),
+and between chunks `loop.run` checkpoints (orbax), evaluates on a cadence and stops early on a target.
+`make_train(config)` is the front door of the experiments and the model cache: it converts an lm_sft
+ConfigDict once (`sft_hparams`, `model_config`) and returns `train(key) -> (params, history)`.
 """
 
 from __future__ import annotations
@@ -13,16 +15,16 @@ import functools
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
+from flax import struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxlab.core import metrics as metrics_lib
+from jaxlab.core import loop
 from jaxlab.core import sharding
-from jaxlab.core.loop import check_finite, check_params_finite
+from jaxlab.core.loop import check_params_finite
 from jaxlab.lm import tasks
 from jaxlab.lm.model import LMConfig, apply, init, output_log_softmax
 from jaxlab.lm.tokenizer import CharTokenizer
@@ -131,8 +133,40 @@ def token_weights_array(tokens_nt: np.ndarray, mask_nt: np.ndarray, token_weight
     return w
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-    o = config.optim
+class OptimHParams(NamedTuple):
+    """AdamW on a warmup-cosine schedule (peak `lr`, floor `lr * end_lr_frac` at `steps`) after global-norm
+    clipping; `batch_size` rows per step. Defaults: experiments/configs/lm_sft.py:full."""
+    lr: float = 1e-3
+    warmup: int = 100
+    steps: int = 2000
+    batch_size: int = 64
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    b2: float = 0.98
+    end_lr_frac: float = 0.05
+
+
+class SFTHParams(NamedTuple):
+    """Everything the SFT trainer needs besides the model and the data. `chunk` steps per jitted scan;
+    `eval_every` steps between validation calls; training stops once validation reaches `target_acc` > 0;
+    `n_devices` (0: all) splits each batch over a `data` mesh axis."""
+    optim: OptimHParams = OptimHParams()
+    chunk: int = 100
+    n_devices: int = 0
+    eval_every: int = 500
+    target_acc: float = 0.0
+
+
+def sft_hparams(config) -> SFTHParams:
+    """The one conversion of an lm_sft ConfigDict (`optim` and `train` sections) into typed hyperparameters."""
+    o, t = config.optim, config.train
+    return SFTHParams(optim=OptimHParams(**{k: o[k] for k in OptimHParams._fields}), chunk=int(t.chunk),
+                      n_devices=int(t.n_devices), eval_every=int(t.eval_every), target_acc=float(t.target_acc))
+
+
+def make_optimizer(optim: OptimHParams) -> optax.GradientTransformation:
+    """The SFT optimiser of `optim` (an OptimHParams)."""
+    o = optim
     sched = optax.warmup_cosine_decay_schedule(0.0, o.lr, o.warmup, max(o.steps, o.warmup + 1),
                                                end_value=o.lr * o.end_lr_frac)
     return optax.chain(optax.clip_by_global_norm(o.grad_clip),
@@ -157,44 +191,93 @@ def _sft_data(config, tok, problems, rows) -> tuple[np.ndarray, np.ndarray]:
                       seed=config.data.seed)
 
 
-def _resume(ckpt, state, hist: dict, total: int):
-    """The latest checkpoint's (step, state) and the history up to it (older checkpoints lack it). A run
-    that had stopped early before it was killed does not train on. -> (step, state, hist, total)."""
-    step, state = ckpt.restore(state)
-    saved = ckpt.restore_metadata(step).get("history")
-    if saved is not None:
-        hist = {"loss": list(saved["loss"]), "step": list(saved["step"]),
-                "eval": [tuple(e) for e in saved["eval"]], "stopped_early": bool(saved["stopped_early"])}
-        if hist["stopped_early"]:
-            total = step
-    return step, state, hist, total
+@struct.dataclass
+class SFTState:
+    """params, optimiser state, the data key (step i draws its minibatch with fold_in(data_key, i)) and the
+    number of updates done (int32)."""
+    params: Any
+    opt_state: Any
+    data_key: jax.Array
+    step: jax.Array
 
 
-def _evaluate_and_stop(eval_fn, params, step: int, total: int, target_acc: float, hist: dict,
-                       scalars: dict) -> int:
-    """Runs eval_fn(params), records it in hist["eval"] and scalars["val_acc"]; returns the new total
-    (this step once the value reaches target_acc > 0, marking the history as stopped early)."""
-    val = float(eval_fn(params))
-    hist["eval"].append((step, val))
-    scalars["val_acc"] = val
-    if target_acc > 0 and val >= target_acc:
-        hist["stopped_early"] = step < total
-        return step
-    return total
+def _sft_init(key, *, cfg: LMConfig, optim: OptimHParams, init_params):
+    key_init, key_data = jax.random.split(key)
+    params = init(key_init, cfg) if init_params is None else init_params
+    return SFTState(params, make_optimizer(optim).init(params), key_data, jnp.zeros((), jnp.int32))
+
+
+def _sft_step(state: SFTState, data, *, cfg: LMConfig, optim: OptimHParams):
+    """One AdamW step on `optim.batch_size` rows drawn uniformly from data = (tokens [N, T], mask [N, T],
+    weights [N, T] or None); the rows are split over the `data` mesh axis when one is set."""
+    toks, mask, weights = data
+    idx = jax.random.randint(jax.random.fold_in(state.data_key, state.step), (optim.batch_size,), 0,
+                             toks.shape[0])
+    bt, bm = sharding.constrain_batch((toks[idx], mask[idx]))
+    bw = None if weights is None else sharding.constrain_batch(weights[idx])
+    loss, grads = jax.value_and_grad(sft_loss)(state.params, bt, bm, cfg=cfg, weights_bt=bw)
+    tx = make_optimizer(optim)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    return SFTState(params, opt_state, state.data_key, state.step + 1), {"loss": loss}
+
+
+class _InitParams:
+    """Warm-start parameters as a static argument: hashed and compared by identity (jit keys on it)."""
+
+    def __init__(self, params):
+        self.params = params
+
+
+def sft_trainer(cfg: LMConfig, hp: SFTHParams, *, init_params=None) -> loop.Trainer:
+    """`loop.Trainer` of SFT: `init(key) -> SFTState` (fresh `init` or the warm start `init_params`), and
+    `step(state, data) -> (state, {"loss"})` with data = (tokens [N, T], mask [N, T], weights or None) from
+    `sft_arrays` / `rows_arrays` / `token_weights_array`. Run it with `loop.run(..., data=data)`."""
+    return loop.Trainer(init=loop.bind(_sft_init_static, cfg=cfg, optim=hp.optim,
+                                       init_params=_InitParams(init_params)),
+                        step=loop.bind(_sft_step, cfg=cfg, optim=hp.optim))
+
+
+def _sft_init_static(key, *, cfg, optim, init_params: _InitParams):
+    return _sft_init(key, cfg=cfg, optim=optim, init_params=init_params.params)
+
+
+def _sft_history(history: dict, chunk: int, steps_run: int, dt: float) -> dict:
+    """loop.run's per-step history -> the SFT history: per-chunk float32 mean losses at the chunk ends,
+    eval as (step, val_acc) pairs, stopped_early, steps_done and this call's steps per second."""
+    steps = list(history["step"])
+    done = steps[-1] if steps else 0
+    ends = [s for s in steps if s % chunk == 0 or s == done]
+    loss = np.asarray(history.get("loss", []), np.float32)
+    out, prev = [], 0
+    for e in ends:
+        out.append(float(loss[prev:e].mean()))
+        prev = e
+    return {"loss": out, "step": ends, "eval": [(e["step"], e["val_acc"]) for e in history["eval"]],
+            "stopped_early": bool(history.get("stopped_early", False)), "steps_done": done,
+            "steps_per_s": steps_run / dt if steps_run else float("nan")}
+
+
+def _sft_log(log_fn, seen: list):
+    """loop.run's log_fn(step, record) -> the SFT's log_fn(step, loss=..., val_acc=...); records steps in seen."""
+    def log(step, record):
+        seen.append(step)
+        if log_fn is not None:
+            scalars = {"loss": record["loss"]}
+            if "eval/val_acc" in record:
+                scalars["val_acc"] = record["eval/val_acc"]
+            log_fn(step, **scalars)
+    return log
 
 
 class _SFTRun(NamedTuple):
-    """Everything `make_train`'s train(key) needs: the config, the model config, the optimiser, the jitted
-    chunk of SGD steps, the data, the replicated sharding and the optional hooks."""
-    config: Any
+    """Everything `make_train`'s train(key) needs: the model config, the hyperparameters, the warm start,
+    the data, the mesh and the optional hooks."""
     cfg: LMConfig
-    tx: Any
-    run_chunk: Callable
-    toks_np: np.ndarray
-    mask_np: np.ndarray
-    weights_np: Optional[np.ndarray]
-    rep: Any
+    hp: SFTHParams
     init_params: Any
+    data: tuple
+    mesh: Any
     ckpt_dir: Optional[str]
     eval_fn: Optional[Callable]
     log_fn: Optional[Callable]
@@ -202,63 +285,26 @@ class _SFTRun(NamedTuple):
 
 
 def _train_sft(run: _SFTRun, key):
-    """train(key) of `make_train` -> (params, history)."""
-    key_init, key_data = jax.random.split(key)
-    params = init(key_init, run.cfg) if run.init_params is None else run.init_params
-    state = {"params": params, "opt_state": run.tx.init(params)}
-    step, ckpt = 0, None
-    hist = {"loss": [], "step": [], "eval": [], "stopped_early": False}
-    total, chunk, t = run.config.optim.steps, run.config.train.chunk, run.config.train
-    if run.ckpt_dir is not None:
-        from jaxlab.core.checkpoint import Checkpointer
-        ckpt = Checkpointer(run.ckpt_dir, save_every=chunk, keep=1,
-                            metadata={"config": run.config.to_dict()})
-        if ckpt.latest_step() is not None:
-            step, state, hist, total = _resume(ckpt, state, hist, total)
-    state = jax.device_put(state, run.rep)
-    toks, mask = jax.device_put((jnp.asarray(run.toks_np), jnp.asarray(run.mask_np)), run.rep)
-    if run.weights_np is not None:     # per-token loss weights ride along with the mask
-        mask = (mask, jax.device_put(jnp.asarray(run.weights_np), run.rep))
-    t0, steps_run = time.perf_counter(), 0
-    bar = None
-    if run.progress:
-        bar = metrics_lib.Progress(total, desc=run.progress if isinstance(run.progress, str) else "sft")
-        if step:
-            bar.update(min(step, total))
-    try:
-        while step < total:
-            p, o, losses = run.run_chunk(state["params"], state["opt_state"], toks, mask, key_data,
-                                     jnp.int32(step))
-            losses = np.asarray(jax.device_get(losses))
-            check_finite({"loss": losses}, step + 1)
-            check_params_finite(p, step=step + chunk)
-            state = {"params": p, "opt_state": o}
-            step += chunk
-            steps_run += chunk
-            loss = float(losses.mean())
-            hist["loss"].append(loss)
-            hist["step"].append(step)
-            scalars = {"loss": loss}
-            if run.eval_fn is not None and (step % t.eval_every == 0 or step >= total):
-                total = _evaluate_and_stop(run.eval_fn, state["params"], step, total, t.target_acc, hist, scalars)
-            if run.log_fn is not None:
-                run.log_fn(step, **scalars)
-            if ckpt is not None:
-                ckpt.maybe_save(step, state, force=step >= total,
-                                meta={"history": {k: v for k, v in hist.items()}})
-            if bar is not None:
-                if total != bar.total:
-                    bar.total = max(total, 1)
-                bar.update(chunk, **scalars)
-    finally:
-        if bar is not None:
-            bar.close()
-        if ckpt is not None:
-            ckpt.close()
+    """train(key) of `make_train` -> (params, history), on `loop.run`."""
+    hp, seen = run.hp, []
+    # A fresh model is initialised eagerly, outside jit: XLA's fused normal sampler differs from the
+    # op-by-op one in the last bit, and the model cache promises the parameters of the earlier trainer.
+    params0 = init(jax.random.split(key)[0], run.cfg) if run.init_params is None else run.init_params
+    trainer = sft_trainer(run.cfg, hp, init_params=params0)
+    eval_fn = None if run.eval_fn is None else (lambda s: {"val_acc": float(run.eval_fn(s.params))})
+    stop_fn = (lambda ev: ev["val_acc"] >= hp.target_acc) if hp.target_acc > 0 else None
+    t0 = time.perf_counter()
+    state, history = loop.run(
+        trainer, key, steps=hp.optim.steps, chunk=hp.chunk, data=run.data, mesh=run.mesh,
+        eval_fn=eval_fn, eval_every=hp.eval_every, stop_fn=stop_fn, ckpt_dir=run.ckpt_dir, keep=1,
+        check_state=lambda s, i: check_params_finite(s.params, step=i), log_fn=_sft_log(run.log_fn, seen),
+        progress=(run.progress if isinstance(run.progress, str) else "sft") if run.progress else False)
     dt = time.perf_counter() - t0
-    hist["steps_done"] = step
-    hist["steps_per_s"] = steps_run / dt if steps_run else float("nan")
-    return state["params"], hist
+    steps_run = 0
+    if seen:
+        first = seen[0]
+        steps_run = seen[-1] - max([s for s in history["step"] if s < first and (s % hp.chunk == 0)] or [0])
+    return state.params, _sft_history(history, hp.chunk, steps_run, dt)
 
 
 def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = None,
@@ -295,37 +341,13 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
     cfg = model_config(config, tok)
     toks_np, mask_np = _sft_data(config, tok, problems, rows)
     weights_np = token_weights_array(toks_np, mask_np, config.data.get("token_weights", None), tok)
-    tx = make_optimizer(config)
-    t = config.train
-    mesh = sharding.make_mesh(t.n_devices or None)
-    rep, dat = sharding.replicated(mesh), NamedSharding(mesh, PartitionSpec(sharding.DATA))
-    B, chunk = config.optim.batch_size, t.chunk
-    if B % mesh.size:
-        raise ValueError(f"optim.batch_size: {B} is not divisible by {mesh.size} devices")
-
-    def sgd_step(carry, key):
-        params, opt_state, toks, mask = carry
-        idx = jax.random.randint(key, (B,), 0, toks.shape[0])
-        bt = jax.lax.with_sharding_constraint(toks[idx], dat)
-        if weights_np is None:
-            bm = jax.lax.with_sharding_constraint(mask[idx], dat)
-            loss, grads = jax.value_and_grad(sft_loss)(params, bt, bm, cfg=cfg)
-        else:
-            bm, bw = (jax.lax.with_sharding_constraint(x[idx], dat) for x in mask)
-            loss, grads = jax.value_and_grad(sft_loss)(params, bt, bm, cfg=cfg, weights_bt=bw)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return (params, opt_state, toks, mask), loss
-
-    @jax.jit
-    def run_chunk(params, opt_state, toks, mask, key, step0):
-        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(step0 + jnp.arange(chunk))
-        (params, opt_state, _, _), losses = jax.lax.scan(sgd_step, (params, opt_state, toks, mask),
-                                                         keys)
-        return params, opt_state, losses
-
-    train = functools.partial(_train_sft, _SFTRun(config, cfg, tx, run_chunk, toks_np, mask_np, weights_np,
-                                                  rep, init_params, ckpt_dir, eval_fn, log_fn, progress))
+    hp = sft_hparams(config)
+    mesh = sharding.make_mesh(hp.n_devices or None)
+    if hp.optim.batch_size % mesh.size:
+        raise ValueError(f"optim.batch_size: {hp.optim.batch_size} is not divisible by {mesh.size} devices")
+    data = (jnp.asarray(toks_np), jnp.asarray(mask_np), None if weights_np is None else jnp.asarray(weights_np))
+    train = functools.partial(_train_sft, _SFTRun(cfg, hp, init_params, data, mesh, ckpt_dir, eval_fn, log_fn,
+                                                  progress))
     train.cfg = cfg
     train.tokenizer = tok
     train.data = (toks_np, mask_np)

@@ -173,3 +173,43 @@ loop.run(make_trainer(ToyHParams(lr=0.05, batch=16, dim=4)), jax.random.key(3), 
                            progress=False)
     np.testing.assert_array_equal(np.asarray(state[0]), np.asarray(reference[0]))
     assert hist["step"] == ref_hist["step"] and not any(".orbax-checkpoint-tmp" in p.name for p in ck.iterdir())
+
+
+def _data_trainer():
+    """A trainer whose step reads its data argument: state = (w, step); step i moves w toward data[i % 4]."""
+    def init(key):
+        return (jnp.zeros(()), jnp.zeros((), jnp.int32))
+
+    def step(state, data):
+        w, i = state
+        w = w + 0.5 * (data[i % data.shape[0]] - w)
+        return (w, i + 1), {"loss": (w - data.mean()) ** 2}
+    return loop.Trainer(init, step)
+
+
+def test_data_eval_cadence_early_stop_and_resume_after_a_stop(tmp_path):
+    """`data` reaches every step as a jit argument; eval runs at multiples of eval_every and at the end;
+    stop_fn ends training after the chunk whose eval hits the target, and a resumed run does not train on."""
+    data = jnp.asarray([1.0, 2.0, 3.0, 4.0])
+    state, h = loop.run(_data_trainer(), jax.random.key(0), steps=12, chunk=2, data=data, progress=False,
+                        eval_fn=lambda s: {"i": float(s[1])}, eval_every=4)
+    w = 0.0
+    for i in range(12):                                      # the same recursion by hand
+        w = w + 0.5 * (float(data[i % 4]) - w)
+    assert float(state[0]) == pytest.approx(w, rel=1e-6)
+    assert [e["step"] for e in h["eval"]] == [4, 8, 12] and h["stopped_early"] is False
+    # a different data array changes the result without a recompile of a constant
+    state2, _ = loop.run(_data_trainer(), jax.random.key(0), steps=12, chunk=2, data=data * 2, progress=False)
+    assert float(state2[0]) == pytest.approx(2 * w, rel=1e-6)
+    ck = str(tmp_path / "ck")
+    seen = []
+    stop = lambda ev: ev["i"] >= 6                          # first true at the eval after step 6
+    state, h = loop.run(_data_trainer(), jax.random.key(0), steps=20, chunk=3, data=data, progress=False,
+                        eval_fn=lambda s: {"i": float(s[1])}, stop_fn=stop, ckpt_dir=ck,
+                        check_state=lambda s, i: seen.append(i))
+    assert int(state[1]) == 6 and h["stopped_early"] is True and h["step"][-1] == 6 and seen == [3, 6]
+    again, h2 = loop.run(_data_trainer(), jax.random.key(0), steps=20, chunk=3, data=data, progress=False,
+                         eval_fn=lambda s: {"i": float(s[1])}, stop_fn=stop, ckpt_dir=ck)
+    assert int(again[1]) == 6 and h2["stopped_early"] is True and len(h2["step"]) == 6
+    with pytest.raises(ValueError, match="eval_every"):
+        loop.run(_data_trainer(), jax.random.key(0), steps=2, chunk=1, data=data, eval_every=0, progress=False)

@@ -1,12 +1,13 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments.configs.lm_sft import get_config
 from jaxlab.core.testing import run_with_fake_devices
-from jaxlab.lm import all_add1, apply, generate_answers, make_train, rows_arrays, sft_arrays, sft_loss
+from jaxlab.lm import all_add1, apply, generate_answers, init, make_train, rows_arrays, sft_arrays, sft_loss
 from jaxlab.lm import cache
 from jaxlab.lm.train import token_weights_array
 
@@ -258,3 +259,28 @@ def test_lm_sft_cli_with_diverging_lr_is_one_error_line(tmp_path):
     models = tmp_path / "cache" / "models"
     assert not any(p.name == "info.json" for p in models.rglob("*")) if models.exists() else True
     assert not (tmp_path / "w" / "summary.json").exists()
+
+
+def test_sft_trainer_on_loop_run_is_make_train():
+    """The typed front door: `sft_hparams` converts the config once, and `loop.run(sft_trainer(...),
+    data=...)` gives bit for bit the parameters of `make_train(config)` (same warm start, same key)."""
+    from jaxlab.core import loop
+    from jaxlab.lm import OptimHParams, sft_hparams, sft_trainer
+    from jaxlab.lm.train import model_config
+    c = _nano_config(lr=3e-3)
+    hp = sft_hparams(c)
+    assert hp.optim == OptimHParams(**{k: c.optim[k] for k in OptimHParams._fields})
+    assert (hp.chunk, hp.eval_every, hp.target_acc) == (c.train.chunk, c.train.eval_every, c.train.target_acc)
+    cfg = model_config(c)
+    p0 = init(jax.random.PRNGKey(5), cfg)
+    p_make, hist = make_train(c, init_params=p0, progress=False)(jax.random.PRNGKey(1))
+    train = make_train(c, progress=False)
+    toks, mask = train.data
+    state, h = loop.run(sft_trainer(cfg, hp, init_params=p0), jax.random.PRNGKey(1), steps=hp.optim.steps,
+                        chunk=hp.chunk, data=(jnp.asarray(toks), jnp.asarray(mask), None), progress=False)
+    for a, b in zip(jax.tree_util.tree_leaves(p_make), jax.tree_util.tree_leaves(state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert int(state.step) == hp.optim.steps and hist["steps_done"] == hp.optim.steps
+    np.testing.assert_allclose(hist["loss"][-1], np.mean(h["loss"][-hp.chunk:]), rtol=1e-6)
+    assert not np.array_equal(np.asarray(jax.tree_util.tree_leaves(p0)[0]),
+                              np.asarray(jax.tree_util.tree_leaves(state.params)[0]))   # it trained
