@@ -16,7 +16,6 @@ import os
 import shutil
 
 import jax
-import ml_collections
 import numpy as np
 
 from jaxlab.core import plots, study
@@ -27,7 +26,7 @@ from jaxlab.lm import cache, tasks
 from jaxlab.lm.train import model_config
 from jaxlab.lm.tokenizer import CharTokenizer
 from jaxlab.rl import diagnostics as dg
-from jaxlab.rl.train import make_train
+from jaxlab.rl.train import make_train, rl_hparams
 
 
 def _conditions(config) -> dict:
@@ -109,10 +108,9 @@ def _ckpt_dir(workdir, cell, seed):
 def run_one(cell, seed, *, cfg, sft_params, train_p, eval_p, workdir, mw) -> dict:
     """One RL run (a study cell at one seed); returns its history (the study record)."""
     cc = cell.config
-    c = ml_collections.ConfigDict({"rl": cc["rl"]})
     log = lambda step, **s: mw.write(step, cond=cc["cond"], method=cc["label"], seed=seed, **s)
     ckpt_dir = _ckpt_dir(workdir, cell, seed)
-    train = make_train(c, cfg=cfg, init_params=sft_params, train_problems=train_p,
+    train = make_train(rl_hparams(cc["rl"]), cfg=cfg, init_params=sft_params, train_problems=train_p,
                        eval_problems=eval_p, log_fn=log, ckpt_dir=ckpt_dir)
     _, hist = train(jax.random.PRNGKey(1000 + seed))
     return hist

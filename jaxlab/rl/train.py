@@ -13,7 +13,8 @@ One RL step:
 Every `eval_every` steps: held-out greedy accuracy, avg@k and unbiased pass@k. Checkpoints (orbax via
 jaxlab.core) hold params, optimiser state, stale params and the history, and a rerun resumes.
 
-`make_train(config, init_params=..., train_problems=..., eval_problems=...) -> train(key)`.
+`make_train(RLHParams(...) or config, init_params=..., train_problems=..., eval_problems=...) -> train(key)`;
+the hyperparameters are typed (`RLHParams`, one default each; `rl_hparams` converts a config section once).
 """
 
 from __future__ import annotations
@@ -41,17 +42,72 @@ from jaxlab.rl.losses import get_policy_loss
 NOISE_KINDS = ("none", "gaussian", "student_t")
 
 
+class RLHParams(NamedTuple):
+    """Hyperparameters of the group-relative RL trainer (spec §7 defaults, scaled to the CPU miniature).
+
+    Rollouts: `n_prompts` x `group_size` responses of <= `max_new_tokens` at `temperature` per step, from the
+    policy `staleness` versions old, with a `noise` ("none" | "gaussian" | "student_t", `noise_scale`,
+    `noise_df`) train-inference mismatch on the behaviour log-probs. Update: `epochs` x `n_minibatches` Adam
+    steps (`lr`, `b1`, `b2`) after global-norm clipping at `grad_clip`. Loss: `method` (a
+    `jaxlab.rl.losses.POLICY_LOSSES` name) with its own settings (`loss_hparams`); `diag_Q` is the Q/V of
+    the diagnostic filter. Cadence: `steps`, `eval_every`, `ckpt_every`; evaluation draws `eval_samples`
+    samples per problem in batches of `eval_batch`."""
+    method: str = "grpo"
+    advantage: str = "grpo"
+    agg: str = "seq-mean-token-mean"
+    n_prompts: int = 16
+    group_size: int = 8
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    prompt_len: int = 0
+    steps: int = 80
+    lr: float = 3e-5
+    b1: float = 0.9
+    b2: float = 0.999
+    grad_clip: float = 1.0
+    n_minibatches: int = 4
+    epochs: int = 2
+    staleness: int = 0
+    noise: str = "none"
+    noise_scale: float = 0.3
+    noise_df: float = 2.0
+    log_ratio_clip: float = 20.0
+    clip_eps: float = 0.2
+    clip_eps_high: float = 0.2
+    dual_clip: float = 3.0
+    gspo_eps_low: float = 3e-4
+    gspo_eps_high: float = 4e-4
+    gmpo_delta: float = 0.4
+    kpo_Q: float = 1e-2
+    kpo_V: float = 1.0
+    kpo_P0: float = 1.0
+    kpo_init: str = "prior"
+    kpo_grad: str = "stopgrad"
+    kpo_ema_alpha: float = 0.0
+    diag_Q: float = 1e-2
+    eval_every: int = 20
+    eval_samples: int = 8
+    eval_batch: int = 64
+    ckpt_every: int = 10
+
+
 def default_rl_config() -> ml_collections.ConfigDict:
-    """The `rl` section (spec §7 defaults, scaled to the CPU miniature)."""
-    return ml_collections.ConfigDict(dict(
-        method="grpo", advantage="grpo", agg="seq-mean-token-mean",
-        n_prompts=16, group_size=8, max_new_tokens=48, temperature=1.0, prompt_len=0,
-        steps=80, lr=3e-5, b1=0.9, b2=0.999, grad_clip=1.0, n_minibatches=4, epochs=2,
-        staleness=0, noise="none", noise_scale=0.3, noise_df=2.0, log_ratio_clip=20.0,
-        clip_eps=0.2, clip_eps_high=0.2, dual_clip=3.0, gspo_eps_low=3e-4, gspo_eps_high=4e-4,
-        gmpo_delta=0.4, kpo_Q=1e-2, kpo_V=1.0, kpo_P0=1.0, kpo_init="prior", kpo_grad="stopgrad",
-        kpo_ema_alpha=0.0, diag_Q=1e-2,
-        eval_every=20, eval_samples=8, eval_batch=64, ckpt_every=10))
+    """The `rl` config section: `RLHParams`' defaults as a ConfigDict (experiments override it)."""
+    return ml_collections.ConfigDict(RLHParams()._asdict())
+
+
+def rl_hparams(section) -> RLHParams:
+    """The one conversion of an `rl` config section (ConfigDict or dict) into `RLHParams`.
+
+    Raises ValueError naming an unknown key or a key left unset (None)."""
+    d = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+    unknown = sorted(set(d) - set(RLHParams._fields))
+    if unknown:
+        raise ValueError(f"rl: unknown key(s) {unknown}; expected a subset of {list(RLHParams._fields)}")
+    unset = sorted(k for k, v in d.items() if v is None)
+    if unset:
+        raise ValueError(f"rl: key(s) {unset} are unset (None); give them a value")
+    return RLHParams(**d)
 
 
 def _gains(rl, T: int) -> np.ndarray:
@@ -61,7 +117,7 @@ def _gains(rl, T: int) -> np.ndarray:
 
 
 def loss_hparams(rl, T: int) -> dict:
-    """Keyword hyperparameters of `get_policy_loss(rl.method)` from the flat `rl` config."""
+    """Keyword hyperparameters of `get_policy_loss(rl.method)` from `rl` (an RLHParams)."""
     m = rl.method
     common = dict(agg=rl.agg, log_ratio_clip=rl.log_ratio_clip)
     if m == "grpo":
@@ -114,23 +170,23 @@ def response_logprobs_entropy(params, seq_bl, resp_mask_bl, *, cfg: LMConfig, P:
     return jnp.where(m, lp, 0.0), jnp.where(m, ent, 0.0)
 
 
-_UPDATE_CACHE: dict = {}
+# RLHParams fields that the compiled update does not depend on (rollouts, cadence, evaluation).
+_NOT_IN_UPDATE = ("advantage", "n_prompts", "group_size", "max_new_tokens", "temperature", "prompt_len", "steps",
+                  "staleness", "noise", "noise_scale", "noise_df", "eval_every", "eval_samples", "eval_batch",
+                  "ckpt_every")
 
 
-def cached_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int):
-    """`make_update` with the config's own loss, memoised on (cfg, rl, P, N, rows) so that seeds and
-    repeated `make_train` calls share one compiled update."""
-    hp = loss_hparams(rl, N)
-    fields = ("method", "n_minibatches", "epochs", "grad_clip", "lr", "b1", "b2", "diag_Q",
-              "log_ratio_clip")
-    key = (cfg, P, N, rows, tuple(rl[f] for f in fields),
-           tuple((k, v.tobytes() if isinstance(v, np.ndarray) else v) for k, v in sorted(hp.items())))
-    if key not in _UPDATE_CACHE:
-        if len(_UPDATE_CACHE) > 16:
-            _UPDATE_CACHE.clear()
-        loss_fn = get_policy_loss(rl.method, **hp)
-        _UPDATE_CACHE[key] = make_update(cfg, rl, P=P, N=N, rows=rows, loss_fn=loss_fn)
-    return _UPDATE_CACHE[key]
+def cached_update(cfg: LMConfig, rl: RLHParams, *, P: int, N: int, rows: int):
+    """`make_update` with `rl`'s own loss, memoised by value (functools.lru_cache over hashable arguments)
+    on the fields the update depends on, so seeds, conditions and repeated `make_train` calls with equal
+    update settings share one compiled update."""
+    return _cached_update(cfg, rl._replace(**{f: RLHParams._field_defaults[f] for f in _NOT_IN_UPDATE}),
+                          P=P, N=N, rows=rows)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_update(cfg: LMConfig, rl: RLHParams, *, P: int, N: int, rows: int):
+    return make_update(cfg, rl, P=P, N=N, rows=rows, loss_fn=get_policy_loss(rl.method, **loss_hparams(rl, N)))
 
 
 def make_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int, loss_fn: Callable,
@@ -145,7 +201,7 @@ def make_update(cfg: LMConfig, rl, *, P: int, N: int, rows: int, loss_fn: Callab
     every other agent's advantages set to 0 (its exact share of the loss: the policy losses are a sum
     of per-row terms that vanish at A = 0), one backward pass per agent; the update uses their sum.
     `rl` only needs the attributes n_minibatches, epochs, grad_clip, lr, b1, b2, diag_Q and
-    log_ratio_clip (a ConfigDict or a NamedTuple).
+    log_ratio_clip (an `RLHParams` or any NamedTuple with them).
 
     batch: dict seq [R, P+N] int, mask [R, P+N] bool (response mask, zero rows = skipped),
     old_logp [R, N], adv [R]. mu = epochs * n_minibatches Adam steps on random minibatches.
@@ -275,8 +331,8 @@ def _step_record(rewards, keep, out, met) -> dict:
 
 
 class _RLRun(NamedTuple):
-    """Everything `make_train`'s train(key) needs (the config, the jitted update, the data, the hooks)."""
-    config: Any
+    """Everything `make_train`'s train(key) needs (the hyperparameters, the jitted update, the data, the hooks)."""
+    rl: RLHParams
     cfg: LMConfig
     tok: Any
     init_params: Any
@@ -296,7 +352,7 @@ class _RLRun(NamedTuple):
 def _train_rl(run: _RLRun, key):
     """train(key) of `make_train` -> (params, history)."""
     key_data, key_eval = jax.random.split(key)
-    rl, cfg, plen, N = run.config.rl, run.cfg, run.prompt_len, run.config.rl.max_new_tokens
+    rl, cfg, plen, N = run.rl, run.cfg, run.prompt_len, run.rl.max_new_tokens
     params = run.init_params
     state = {"params": params, "opt_state": run.tx.init(params),
              "stale": [params] * rl.staleness}
@@ -305,7 +361,7 @@ def _train_rl(run: _RLRun, key):
     if run.ckpt_dir is not None:
         from jaxlab.core.checkpoint import Checkpointer
         ckpt = Checkpointer(run.ckpt_dir, save_every=rl.ckpt_every, keep=1,
-                            metadata={"config": run.config.to_dict()})
+                            metadata={"config": {"rl": rl._asdict()}})
         if ckpt.latest_step() is not None:
             start, state = ckpt.restore(state)
             hist = ckpt.restore_metadata(start)["history"]
@@ -353,7 +409,7 @@ def _train_rl(run: _RLRun, key):
     return state["params"], hist
 
 
-def make_train(config: ml_collections.ConfigDict, *, cfg: LMConfig, init_params,
+def make_train(config, *, cfg: LMConfig, init_params,
                train_problems: Sequence, eval_problems: Sequence,
                advantage_fn: Optional[Callable] = None, reward_fn: Optional[Callable] = None,
                loss_fn: Optional[Callable] = None, ckpt_dir: Optional[str] = None,
@@ -361,7 +417,8 @@ def make_train(config: ml_collections.ConfigDict, *, cfg: LMConfig, init_params,
     """Returns `train(key) -> (params, history)`.
 
     Args:
-      config: ConfigDict with an `rl` section (`default_rl_config()` keys).
+      config: an `RLHParams`, or a ConfigDict with an `rl` section (`default_rl_config()` keys), converted
+        once by `rl_hparams` (an unknown or unset key is a ValueError naming it).
       cfg: the LM's static config; init_params: warm-start parameters (the SFT model).
       train_problems / eval_problems: `jaxlab.lm.Problem`s (disjoint splits).
       advantage_fn: rewards [P, G] -> advantages [P, G] (default `ADVANTAGE_FNS[rl.advantage]`).
@@ -375,7 +432,7 @@ def make_train(config: ml_collections.ConfigDict, *, cfg: LMConfig, init_params,
       "switch_filt", "runlen_raw", "runlen_filt", "lowfreq_raw", "lowfreq_filt", "entropy",
       "grad_norms" (all mu pre-clip norms)), and "eval": list of {step, greedy_acc, avg@k, pass@k}.
     """
-    rl = config.rl
+    rl = config if isinstance(config, RLHParams) else rl_hparams(config.rl)
     tok = CharTokenizer()
     Pn, G, N = rl.n_prompts, rl.group_size, rl.max_new_tokens
     plen = _checked_prompt_len(rl, cfg, tok, list(train_problems) + list(eval_problems))
@@ -389,7 +446,7 @@ def make_train(config: ml_collections.ConfigDict, *, cfg: LMConfig, init_params,
     answers = np.array([p.answer for p in train_problems])
     adv_jit = jax.jit(advantage_fn)
 
-    train = functools.partial(_train_rl, _RLRun(config, cfg, tok, init_params, tx, update, train_prompts, answers,
+    train = functools.partial(_train_rl, _RLRun(rl, cfg, tok, init_params, tx, update, train_prompts, answers,
                                                 eval_problems, plen, reward_fn, adv_jit, ckpt_dir, log_fn,
                                                 progress))
     train.prompt_len = plen

@@ -152,3 +152,19 @@ def test_grpo_learns_a_dense_reward_on_three_seeds():
     print("digit share before", before, "after", after)
     assert max(before) < 0.25, before
     assert min(np.array(after) - np.array(before)) > 0.2, (before, after)
+
+
+def test_typed_rl_hparams_convert_once_and_share_one_update():
+    """`rl_hparams` is the one conversion (unknown and unset keys are errors naming them); the update is
+    memoised by value on the fields it depends on: changing `steps` or `noise` reuses it, `lr` does not."""
+    from jaxlab.rl.train import RLHParams, cached_update, rl_hparams
+    assert rl_hparams(default_rl_config()) == RLHParams()
+    assert rl_hparams({"lr": 1e-3, "method": "kpo"}) == RLHParams(lr=1e-3, method="kpo")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['lr_typo'\]"):
+        rl_hparams({"lr_typo": 1e-3})
+    with pytest.raises(ValueError, match=r"\['staleness'\] are unset"):
+        rl_hparams({"staleness": None})
+    hp = RLHParams(n_minibatches=1, epochs=1)
+    a = cached_update(CFG, hp, P=8, N=12, rows=8)
+    assert cached_update(CFG, hp._replace(steps=7, noise="student_t", eval_every=3), P=8, N=12, rows=8) is a
+    assert cached_update(CFG, hp._replace(lr=1e-3), P=8, N=12, rows=8) is not a
