@@ -174,7 +174,8 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
         progress: bool | str = True, mesh=None, keep: int = 2, writer=None,
         tags: Optional[dict] = None, data: PyTree = None, eval_every: Optional[int] = None,
         stop_fn: Optional[Callable[[dict], bool]] = None,
-        check_state: Optional[Callable[[PyTree, int], None]] = None) -> tuple[PyTree, dict]:
+        check_state: Optional[Callable[[PyTree, int], None]] = None, eval_at_start: bool = False,
+        step_log_fn: Optional[Callable[[int, dict], None]] = None) -> tuple[PyTree, dict]:
     """Runs `steps` updates in chunks of `chunk`; returns (final state, history).
 
     Args:
@@ -202,6 +203,9 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
         not train on.
       check_state: optional `check_state(state, step)` after every chunk, before the checkpoint
         (e.g. `lambda s, i: check_params_finite(s.params, step=i)`); raise to stop.
+      eval_at_start: also run `eval_fn` on the initial state (recorded as step 0) when not resuming.
+      step_log_fn: optional `step_log_fn(step, metrics of that step)` for every step of a chunk, after
+        the chunk (a log line per update rather than per chunk).
     Returns:
       state and history {"step": [...], metric: [per step], "eval": [{"step": s, ...}],
       "stopped_early": bool}.
@@ -222,13 +226,16 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
             if ckpt.latest_step() is not None:
                 done, state, history = _restore(ckpt, state)
         total = done if history.get("stopped_early") else steps
+        if eval_at_start and eval_fn is not None and done == 0 and not history["eval"]:
+            history["eval"].append({"step": 0, **{k: float(v) for k, v in eval_fn(state).items()}})
         if writer is not None:
             writer.truncate_after(done, **(tags or {}))
         desc = progress if isinstance(progress, str) else "train"
         bar = metrics_lib.Progress(total, desc=desc) if progress else None
         if bar is not None and done:
             bar.update(min(done, total))
-        hooks = _Hooks(collect, eval_fn, eval_every, stop_fn, check_state, ckpt, writer, tags or {}, log_fn, bar)
+        hooks = _Hooks(collect, eval_fn, eval_every, stop_fn, check_state, ckpt, writer, tags or {}, log_fn, bar,
+                       step_log_fn)
         try:
             state = _chunks(trainer.step, state, data, history, done, total, chunk, mesh, hooks)
         finally:
@@ -260,6 +267,7 @@ class _Hooks(NamedTuple):
     tags: dict
     log_fn: Optional[Callable]
     bar: Any
+    step_log_fn: Optional[Callable]
 
 
 def _chunks(step, state, data, history: dict, done: int, total: int, chunk: int, mesh, h: _Hooks):
@@ -275,6 +283,9 @@ def _chunks(step, state, data, history: dict, done: int, total: int, chunk: int,
         if h.check_state is not None:
             h.check_state(state, done + n)
         _history_append(history, done, metrics, n)
+        if h.step_log_fn is not None:
+            for i in range(n):
+                h.step_log_fn(done + i + 1, jax.tree.map(lambda v: np.asarray(v)[i], metrics))
         done += n
         record = _mean_record(metrics)
         if h.eval_fn is not None and (h.eval_every is None or done % h.eval_every == 0 or done >= total):

@@ -13,6 +13,10 @@ One RL step:
 Every `eval_every` steps: held-out greedy accuracy, avg@k and unbiased pass@k. Checkpoints (orbax via
 jaxlab.core) hold params, optimiser state, stale params and the history, and a rerun resumes.
 
+The trainer is a `jaxlab.core.loop.Trainer` (`rl_trainer`: `RLState`, a jitted step that rotates the stale
+buffer and runs the update, skipped by `lax.cond` when no group has a non-zero advantage) run by `loop.run`
+with steps 1-2 (sampler and verifier, Python) as its host `collect` step.
+
 `make_train(RLHParams(...) or config, init_params=..., train_problems=..., eval_problems=...) -> train(key)`;
 the hyperparameters are typed (`RLHParams`, one default each; `rl_hparams` converts a config section once).
 """
@@ -20,15 +24,18 @@ the hyperparameters are typed (`RLHParams`, one default each; `rl_hparams` conve
 from __future__ import annotations
 
 import functools
+import math
 import time
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import struct
 import numpy as np
 import optax
 
+from jaxlab.core import loop
 from jaxlab.lm.evaluate import generate_answers, pass_at_k, prompts_of
 from jaxlab.lm.model import LMConfig, apply, output_log_softmax
 from jaxlab.lm.sampler import sample, sequences
@@ -314,20 +321,68 @@ def _rollout_batch(behaviour, k, train_prompts, answers, *, cfg: LMConfig, rl, r
     return batch, rewards, keep, out, k_upd
 
 
-def _step_record(rewards, keep, out, met) -> dict:
-    """The history record of one RL step (update metrics reduced over minibatches, max for the extremes)."""
-    rec = {"reward": float(rewards.mean()), "groups_used": float(np.asarray(keep).mean()),
-           "resp_len": float(np.asarray(out.lengths).mean())}
+_UPDATE_METRICS = ("clip_frac", "log_ratio_var", "log_ratio_absmax", "ratio_max", "switch_raw", "switch_filt",
+                   "runlen_raw", "runlen_filt", "lowfreq_raw", "lowfreq_filt", "entropy", "loss")
+_HOST_METRICS = ("reward", "groups_used", "resp_len")
+
+
+def _step_record(host: dict, met: Optional[dict]) -> dict:
+    """The history record of one RL step: the rollout statistics, then (when the step updated) the update
+    metrics reduced over its mu minibatches in float64 (max for the extremes, all pre-clip norms kept)."""
+    rec = {k: float(host[k]) for k in _HOST_METRICS}
     if met is not None:
         gn = np.asarray(met["grad_norm"], np.float64)
         rec.update(grad_norm_max=float(gn.max()), grad_norm_mean=float(gn.mean()),
                    grad_norms=[float(v) for v in gn])
-        for name in ("clip_frac", "log_ratio_var", "log_ratio_absmax", "ratio_max",
-                     "switch_raw", "switch_filt", "runlen_raw", "runlen_filt",
-                     "lowfreq_raw", "lowfreq_filt", "entropy", "loss"):
+        for name in _UPDATE_METRICS:
             v = np.asarray(met[name], np.float64)
             rec[name] = float(v.max() if name in ("log_ratio_absmax", "ratio_max") else v.mean())
     return rec
+
+
+@struct.dataclass
+class RLState:
+    """params, optimiser state, the last `staleness` policies (oldest first: stale[0] draws the rollouts)
+    and the number of RL steps done (int32)."""
+    params: Any
+    opt_state: Any
+    stale: tuple
+    step: jax.Array
+
+
+def _rl_init(key, *, tx, init_params, staleness: int):
+    del key   # the warm start is the initial policy
+    params = init_params.params
+    return RLState(params, tx.init(params), (params,) * staleness, jnp.zeros((), jnp.int32))
+
+
+def _rl_step(state: RLState, b: dict, *, update: Callable, staleness: int):
+    """One RL step on a collected rollout batch b = {batch, key, any_keep, host}: rotate the stale buffer,
+    then the update's mu Adam steps, skipped (params and optimiser state unchanged, metrics 0) when every
+    group's advantages are 0. Metrics: the update's [mu] metrics, `updated`, and the host statistics."""
+    stale = state.stale[1:] + (state.params,) if staleness else state.stale
+    args = (state.params, state.opt_state, b["batch"], b["key"])
+    skipped = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(update, *args))
+    params, opt_state, met = jax.lax.cond(b["any_keep"], lambda: update(*args),
+                                          lambda: (state.params, state.opt_state, skipped[2]))
+    met = {k: met[k] for k in ("grad_norm",) + _UPDATE_METRICS}
+    return (RLState(params, opt_state, stale, state.step + 1),
+            {**met, "updated": b["any_keep"], **b["host"]})
+
+
+class _Static:
+    """A value passed to jit as a static argument, hashed and compared by identity."""
+
+    def __init__(self, params):
+        self.params = params
+
+
+def rl_trainer(rl: RLHParams, update: Callable, tx, init_params) -> loop.Trainer:
+    """`loop.Trainer` of the RL post-training: `init(key) -> RLState` from the warm start `init_params`, and
+    `step(state, b) -> (state, metrics)` on one collected rollout batch (`rl_collect`); `update` and `tx`
+    come from `make_update` / `cached_update`."""
+    return loop.Trainer(init=loop.bind(_rl_init, tx=tx, init_params=_Static(init_params), staleness=rl.staleness),
+                        step=loop.bind(_rl_step, update=update, staleness=rl.staleness))
 
 
 class _RLRun(NamedTuple):
@@ -349,64 +404,60 @@ class _RLRun(NamedTuple):
     progress: Optional[Callable]
 
 
-def _train_rl(run: _RLRun, key):
-    """train(key) of `make_train` -> (params, history)."""
-    key_data, key_eval = jax.random.split(key)
-    rl, cfg, plen, N = run.rl, run.cfg, run.prompt_len, run.rl.max_new_tokens
-    params = run.init_params
-    state = {"params": params, "opt_state": run.tx.init(params),
-             "stale": [params] * rl.staleness}
-    hist = {"eval": []}
-    start, ckpt = 0, None
-    if run.ckpt_dir is not None:
-        from jaxlab.core.checkpoint import Checkpointer
-        ckpt = Checkpointer(run.ckpt_dir, save_every=rl.ckpt_every, keep=1,
-                            metadata={"config": {"rl": rl._asdict()}})
-        if ckpt.latest_step() is not None:
-            start, state = ckpt.restore(state)
-            hist = ckpt.restore_metadata(start)["history"]
+def _rl_collect(run: _RLRun, key_data):
+    """The host step of `loop.run`: step i's rollouts (sampler + verifier) from the behaviour policy."""
+    def collect(state: RLState, i: int) -> dict:
+        behaviour = state.stale[0] if run.rl.staleness else state.params
+        batch, rewards, keep, out, k_upd = _rollout_batch(
+            behaviour, jax.random.fold_in(key_data, i), run.train_prompts, run.answers, cfg=run.cfg, rl=run.rl,
+            reward_fn=run.reward_fn, adv_jit=run.adv_jit)
+        host = {"reward": float(rewards.mean()), "groups_used": float(np.asarray(keep).mean()),
+                "resp_len": float(np.asarray(out.lengths).mean())}
+        return {"batch": batch, "key": k_upd, "any_keep": jnp.any(keep),
+                "host": {k: np.asarray(v, np.float32) for k, v in host.items()}}
+    return collect
 
-    def do_eval(step, params):
-        r = evaluate_policy(params, run.eval_problems, cfg=cfg, tok=run.tok,
+
+def _rl_history(h: dict, wall_s: float) -> dict:
+    """loop.run's history -> the RL history: eval records, then per-step lists of `_step_record` (the update
+    metrics only for the steps that updated), and wall_s."""
+    hist = {"eval": list(h["eval"])}
+    for i in range(len(h["step"])):
+        met = {k: h[k][i] for k in ("grad_norm",) + _UPDATE_METRICS} if h["updated"][i] else None
+        for name, v in _step_record({k: h[k][i] for k in _HOST_METRICS}, met).items():
+            hist.setdefault(name, []).append(v)
+    hist["wall_s"] = wall_s
+    return hist
+
+
+def _train_rl(run: _RLRun, key):
+    """train(key) of `make_train` -> (params, history), on `loop.run` with the rollouts as its host step."""
+    key_data, key_eval = jax.random.split(key)
+    rl = run.rl
+
+    def eval_fn(state):
+        step = int(state.step)
+        r = evaluate_policy(state.params, run.eval_problems, cfg=run.cfg, tok=run.tok,
                             key=jax.random.fold_in(key_eval, step), n_samples=rl.eval_samples,
-                            max_new_tokens=N, prompt_len=plen, batch=rl.eval_batch)
-        hist["eval"].append({"step": step, **r})
+                            max_new_tokens=rl.max_new_tokens, prompt_len=run.prompt_len, batch=rl.eval_batch)
         if run.log_fn is not None:
             run.log_fn(step, kind="eval", **r)
+        return r
 
-    if start == 0 and not hist["eval"]:
-        do_eval(0, state["params"])
-    t0 = time.perf_counter()
-    for step in range(start, rl.steps):
-        behaviour = state["stale"][0] if rl.staleness else state["params"]
-        batch, rewards, keep, out, k_upd = _rollout_batch(
-            behaviour, jax.random.fold_in(key_data, step), run.train_prompts, run.answers, cfg=cfg, rl=rl,
-            reward_fn=run.reward_fn, adv_jit=run.adv_jit)
-        if rl.staleness:
-            state["stale"] = state["stale"][1:] + [state["params"]]
-        if bool(jnp.any(keep)):
-            p_new, o_new, met = run.update(state["params"], state["opt_state"], batch, k_upd)
-            state["params"], state["opt_state"] = p_new, o_new
-            met = jax.device_get(met)
-        else:
-            met = None
-        rec = _step_record(rewards, keep, out, met)
-        for name, v in rec.items():
-            hist.setdefault(name, []).append(v)
-        done = step + 1
+    def step_log(step, m):
+        rec = _step_record({k: m[k] for k in _HOST_METRICS},
+                           {k: m[k] for k in ("grad_norm",) + _UPDATE_METRICS} if bool(m["updated"]) else None)
         if run.log_fn is not None:
-            run.log_fn(done, **{k_: v for k_, v in rec.items() if k_ != "grad_norms"})
-        if done % rl.eval_every == 0 or done == rl.steps:
-            do_eval(done, state["params"])
+            run.log_fn(step, **{k: v for k, v in rec.items() if k != "grad_norms"})
         if run.progress is not None:
-            run.progress(done, reward=rec["reward"])
-        if ckpt is not None:
-            ckpt.metadata["history"] = hist
-            ckpt.maybe_save(done, state, force=done == rl.steps)
-    if ckpt is not None:
-        ckpt.close()
-    hist["wall_s"] = time.perf_counter() - t0
-    return state["params"], hist
+            run.progress(step, reward=rec["reward"])
+
+    t0 = time.perf_counter()
+    state, h = loop.run(rl_trainer(rl, run.update, run.tx, run.init_params), key, steps=rl.steps,
+                        chunk=math.gcd(rl.eval_every, rl.ckpt_every), collect=_rl_collect(run, key_data),
+                        eval_fn=eval_fn, eval_every=rl.eval_every, eval_at_start=True, ckpt_dir=run.ckpt_dir,
+                        keep=1, step_log_fn=step_log, progress=False)
+    return state.params, _rl_history(h, time.perf_counter() - t0)
 
 
 def make_train(config, *, cfg: LMConfig, init_params,

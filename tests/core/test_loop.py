@@ -213,3 +213,14 @@ def test_data_eval_cadence_early_stop_and_resume_after_a_stop(tmp_path):
     assert int(again[1]) == 6 and h2["stopped_early"] is True and len(h2["step"]) == 6
     with pytest.raises(ValueError, match="eval_every"):
         loop.run(_data_trainer(), jax.random.key(0), steps=2, chunk=1, data=data, eval_every=0, progress=False)
+
+
+def test_eval_at_start_and_a_log_line_per_step():
+    data = jnp.asarray([1.0, 2.0, 3.0, 4.0])
+    lines = []
+    _, h = loop.run(_data_trainer(), jax.random.key(0), steps=5, chunk=2, data=data, progress=False,
+                    eval_fn=lambda s: {"i": float(s[1])}, eval_at_start=True,
+                    step_log_fn=lambda step, m: lines.append((step, float(m["loss"]))))
+    assert [e["step"] for e in h["eval"]] == [0, 2, 4, 5] and h["eval"][0]["i"] == 0.0
+    assert [s for s, _ in lines] == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose([x for _, x in lines], h["loss"], rtol=0)

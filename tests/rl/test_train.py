@@ -168,3 +168,31 @@ def test_typed_rl_hparams_convert_once_and_share_one_update():
     a = cached_update(CFG, hp, P=8, N=12, rows=8)
     assert cached_update(CFG, hp._replace(steps=7, noise="student_t", eval_every=3), P=8, N=12, rows=8) is a
     assert cached_update(CFG, hp._replace(lr=1e-3), P=8, N=12, rows=8) is not a
+
+
+def test_rl_trainer_step_skips_the_update_exactly_when_no_group_counts():
+    """`rl_trainer`'s step runs the update under `lax.cond`: with `any_keep` False the parameters and the
+    optimiser state are bitwise unchanged and the metrics are 0; with True it equals the update itself. The
+    stale buffer rotates either way."""
+    from jaxlab.rl.train import RLHParams, cached_update, rl_trainer
+    params, P, N, G, out, seq, mask = _rollout(4)
+    hp = RLHParams(n_minibatches=1, epochs=1, staleness=1, lr=1e-3)
+    tx, update = cached_update(CFG, hp, P=P, N=N, rows=2 * G)
+    trainer = rl_trainer(hp, update, tx, params)
+    s0 = trainer.init(jax.random.PRNGKey(0))
+    batch = {"seq": seq, "mask": mask, "old_logp": out.model_logprobs.reshape(-1, N),
+             "adv": jnp.asarray([1.0, -1.0, 0.5, -0.5, 1.0, -1.0, 0.5, -0.5])}
+    host = {k: np.float32(0.5) for k in ("reward", "groups_used", "resp_len")}
+    b = {"batch": batch, "key": jax.random.PRNGKey(1), "host": host}
+    s_skip, m_skip = jax.jit(trainer.step)(s0, dict(b, any_keep=jnp.asarray(False)))
+    s_upd, m_upd = jax.jit(trainer.step)(s0, dict(b, any_keep=jnp.asarray(True)))
+    p_ref, _, met_ref = update(params, s0.opt_state, batch, jax.random.PRNGKey(1))
+    for a, c in zip(jax.tree_util.tree_leaves(s_skip.params), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+    for a, c in zip(jax.tree_util.tree_leaves(s_upd.params), jax.tree_util.tree_leaves(p_ref)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+    assert float(m_skip["grad_norm"].sum()) == 0.0 and float(m_upd["grad_norm"][0]) == pytest.approx(
+        float(met_ref["grad_norm"][0]), rel=1e-6) and float(m_upd["grad_norm"][0]) > 0
+    assert int(s_upd.step) == int(s_skip.step) == 1
+    for a, c in zip(jax.tree_util.tree_leaves(s_skip.stale[0]), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
