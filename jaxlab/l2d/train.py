@@ -41,12 +41,14 @@ def make_train(data: dict[str, dict[str, Any]], *, method: str, setting: str, nu
                max_experts: int, hidden: Sequence[int] = (256, 256), lr: float = 1e-3,
                batch_size: int = 128, epochs: int = 30, loss_kwargs: dict | None = None,
                expert_kwargs: dict | None = None) -> Callable:
-    """Builds ``train(key, num_experts) -> (params, metrics)``.
+    """Builds ``train(key, num_experts, hparams=None) -> (params, metrics)``.
 
     Args:
       data: ``{"train"|"validation"|"test": {"x": [N, d], "y": [N], optional "eta": [N, K]}}``.
       method: a key of :data:`jaxlab.l2d.losses.LOSSES`.
       setting: an expert setting (:data:`jaxlab.l2d.experts.SETTINGS`).
+      lr, loss_kwargs: defaults; ``train``'s ``hparams`` (``{"lr": scalar, <loss kwarg>: scalar}``, values may
+        be traced, so a grid over them needs no recompilation) override them.
     Returns:
       ``train``; its ``metrics`` dict holds ``train_loss [E]`` and, for ``val``/``test``, every
       :func:`jaxlab.l2d.decision.l2d_metrics` entry stacked over epochs (``[E]`` or ``[E, J_max]``), plus
@@ -68,7 +70,6 @@ def make_train(data: dict[str, dict[str, Any]], *, method: str, setting: str, nu
         raise ValueError(f"batch_size must be <= the train size {n_train}, got {batch_size}")
     n_batches = n_train // batch_size
     model = MLP(hidden=tuple(hidden), out=num_classes + max_experts)
-    opt = optax.adam(lr)
 
     def evaluate(params, split, preds, table, mask):
         arr = arrays[split]
@@ -76,7 +77,9 @@ def make_train(data: dict[str, dict[str, Any]], *, method: str, setting: str, nu
         return decision.l2d_metrics(logits, arr["y"].astype(jnp.int32), preds, num_classes=num_classes,
                                     kind=kind, expert_mask=mask, acc_table=table)
 
-    def train(key, num_experts):
+    def train(key, num_experts, hparams=None):
+        hp = {"lr": lr, **loss_kwargs, **(hparams or {})}
+        opt, kw = optax.adam(hp.pop("lr")), hp
         k_exp, k_init, k_loop = jax.random.split(key, 3)
         k_tab, k_tr, k_va, k_te = jax.random.split(k_exp, 4)
         table, mask = experts.expert_accuracy_table(k_tab, num_experts, setting=setting, max_experts=max_experts,
@@ -89,7 +92,7 @@ def make_train(data: dict[str, dict[str, Any]], *, method: str, setting: str, nu
 
         def batch_loss(p, xb, yb, mb):
             logits = model.apply(p, xb)
-            return loss_fn(logits, yb, mb, num_classes=num_classes, expert_mask=mask, **loss_kwargs)
+            return loss_fn(logits, yb, mb, num_classes=num_classes, expert_mask=mask, **kw)
 
         def sgd_step(carry, idx):
             p, st = carry
@@ -116,8 +119,18 @@ def make_train(data: dict[str, dict[str, Any]], *, method: str, setting: str, nu
     return train
 
 
-def run_grid(train: Callable, seeds: Sequence[int], num_experts: Sequence[int]):
-    """One jit over ``vmap(J) o vmap(seed)`` of ``train``; metrics have leading axes ``[n_J, n_seeds]``."""
+def grid_fn(train: Callable) -> Callable:
+    """``jit(vmap(J) o vmap(seed))`` of ``train``: ``f(keys [S, 2], num_experts [n_J], hparams) -> (params, metrics)``
+    with leading axes ``[n_J, S]``. ``hparams`` (a dict of scalars, shared by every run) is a traced argument:
+    calling the same ``f`` at another grid point reuses the compiled program."""
+    return jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None, None)), in_axes=(None, 0, None)))
+
+
+def run_grid(train: Callable, seeds: Sequence[int], num_experts: Sequence[int], hparams: dict | None = None,
+             *, fn: Callable | None = None):
+    """Runs ``train`` over ``num_experts x seeds`` in one jit (``fn``: a cached :func:`grid_fn` of ``train``).
+
+    Returns ``(params, metrics)``, every leaf with leading axes ``[n_J, n_seeds]``."""
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
-    grid = jax.jit(jax.vmap(jax.vmap(train, in_axes=(0, None)), in_axes=(None, 0)))
-    return grid(keys, jnp.asarray(num_experts, jnp.int32))
+    hp = {k: jnp.asarray(v, jnp.float32) for k, v in (hparams or {}).items()}
+    return (fn or grid_fn(train))(keys, jnp.asarray(num_experts, jnp.int32), hp)

@@ -57,4 +57,8 @@ def test_run_tiny_end_to_end_and_resume(tmp_path):
     # resuming: cells are read back, the summary is the same
     again = picce.run(c, str(tmp_path))
     assert [cl["verdict"] for cl in again["claims"]] == [cl["verdict"] for cl in out["claims"]]
-    assert len(os.listdir(tmp_path / "cells")) == 4
+    assert len(os.listdir(tmp_path / "cells")) == len(c.methods) * len(c.lr_grid)
+    # the tuning table: one row per (method, budget), each naming a point of the grid
+    hp = out["tables"]["hparams"]
+    assert len(hp) == 4 * 3 and {r["lr"] for r in hp} <= set(c.lr_grid)
+    assert all(r["hparams"] for r in rows)

@@ -25,6 +25,23 @@ def test_vmapped_grid_equals_single_runs():
     assert float(np.asarray(grid["test"]["defer_frac"])[0, :, :, 1:].max()) == 0.0
 
 
+def test_a_traced_grid_point_equals_the_built_in_hyperparameters_and_compiles_once():
+    """`run_grid(..., hparams)` with a cached `grid_fn`: the learning rate and the loss weight are traced, so two grid
+    points share one compiled program, and each point's run equals a `make_train` built with those values."""
+    d = _tiny(256)
+    kw = dict(method="realizable", setting="specialist", num_classes=10, max_experts=4, hidden=(16,), epochs=2,
+              batch_size=64)
+    tr = T.make_train(d, **kw)
+    fn = T.grid_fn(tr)
+    _, a = T.run_grid(tr, [0, 1], [2, 4], {"lr": 3e-3, "alpha": 0.5}, fn=fn)
+    _, b = T.run_grid(tr, [0, 1], [2, 4], {"lr": 1e-3, "alpha": 1.0}, fn=fn)
+    assert fn._cache_size() == 1
+    _, ref = T.run_grid(T.make_train(d, lr=3e-3, loss_kwargs={"alpha": 0.5}, **kw), [0, 1], [2, 4])
+    np.testing.assert_allclose(a["train_loss"], ref["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(a["test"]["system_error"], ref["test"]["system_error"], atol=1e-6)
+    assert not np.allclose(a["train_loss"], b["train_loss"])
+
+
 def test_class_mass_follows_theory_after_training():
     """Vanilla CE mass ~ 1/(1+A) (here A = 8 x 0.95 on half the classes), PiCCE-CE mass ~ 1/(1+V) >= 1/2."""
     d = _tiny(3000)
