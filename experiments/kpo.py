@@ -12,6 +12,8 @@ folder named by that hash; a rerun resumes, and a changed hyperparameter recompu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 
@@ -53,8 +55,56 @@ def problems(config):
                                   digits=t.digits)
 
 
-def run_specs(config) -> list[dict]:
-    """(condition, method label, rl overrides) for every run of the study (seeds apart)."""
+def val_problems(config, train):
+    """The validation problems of the tuning stage (split "val", disjoint from training and from the test
+    problems by construction of the splits)."""
+    t = config.task
+    val = tasks.generate(t.family, int(config.tune.n_val), seed=int(config.tune.val_seed), split="val",
+                         digits=t.digits, unique=True)
+    tasks.check_disjoint(train, val)
+    return val
+
+
+def params_digest(params) -> str:
+    """12-hex sha256 of the parameter bytes (leaf order of the pytree): names the SFT start in cell configs."""
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(params):
+        h.update(np.asarray(leaf).tobytes())
+    return h.hexdigest()[:12]
+
+
+def tune_specs(config) -> list[dict]:
+    """The validation grid of the tuning stage: one spec per (method, grid point) under `tune.cond`; each
+    grid point is a dict of rl overrides (clip ranges, Q/V, ...)."""
+    conds = _conditions(config)
+    cond = config.tune.cond
+    if cond not in conds:
+        raise ValueError(f"tune.cond: unknown condition {cond!r}; expected one of {sorted(conds)}")
+    return [dict(cond=cond, label=f"tune_{m}_{j}", method=m, point=dict(point), stage="tune",
+                 rl=dict(conds[cond], method=m, **dict(point)))
+            for m, points in config.tune.grids.to_dict().items() for j, point in enumerate(points)]
+
+
+def choose(config, specs, results, seeds) -> tuple[dict, list[dict]]:
+    """{method: the grid point with the highest mean final validation avg@k over the tuning seeds (ties:
+    the earlier point)} and the tuning table. Only validation-split numbers enter the choice."""
+    best, table = {}, []
+    for sp in specs:
+        m, sd = mean_std([results[(sp["cond"], sp["label"], s)]["avg"] for s in seeds])
+        table.append({"method": sp["method"], "point": json.dumps(sp["point"], sort_keys=True),
+                      "val_avg_mean": round(m, 4), "val_avg_std": round(sd, 4)})
+        if sp["method"] not in best or m > best[sp["method"]][0]:
+            best[sp["method"]] = (m, sp["point"])
+    chosen = {m: p for m, (_, p) in best.items()}
+    for row in table:
+        row["chosen"] = row["point"] == json.dumps(chosen[row["method"]], sort_keys=True)
+    return chosen, table
+
+
+def run_specs(config, chosen: dict | None = None) -> list[dict]:
+    """(condition, method label, rl overrides) for every run of the study (seeds apart); `chosen` holds each
+    method's settings picked on validation problems (the tuning stage), applied in every condition."""
+    chosen = chosen or {}
     conds = _conditions(config)
     if config.rl.method is not None:
         raise ValueError(f"rl.method: each run's method comes from `methods` (and `condition_methods`); set "
@@ -65,7 +115,7 @@ def run_specs(config) -> list[dict]:
             raise ValueError(f"conditions: unknown condition {cond!r}; expected one of {sorted(conds)}")
         methods = list(config.condition_methods.get(cond, config.methods))
         for m in methods:
-            specs.append(dict(cond=cond, label=m, rl=dict(conds[cond], method=m)))
+            specs.append(dict(cond=cond, label=m, rl=dict(conds[cond], method=m, **chosen.get(m, {}))))
         if "gspo" in methods and cond in ("noise", "drift"):
             specs.append(dict(cond=cond, label="gspo_wide", rl=dict(
                 conds[cond], method="gspo", gspo_eps_low=config.gspo_wide_eps,
@@ -85,17 +135,22 @@ def run_specs(config) -> list[dict]:
     return sorted(specs, key=lambda sp: 0 if sp["label"] in list(config.methods)[:4] else 1)
 
 
-def make_cells(config, specs) -> list[study.Cell]:
+def make_cells(config, specs, sft_digest: str = "") -> list[study.Cell]:
     """One study cell per (condition, method label): its config holds everything a run's history depends on
-    (the merged RL section, the task, the SFT model's config and seed); the seed is the study's axis."""
+    (the merged RL section, the task, the SFT model's config, seed and parameter digest, and for the tuning
+    stage its validation set); the seed is the study's axis."""
     cells = []
     for spec in specs:
         rl = config.rl.to_dict()
         rl.update(spec["rl"])
         rl.update({k: v for k, v in user_rl(config).items() if k in _conditions(config)[spec["cond"]]})
-        cells.append(study.Cell(f"{spec['cond']}__{spec['label']}", {
-            "cond": spec["cond"], "label": spec["label"], "rl": rl, "task": config.task.to_dict(),
-            "sft": config.sft.to_dict(), "sft_seed": int(config.sft_seed)}))
+        cc = {"cond": spec["cond"], "label": spec["label"], "rl": rl, "task": config.task.to_dict(),
+              "sft": config.sft.to_dict(), "sft_seed": int(config.sft_seed)}
+        if sft_digest:
+            cc["sft_digest"] = sft_digest
+        if spec.get("stage") == "tune":
+            cc.update(stage="tune", val={"n": int(config.tune.n_val), "seed": int(config.tune.val_seed)})
+        cells.append(study.Cell(f"{spec['cond']}__{spec['label']}", cc))
     return cells
 
 
@@ -138,29 +193,60 @@ def run_stats(config, hist) -> dict:
             "entropy_end": float(np.nanmean(ent[-3:])), "reward_end": float(np.mean(np.asarray(hist["reward"][-5:], dtype=float)))}
 
 
+def _tune_stage(config, workdir, run_cells, val_p, sft_digest: str):
+    """Runs (or reloads) the validation grid and picks each method's settings -> (chosen, tuning table)."""
+    specs = tune_specs(config)
+    if not specs:
+        return {}, []
+    seeds = list(config.tune.seeds)
+    cells = make_cells(config, specs, sft_digest)
+    if config.summarize_only and not all(study.load_record(workdir, c, sd) for c in cells for sd in seeds):
+        raise ValueError(f"summarize_only: the tuning stage in {workdir!r} has not finished")
+    records = run_cells(cells, seeds, val_p)
+    res = {(sp["cond"], sp["label"], sd): run_stats(config, records[c.id][sd])
+           for sp, c in zip(specs, cells) for sd in seeds}
+    chosen, table = choose(config, specs, res, seeds)
+    for row in table:
+        row["n_val"] = len(val_p)
+    return chosen, table
+
+
 def run(config, workdir: str) -> dict:
-    specs = run_specs(config)      # bad conditions / rl.method fail here, before the SFT model is loaded
+    run_specs(config)      # bad conditions / rl.method fail here, before the SFT model is loaded
+    tune_specs(config)
     tok = CharTokenizer()
     cfg = model_config(config.sft, tok)
-    sft_params, sft_info = cache.load_or_train(config.sft, config.sft_seed)
+    # "study": the SFT start is trained by this code into <workdir>/models (a fresh clone reproduces it);
+    # "shared": the machine's model cache (quick runs)
+    root = os.path.join(workdir, "models") if config.sft_cache == "study" else None
+    sft_params, sft_info = cache.load_or_train(config.sft, config.sft_seed, root=root)
+    digest = params_digest(sft_params)
     train_p, eval_p = problems(config)
     seeds = list(config.seeds)
     results, hists = {}, {}
-    cells = make_cells(config, specs)
-    n_total = len(specs)
-    if config.summarize_only:   # report the finished runs only (a long study still in progress)
-        keep = [all(study.load_record(workdir, cell, sd) is not None for sd in seeds) for cell in cells]
-        specs = [sp for sp, k in zip(specs, keep) if k]
-        cells = [cell for cell, k in zip(cells, keep) if k]
-        if not specs:
-            raise ValueError(f"summarize_only: no spec has finished runs for all seeds in {workdir!r}")
     with MetricsWriter(os.path.join(workdir, "metrics.jsonl")) as mw:
-        records = study.run_study(cells, lambda cell, seed: run_one(
-            cell, seed, cfg=cfg, sft_params=sft_params, train_p=train_p, eval_p=eval_p, workdir=workdir, mw=mw),
-            workdir=workdir, seeds=seeds)
+        def run_cells(cells, sds, ev_p):
+            records = study.run_study(cells, lambda cell, seed: run_one(
+                cell, seed, cfg=cfg, sft_params=sft_params, train_p=train_p, eval_p=ev_p, workdir=workdir, mw=mw),
+                workdir=workdir, seeds=sds)
+            for cell in cells:
+                for sd in sds:
+                    shutil.rmtree(_ckpt_dir(workdir, cell, sd), ignore_errors=True)   # the record is the result
+            return records
+        val_p = val_problems(config, train_p) if tune_specs(config) else None
+        chosen, tune_table = _tune_stage(config, workdir, run_cells, val_p, digest)
+        specs = run_specs(config, chosen)
+        cells = make_cells(config, specs, digest)
+        n_total = len(specs)
+        if config.summarize_only:   # report the finished runs only (a long study still in progress)
+            keep = [all(study.load_record(workdir, cell, sd) is not None for sd in seeds) for cell in cells]
+            specs = [sp for sp, k in zip(specs, keep) if k]
+            cells = [cell for cell, k in zip(cells, keep) if k]
+            if not specs:
+                raise ValueError(f"summarize_only: no spec has finished runs for all seeds in {workdir!r}")
+        records = run_cells(cells, seeds, eval_p)
     for spec, cell in zip(specs, cells):
         for seed in seeds:
-            shutil.rmtree(_ckpt_dir(workdir, cell, seed), ignore_errors=True)   # the record is the result
             h = records[cell.id][seed]
             hists[(spec["cond"], spec["label"], seed)] = h
             results[(spec["cond"], spec["label"], seed)] = run_stats(config, h)
@@ -192,7 +278,15 @@ def run(config, workdir: str) -> dict:
             f"held-out avg@{k}", ours=(ours, vals(cond, ours, "avg")),
             baselines={b: vals(cond, b, "avg") for b in baselines}, higher_is_better=True,
             kind="no_worse", margin=0.02,
-            note=f"final held-out avg@{k} on {len(eval_p)} {config.task.family} problems; margin 0.02"))
+            note=f"final held-out avg@{k} on {len(eval_p)} {config.task.family} problems; margin 0.02 (2 points "
+                 f"of avg@{k}: below the smallest gain GRPO makes over the SFT start in the learning regime, "
+                 "so a method that loses the whole learning gain fails it)"))
+        claims.append(claim(
+            f"stability_spikes_{cond}", f"KPO-clipped has fewer gradient-norm spikes than the GRPO family "
+            f"({cond} stress)", f"spikes (pre-clip norm > {config.spike_factor:g} x its running median)",
+            ours=(ours, vals(cond, ours, "spikes")), baselines={b: vals(cond, b, "spikes") for b in baselines},
+            higher_is_better=False, kind="better", note="spike counts per run (every minibatch update), never a "
+            "max norm"))
         claims.append(claim(
             f"stability_frac_{cond}", f"KPO-clipped has a smaller share of updates with a pre-clip gradient "
             f"norm > {config.big_norm:g} than the GRPO family ({cond} stress)", f"fraction of updates with norm > "
@@ -213,12 +307,13 @@ def run(config, workdir: str) -> dict:
             ours=("grpo", vals("learn", "grpo", "avg_gain")), baselines={"sft_start": [0.0] * len(seeds)},
             higher_is_better=True, kind="better", block="sanity",
             note="final minus step-0 held-out avg@k per seed (step-0 evaluation uses the run's own key)"))
-    if ("noise", "kpo_clipped") in have:
+    noisy = [c for c in ("noise", "learn_noise") if (c, "kpo_clipped") in have]
+    if noisy:
         claims.append(claim(
             "switch_reduction", "Filtering lowers the switch frequency of the off-policy indicator "
-            "1[|z|>log 1.2] (noise stress, KPO-clipped runs)", "switch frequency",
-            ours=("filtered", vals("noise", "kpo_clipped", "switch_filt")),
-            baselines={"raw": vals("noise", "kpo_clipped", "switch_raw")}, higher_is_better=False, kind="better", block="sanity",
+            f"1[|z|>log 1.2] ({noisy[0]} stress, KPO-clipped runs)", "switch frequency",
+            ours=("filtered", vals(noisy[0], "kpo_clipped", "switch_filt")),
+            baselines={"raw": vals(noisy[0], "kpo_clipped", "switch_raw")}, higher_is_better=False, kind="better", block="sanity",
             note=f"diagnostic filter Q/V={config.rl.diag_Q:g} on every update's log-ratios"))
 
     # ---- figures
@@ -267,9 +362,12 @@ def run(config, workdir: str) -> dict:
     partial = {"partial": f"{len(specs)} of {n_total} method x condition specs finished (summarize_only)"} \
         if len(specs) < n_total else {}
     return {"seeds": seeds, "claims": claims, **partial,
-            "tables": {"main": table,
+            "tables": {"main": table, **({"tuning": tune_table} if tune_table else {}),
                        "sft_start": [{"greedy": sft_ev["greedy_acc"], f"avg@{k}": sft_ev[f"avg@{k}"],
-                                      f"pass@{k}": sft_ev[f"pass@{k}"], "sft_cached": sft_info["cached"]}]},
+                                      f"pass@{k}": sft_ev[f"pass@{k}"], "sft_cached": sft_info["cached"],
+                                      "sft_key": sft_info["key"], "sft_params_digest": digest,
+                                      "sft_cache": config.sft_cache}]},
+            **({"chosen_on_validation": chosen} if chosen else {}),
             "figures": figs, "headline": head}
 
 

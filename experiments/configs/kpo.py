@@ -12,8 +12,10 @@ Overrides (issue 20 item 6): every condition's settings live in the config as `c
 (complete: all CONDITION_KEYS), so `--config.condition_settings.drift.lr=3e-4` changes one condition and
 config.json records it. The same keys in `rl` are unset (None) by default; a user's `--config.rl.<key>=v`
 wins over every condition's value (and config.json records it), so no override is dropped.
-full:  the quick SFT model family, 3 seeds, 6 methods + ours, 3 conditions, plus a Q/V sweep and the
-       grad="through" / fixed-alpha EMA ablations under noise (sized for ~2-3 CPU-hours, resumable).
+full:  the fair study of issue 13: a tuning stage (every method's clip settings and KPO's Q/V chosen on 512
+       validation problems under learn_noise, 2 seeds), then 7 methods x {learn_noise, learn_drift} x 5 seeds
+       on 512 fresh test problems, from a quick-family SFT model trained by this code into <workdir>/models
+       (~2 CPU-hours, resumable; the study of sessions 1-4 at 16 prompts per step is in BUILD_NOTES).
 """
 
 import importlib.util
@@ -44,6 +46,23 @@ CONDITIONS = {
                   steps=40, eval_every=20),
     "learn_noise": dict(n_prompts=32, n_minibatches=2, epochs=1, staleness=0, noise="student_t",
                         noise_scale=0.3, lr=5e-5, steps=40, eval_every=20),
+    # mild drift in the learning regime: rollouts one policy version old and mu = 4 updates per batch
+    "learn_drift": dict(n_prompts=32, n_minibatches=2, epochs=2, staleness=1, noise="none", lr=5e-5,
+                        steps=40, eval_every=20),
+}
+
+# The fair study's validation grid (issue 13): each method's clip settings and KPO's Q/V, chosen per method on
+# validation problems under `tune.cond`, then used in every condition. V = 1, so kpo_Q is the ratio Q/V.
+_CLIP = lambda e: {"clip_eps": e, "clip_eps_high": e}
+TUNE_GRIDS = {
+    "grpo": [_CLIP(0.1), _CLIP(0.2), _CLIP(0.3)],
+    "grpo_dual": [{"dual_clip": 2.0}, {"dual_clip": 3.0}, {"dual_clip": 5.0}],
+    "gspo": [{"gspo_eps_low": 3e-4, "gspo_eps_high": 4e-4}, {"gspo_eps_low": 1e-3, "gspo_eps_high": 1e-3},
+             {"gspo_eps_low": 1e-2, "gspo_eps_high": 1e-2}],
+    "gmpo": [{"gmpo_delta": 0.2}, {"gmpo_delta": 0.4}, {"gmpo_delta": 0.8}],
+    "kpo_clipped": [{"kpo_Q": 1e-3}, {"kpo_Q": 1e-2}, {"kpo_Q": 1e-1}, {"kpo_Q": 1e-2, **_CLIP(0.3)}],
+    "kpo_tr": [{"kpo_Q": 1e-3}, {"kpo_Q": 1e-2}, {"kpo_Q": 1e-1}, {"kpo_Q": 1e-2, **_CLIP(0.3)}],
+    "kpo": [{"kpo_Q": 1e-3}, {"kpo_Q": 1e-2}, {"kpo_Q": 1e-1}],
 }
 
 
@@ -90,6 +109,11 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.spike_factor = 5.0
     c.big_norm = 10.0
     c.summarize_only = False        # True: summarise the finished runs of a study still in progress
+    c.sft_cache = "shared"          # "shared": the machine's model cache; "study": trained into <workdir>/models
+    # the tuning stage (empty grids: none): each method's grid points are run under `tune.cond` on `tune.n_val`
+    # validation-split problems with `tune.seeds`; the best mean final avg@k is used in every condition
+    c.tune = ml_collections.ConfigDict(dict(cond="learn_noise", seeds=[100, 101], n_val=512, val_seed=31_000,
+                                            grids={}))
     if size == "quick":
         c.seeds = [0, 1]
         c.task.update(n_train=1000, n_eval=64)
@@ -99,6 +123,19 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
         c.methods = ["grpo", "grpo_dual", "kpo_clipped", "kpo_tr"]
         c.qv_sweep = []
         c.ablations = []
+        c.tune.update(cond="noise", seeds=[100], n_val=32, grids={"kpo_clipped": [{"kpo_Q": 1e-2}, {"kpo_Q": 1e-1}]})
+    else:
+        # the fair study (issue 13): the learning regime (32 prompts x G = 8) under mismatch noise and under mild
+        # drift, every method with its settings chosen on validation problems, 5 seeds, an SFT start trained by
+        # this code, and test problems never used before (eval_seed 40000: KPO-TR was designed on 30000's)
+        c.seeds = [0, 1, 2, 3, 4]
+        c.conditions = ["learn_noise", "learn_drift"]
+        c.condition_methods = ml_collections.ConfigDict({})
+        c.qv_sweep = []
+        c.ablations = []
+        c.task.eval_seed = 40_000
+        c.sft_cache = "study"
+        c.tune.grids = TUNE_GRIDS
     base = c.rl.to_dict()
     c.condition_settings = condition_settings(base)
     c.rl = rl_section(base)
