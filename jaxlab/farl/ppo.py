@@ -164,7 +164,7 @@ def _iteration_metrics(tr: dict, failures, lam, lp, lv, *, trace: bool) -> dict:
 def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs: int = 4,
                minibatches: int = 4, lr: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
                clip_eps: float = 0.2, horizon: int = 5, gamma_risk: float = 0.9, cost_budget: float = 0.0,
-               risk_mode: str = "max", trace: bool = False):
+               risk_mode: str = "max", trace: bool = False, eval_iterations: int = 10):
     """Builds `train(key, arm, pre) -> (TrainState, metrics [iterations])`.
 
     pre: dict of frozen/pretrained parameters: pi (task policy init), v (value init), rec (recovery policy),
@@ -172,6 +172,8 @@ def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs:
     trace: also return per-step traces [iterations, rollout_len, num_envs] in metrics["trace"]: risk_wm (the
     world-model C_H, computed only when arm.critic == 1, else 0), risk_q (max of the twin critics, always
     computed: it is cheap), cost, done, flag, and obs ([..., 12], the observation the step acted on).
+    `train.evaluate(key, arm, pre, pi_params) -> dict of scalars`: evaluation on fresh episodes (no learning),
+    eval_iterations * rollout_len steps of num_envs envs.
     """
     if num_envs * rollout_len % minibatches:
         raise ValueError(f"minibatches: expected to divide num_envs*rollout_len={num_envs * rollout_len}")
@@ -231,4 +233,33 @@ def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs:
 
     train.init = init
     train.iteration = iteration
+    train.evaluate = _make_evaluate(init, rollout, eval_iterations)
     return train
+
+
+_EVAL_KEYS = ("cost", "done", "flag", "ep_done_return", "ep_success")
+
+
+def _make_evaluate(init, rollout, eval_iterations: int):
+    """`evaluate(key, arm, pre, pi_params) -> dict of scalars`: fresh episodes of the task policy `pi_params`
+    (nothing learns): `eval_iterations` rollouts from envs reset with `key`, through the same switch as training
+    (arm.eps_safe = +inf: without the filter); see `_eval_metrics`."""
+    def evaluate(key, arm: Arm, pre, pi_params):
+        ts = init(key, pre)._replace(pi_params=pi_params)
+
+        def body(t, _):
+            env_state, k, tr = rollout(t, arm, pre)
+            return t._replace(env_state=env_state, key=k), {x: tr[x] for x in _EVAL_KEYS}
+
+        _, tr = jax.lax.scan(body, ts, None, length=eval_iterations)
+        return _eval_metrics(tr)
+    return evaluate
+
+
+def _eval_metrics(tr: dict) -> dict:
+    """Evaluation scalars from per-step leaves [..., T, N]: failures (sum of costs), finished episodes, mean
+    return and success over the finished episodes, trigger rate (share of steps the switch recovered)."""
+    n_done = tr["done"].sum()
+    per_ep = jnp.maximum(n_done, 1.0)
+    return {"failures": tr["cost"].sum(), "episodes": n_done, "return": tr["ep_done_return"].sum() / per_ep,
+            "success": tr["ep_success"].sum() / per_ep, "trigger_rate": tr["flag"].mean()}

@@ -119,3 +119,25 @@ def test_learn_off_freezes_everything_and_traces_both_critics(trainer):
     _, m_v = train(key, make_arm("vanilla"), pre)
     np.testing.assert_array_equal(np.asarray(m_v["trace"]["risk_wm"]), 0.0)
     np.testing.assert_allclose(np.asarray(m_v["trace"]["risk_q"][0]), np.asarray(tr["risk_q"][0]), rtol=1e-6)
+
+
+def test_evaluate_is_a_frozen_rollout_of_the_given_policy(trainer):
+    """train.evaluate(key, arm, pre, pi) == the first iteration of the learn=0 run of the same arm from the same
+    key (same episodes, same switch); and it acts with the policy it is given, not pre["pi"]."""
+    train, pre = trainer
+    env = make_env("bounded_push", episode_length=10)
+    raw = make_train(env, num_envs=2, rollout_len=8, iterations=2, epochs=1, minibatches=2, horizon=2,
+                     eval_iterations=1)
+    ev = jax.jit(raw.evaluate)
+    key = jax.random.PRNGKey(11)
+    _, m0 = train(key, make_arm("farl", eps_wm=float("inf"), learn=False), pre)
+    eps = float(np.median(np.asarray(m0["trace"]["risk_wm"][0])))      # the switch fires on about half the steps
+    arm = make_arm("farl", eps_wm=eps)
+    out = ev(key, arm, pre, pre["pi"])
+    _, m = train(key, make_arm("farl", eps_wm=eps, learn=False), pre)
+    assert float(out["failures"]) == float(m["failures"][0])
+    assert float(out["episodes"]) == float(m["episodes"][0])
+    np.testing.assert_allclose(float(out["trigger_rate"]), float(m["trigger_rate"][0]), rtol=1e-6)
+    assert 0.0 < float(out["trigger_rate"]) < 1.0
+    other = _random_pre(jax.random.PRNGKey(5))["pi"]
+    assert float(ev(key, arm, pre, other)["trigger_rate"]) != float(out["trigger_rate"])
