@@ -363,9 +363,15 @@ def build_claims(config, results) -> list:
                               [fails(label, ts), s_claim])
 
     per = lambda f: _parts(tasks, f)
+    joint = per(no_collapse)
+    cut = [p["id"].split("[")[1][:-1] for p in joint if [q["verdict"] for q in p["parts"]] == ["reproduced"] * 2]
+    fell = [p["id"].split("[")[1][:-1] for p in joint if p["parts"][0]["verdict"] == "reproduced"
+            and p["parts"][1]["verdict"] != "reproduced"]
+    note = (f"failure cut WITH a success collapse (eval success not within {m:g} of vanilla's) on: "
+            f"{', '.join(fell) or 'none'}; failure cut with success kept on: {', '.join(cut) or 'none'}")
     out = [
         combine_claims("ir_failures", "FARL cuts IR failures during online fine-tuning vs vanilla PPO (paper: "
-                       "-73.1%), pooled and per task", per(fails)),
+                       "-73.1%), pooled and per task", per(fails), note=note),
         combine_claims("ir_failures_vs_safe_baselines", "FARL has fewer IR failures than PPO-Lagrangian (tuned "
                        "multiplier) and Recovery RL, pooled and per task",
                        per(lambda l, ts: fails(l, ts, base=("ppo_lagrangian", "recovery_rl")))),
@@ -373,7 +379,7 @@ def build_claims(config, results) -> list:
                        "the final policy on fresh episodes with its filter, pooled and per task", per(ret)),
         combine_claims("fewer_failures_without_success_collapse", "FARL's failure cut does not come from stopping "
                        f"the task: fewer IR failures AND evaluation success no worse than vanilla's by {m:g}",
-                       per(no_collapse)),
+                       joint, note=note),
         combine_claims("recovery_helps", "the recovery policy beats braking on trigger (FARL vs FARL-no-rec, eval "
                        "return)", per(lambda l, ts: ret(l, ts, base="farl_no_rec"))),
     ]
