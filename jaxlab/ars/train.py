@@ -17,6 +17,7 @@ import optax
 
 from jaxlab.ars.losses import ARSHParams, ars_loss, init_head, linear_head, supcon_loss
 
+from jaxlab.core import sharding
 from jaxlab.core.loop import Trainer
 
 
@@ -94,6 +95,7 @@ def make_trainer(data: HeadData, hp: ARSHParams, tau=None) -> Trainer:
             idx = jax.random.choice(k_idx, n, (hp.batch_size,), p=p_anchor)
         else:                  # SupCon: any problem (rows without a positive are masked in the loss)
             idx = jax.random.choice(k_idx, n, (hp.batch_size,))
+        idx = sharding.constrain_batch(idx)   # split over a mesh's data axis when one is set; else a no-op
         logits = jnp.where(data.agree_nm[idx], 0.0, -jnp.inf)
         logits = jnp.where(jnp.any(data.agree_nm[idx], 1, keepdims=True), logits, 0.0)
         pos = jax.random.categorical(k_pos, logits, axis=1)

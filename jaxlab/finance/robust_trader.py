@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxlab.core import sharding
 from jaxlab.finance import adversary as adv_lib
 from jaxlab.finance import belief as belief_lib
 from jaxlab.finance import env as env_lib
@@ -184,7 +185,8 @@ def _trader_learn(nets, tx, hp: TraderHParams, st: TraderState, flags: ArmFlags,
     W = hp.window
     k1, k2 = jax.random.split(key)
     idx = jax.random.randint(k1, (hp.batch_size,), 0, jnp.maximum(st.buf_size, 1))
-    bt = jax.tree_util.tree_map(lambda a: a[idx], st.buf)
+    # the drawn minibatches are split over a mesh's data axis when one is set (`jax.set_mesh`); else a no-op
+    bt = sharding.constrain_batch(jax.tree_util.tree_map(lambda a: a[idx], st.buf))
     y = dqn_targets(bt["r"], jnp.full_like(bt["r"], hp.gamma), qnet.apply(st.q_target, bt["obs2"], bt["b2"], flags.qbn),
                     qnet.apply(st.q, bt["obs2"], bt["b2"], flags.qbn))
     lq, gq = jax.value_and_grad(lambda p: dqn_loss(qnet.apply(p, bt["obs"], bt["b"], flags.qbn), bt["a"], y))(st.q)
@@ -192,7 +194,7 @@ def _trader_learn(nets, tx, hp: TraderHParams, st: TraderState, flags: ArmFlags,
     ow = bt["obs"][:, :-1].reshape(-1, W, NUM_FEATS)
     lb, gb = jax.value_and_grad(lambda p: belief_lib.pinball_loss(qbn_net.apply(p, ow[:, :-1]), ma5(ow)))(st.qbn)
     ub, qbn_opt = tx.update(gb, st.qbn_opt, st.qbn)
-    rb = nfsp_lib.reservoir_sample(st.res, k2, hp.batch_size)
+    rb = sharding.constrain_batch(nfsp_lib.reservoir_sample(st.res, k2, hp.batch_size))
     q_teacher = jax.lax.stop_gradient(qnet.apply(st.q, rb["obs"], rb["b"], flags.qbn))
 
     def avg_loss(p):

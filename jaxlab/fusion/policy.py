@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxlab import diffusion
+from jaxlab.core import sharding
 from jaxlab.fusion import cabinet
 from jaxlab.fusion import pour
 from jaxlab.fusion.audio import log_mel
@@ -189,8 +190,9 @@ def make_train(cfg: PolicyConfig, dataset, p=pour.PourParams()):
     def update(state: TrainState, key):
         k1, k2 = jax.random.split(key)
         idx = jax.random.randint(k1, (cfg.batch_size,), 0, N)
-        obs = jax.tree.map(lambda x: x[idx], obs_all)
-        loss, g = jax.value_and_grad(loss_fn)(state.params, obs, act_all[idx], k2)
+        # the drawn minibatch is split over a mesh's data axis when one is set (`jax.set_mesh`); else a no-op
+        obs, x0 = sharding.constrain_batch((jax.tree.map(lambda x: x[idx], obs_all), act_all[idx]))
+        loss, g = jax.value_and_grad(loss_fn)(state.params, obs, x0, k2)
         upd, opt_state = tx.update(g, state.opt_state, state.params)
         params = optax.apply_updates(state.params, upd)
         ema = diffusion.ema_update(state.ema, params, diffusion.ema_decay(state.step, power=cfg.ema_power))
