@@ -98,7 +98,7 @@ def test_grid_points_per_method_and_bad_grids():
     assert picce.parse_tag(picce.point_tag(real[4])) == real[4]
     cells = picce.make_cells(c)
     assert len({cell.id for cell in cells}) == len(cells)
-    assert len(cells) == 2 * 3 * (4 * 4 + 12 + 12)
+    assert len(cells) == 2 * 3 * len(c.lr_grid) * (4 + len(c.rs_alpha_grid) + len(c.decoupled_weight_grid))
     c.lr_grid = [1e-3, 0.0]
     with pytest.raises(ValueError, match="lr_grid"):
         picce.grid_points(c, "ce")
