@@ -188,7 +188,8 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
       ckpt_dir: orbax checkpoints of (state, history) after every chunk; resumed when present.
       log_fn: optional `log_fn(step, record)` with the chunk's metric means and the eval.
       progress: True, False or a description string for the progress line.
-      mesh: optional Mesh with a "data" axis (state replicated, batch split on its leading axis).
+      mesh: optional Mesh with a "data" axis (state replicated; a collected batch's leaves split on their
+        leading axis where it divides over the devices, the rest replicated: `sharding.shard_rows`).
       keep: checkpoints kept.
       writer: optional `core.metrics.MetricsWriter`; each chunk's record is written with `tags` (e.g.
         {"seed": 0}); on resume, that run's records past the restored step are truncated first, so
@@ -313,7 +314,7 @@ def _collected_chunk(step, state, collect, start, n, mesh):
     for i in range(n):
         batch = collect(state, start + i)
         if mesh is not None:
-            batch = sharding_lib.shard_batch(batch, mesh)
+            batch = sharding_lib.shard_rows(batch, mesh)
         state, m = _jit_step(state, batch, step=step)
         out.append(m)
     return state, jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *out)

@@ -67,6 +67,19 @@ def shard_batch(batch: Any, mesh: Mesh, axis: str = DATA) -> Any:
     return jax.device_put(batch, data_sharded(mesh, axis))
 
 
+def shard_rows(tree: Any, mesh: Mesh, axis: str = DATA) -> Any:
+    """Places a host-collected batch: every leaf whose leading axis divides over `axis` is split along it, every
+    other leaf (scalars, PRNG keys, per-step constants) is replicated. Under `jit` a placement never changes
+    the result (arrays keep their global meaning); it only decides where the rows are computed."""
+    n = mesh.shape[axis]
+
+    def place(x):
+        x = np.asarray(x) if not isinstance(x, jax.Array) else x
+        rows = x.ndim >= 1 and x.shape[0] % n == 0
+        return jax.device_put(x, data_sharded(mesh, axis) if rows else replicated(mesh))
+    return jax.tree.map(place, tree)
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, replicated(mesh))
 

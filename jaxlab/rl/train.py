@@ -402,6 +402,7 @@ class _RLRun(NamedTuple):
     ckpt_dir: Optional[str]
     log_fn: Optional[Callable]
     progress: Optional[Callable]
+    mesh: Any = None
 
 
 def _rl_collect(run: _RLRun, key_data):
@@ -456,7 +457,7 @@ def _train_rl(run: _RLRun, key):
     state, h = loop.run(rl_trainer(rl, run.update, run.tx, run.init_params), key, steps=rl.steps,
                         chunk=math.gcd(rl.eval_every, rl.ckpt_every), collect=_rl_collect(run, key_data),
                         eval_fn=eval_fn, eval_every=rl.eval_every, eval_at_start=True, ckpt_dir=run.ckpt_dir,
-                        keep=1, step_log_fn=step_log, progress=False)
+                        keep=1, step_log_fn=step_log, progress=False, mesh=run.mesh)
     return state.params, _rl_history(h, time.perf_counter() - t0)
 
 
@@ -464,7 +465,7 @@ def make_train(config, *, cfg: LMConfig, init_params,
                train_problems: Sequence, eval_problems: Sequence,
                advantage_fn: Optional[Callable] = None, reward_fn: Optional[Callable] = None,
                loss_fn: Optional[Callable] = None, ckpt_dir: Optional[str] = None,
-               log_fn: Optional[Callable] = None, progress: Optional[Callable] = None) -> Callable:
+               log_fn: Optional[Callable] = None, progress: Optional[Callable] = None, mesh=None) -> Callable:
     """Returns `train(key) -> (params, history)`.
 
     Args:
@@ -477,6 +478,8 @@ def make_train(config, *, cfg: LMConfig, init_params,
       loss_fn: policy loss (default `get_policy_loss(rl.method, **loss_hparams(rl, N))`).
       ckpt_dir: orbax checkpoints there every `rl.ckpt_every` steps; a rerun resumes.
       log_fn: `log_fn(step, **scalars)`; progress: `progress(step, **scalars)` per step.
+      mesh: optional `jax.sharding.Mesh` with a "data" axis: each step's rollout rows are split over it
+        (`loop.run(mesh=...)`), the parameters replicated.
     Returns:
       train(key) -> (params, history) with per-step lists ("reward", "grad_norm_max",
       "grad_norm_mean", "clip_frac", "log_ratio_var", "log_ratio_absmax", "switch_raw",
@@ -499,6 +502,6 @@ def make_train(config, *, cfg: LMConfig, init_params,
 
     train = functools.partial(_train_rl, _RLRun(rl, cfg, tok, init_params, tx, update, train_prompts, answers,
                                                 eval_problems, plen, reward_fn, adv_jit, ckpt_dir, log_fn,
-                                                progress))
+                                                progress, mesh))
     train.prompt_len = plen
     return train

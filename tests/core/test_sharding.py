@@ -56,6 +56,9 @@ out = {
   "l1": float(l1), "l8": float(l8), "l9": float(l9),
   "nshards": len(b8["x"].addressable_shards), "mesh": dict(mesh.shape),
 }
+placed = sharding.shard_rows({"rows": x, "key": jax.random.key_data(key), "scalar": np.float32(1.0)}, mesh)
+out["rows_spec"] = [str(placed[k].sharding.spec) for k in ("rows", "key", "scalar")]
+out["rows_equal"] = bool(np.array_equal(np.asarray(placed["rows"]), np.asarray(x)))
 try:
     dp(s8, {"x": x[:63], "y": y[:63]})
     out["bad_batch_error"] = ""
@@ -75,6 +78,8 @@ def test_data_parallel_on_8_fake_devices_matches_one_device():
     assert abs(out["l8"] - out["l1"]) < 1e-4 and abs(out["l9"] - out["l1"]) < 1e-4
     assert out["w1"][0] != 0.0  # it trained
     assert "divisible by 8" in out["bad_batch_error"]
+    # shard_rows: rows split over the 8 devices, a PRNG key ([2]) and a scalar replicated, values unchanged
+    assert out["rows_spec"] == ["P('data',)", "P()", "P()"] and out["rows_equal"]
 
 
 def test_make_mesh_rejects_too_many_devices():

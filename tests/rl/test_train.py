@@ -196,3 +196,36 @@ def test_rl_trainer_step_skips_the_update_exactly_when_no_group_counts():
     assert int(s_upd.step) == int(s_skip.step) == 1
     for a, c in zip(jax.tree_util.tree_leaves(s_skip.stale[0]), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_rl_loop_on_8_fake_devices_matches_one_device():
+    """`make_train(..., mesh=)`: the whole RL loop (host rollouts, collected batch with its key and scalars
+    replicated and its rows split by `sharding.shard_rows`, the update under `lax.cond`) on an 8-device mesh
+    gives the one-device parameters, after updates that moved them."""
+    import json as _json
+    from jaxlab.core.testing import run_with_fake_devices
+    code = r'''
+import json, jax, numpy as np
+from jaxlab.core import sharding
+from jaxlab.rl import train as rl_train
+from jaxlab.lm import init
+from tests.rl.test_train import _config, _problems, CFG
+train_p, ev_p = _problems()
+params = init(jax.random.PRNGKey(0), CFG)
+reward_fn = lambda toks, ans: (toks.sum(1) % 2).astype(np.float32)
+c = _config(method="kpo_clipped", steps=2, n_minibatches=1, epochs=2, noise="student_t", staleness=1, lr=1e-3)
+out = {}
+for name, mesh in (("one", None), ("eight", sharding.make_mesh(8))):
+    out[name] = rl_train.make_train(c, cfg=CFG, init_params=params, train_problems=train_p, eval_problems=ev_p,
+                                    reward_fn=reward_fn, mesh=mesh)(jax.random.PRNGKey(7))
+leaves = lambda t: jax.tree_util.tree_leaves(t)
+diff = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(leaves(out["one"][0]), leaves(out["eight"][0])))
+moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(leaves(out["one"][0]), leaves(params)))
+print(json.dumps({"diff": diff, "moved": moved, "updated": len(out["eight"][1].get("grad_norm_max", [])),
+                  "rew": [out["one"][1]["reward"], out["eight"][1]["reward"]]}))
+'''
+    proc = run_with_fake_devices(code, n=8, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = _json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["updated"] == 2 and res["rew"][0] == res["rew"][1]
+    assert res["moved"] > 1e-3 and res["diff"] < 1e-5, res
