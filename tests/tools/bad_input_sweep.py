@@ -280,7 +280,7 @@ CASES = [
     Case("kpo: rl.method set (per-run)", exp("kpo", "--config.rl.method=gspo")),
     Case("kpo: unknown condition", exp("kpo", "--config.conditions=noise,stormy")),
     Case("picce: num_experts=0,2", exp("picce", "--config.num_experts=0,2")),
-    Case("picce: lr=0", exp("picce", "--config.lr=0")),
+    Case("picce: lr_grid=0", exp("picce", "--config.lr_grid=0")),
     Case("picce: epochs.gmm=0", exp("picce", "--config.epochs.gmm=0")),
     Case("fusion: train_steps=0", exp("fusion", "--config.train_steps=0")),
     Case("fusion: n_demos=-5", exp("fusion", "--config.n_demos=-5")),
