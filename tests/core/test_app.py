@@ -58,7 +58,7 @@ def test_list_overrides_both_forms_and_help(tmp_path):
     helped = subprocess.run([sys.executable, "-m", "experiments.picce", "--help"], capture_output=True, text=True,
                             timeout=300)
     assert helped.returncode == 0 and "--config.<key>=<value>" in helped.stdout
-    assert "--workdir" in helped.stdout and "--config.lr=" in helped.stdout   # every key with its default
+    assert "--workdir" in helped.stdout and "--config.lr_grid=" in helped.stdout   # every key with its default
 
 
 def test_second_run_on_a_busy_workdir_is_one_line(tmp_path):
