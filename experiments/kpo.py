@@ -85,7 +85,7 @@ def tune_specs(config) -> list[dict]:
             for m, points in config.tune.grids.to_dict().items() for j, point in enumerate(points)]
 
 
-def choose(config, specs, results, seeds) -> tuple[dict, list[dict]]:
+def choose(specs, results, seeds) -> tuple[dict, list[dict]]:
     """{method: the grid point with the highest mean final validation avg@k over the tuning seeds (ties:
     the earlier point)} and the tuning table. Only validation-split numbers enter the choice."""
     best, table = {}, []
@@ -193,11 +193,12 @@ def run_stats(config, hist) -> dict:
             "entropy_end": float(np.nanmean(ent[-3:])), "reward_end": float(np.mean(np.asarray(hist["reward"][-5:], dtype=float)))}
 
 
-def _tune_stage(config, workdir, run_cells, val_p, sft_digest: str):
+def _tune_stage(config, workdir, run_cells, train_p, sft_digest: str):
     """Runs (or reloads) the validation grid and picks each method's settings -> (chosen, tuning table)."""
     specs = tune_specs(config)
     if not specs:
         return {}, []
+    val_p = val_problems(config, train_p)
     seeds = list(config.tune.seeds)
     cells = make_cells(config, specs, sft_digest)
     if config.summarize_only and not all(study.load_record(workdir, c, sd) for c in cells for sd in seeds):
@@ -205,7 +206,7 @@ def _tune_stage(config, workdir, run_cells, val_p, sft_digest: str):
     records = run_cells(cells, seeds, val_p)
     res = {(sp["cond"], sp["label"], sd): run_stats(config, records[c.id][sd])
            for sp, c in zip(specs, cells) for sd in seeds}
-    chosen, table = choose(config, specs, res, seeds)
+    chosen, table = choose(specs, res, seeds)
     for row in table:
         row["n_val"] = len(val_p)
     return chosen, table
@@ -233,8 +234,7 @@ def run(config, workdir: str) -> dict:
                 for sd in sds:
                     shutil.rmtree(_ckpt_dir(workdir, cell, sd), ignore_errors=True)   # the record is the result
             return records
-        val_p = val_problems(config, train_p) if tune_specs(config) else None
-        chosen, tune_table = _tune_stage(config, workdir, run_cells, val_p, digest)
+        chosen, tune_table = _tune_stage(config, workdir, run_cells, train_p, digest)
         specs = run_specs(config, chosen)
         cells = make_cells(config, specs, digest)
         n_total = len(specs)

@@ -52,6 +52,14 @@ class NonFiniteError(ValueError):
     """Training produced a NaN or infinite metric; the message names the step and the quantity."""
 
 
+class Static:
+    """A value (e.g. warm-start parameters) given to `bind` as a keyword: hashed and compared by identity,
+    so a trainer's `init` can close over arrays without hashing them. Read it back as `.value`."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 class bind:  # noqa: N801  (reads like functools.partial)
     """`functools.partial` that hashes and compares by value: `bind(update, hp=hp)`.
 

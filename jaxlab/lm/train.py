@@ -201,9 +201,9 @@ class SFTState:
     step: jax.Array
 
 
-def _sft_init(key, *, cfg: LMConfig, optim: OptimHParams, init_params):
+def _sft_init(key, *, cfg: LMConfig, optim: OptimHParams, init_params: loop.Static):
     key_init, key_data = jax.random.split(key)
-    params = init(key_init, cfg) if init_params is None else init_params
+    params = init(key_init, cfg) if init_params.value is None else init_params.value
     return SFTState(params, make_optimizer(optim).init(params), key_data, jnp.zeros((), jnp.int32))
 
 
@@ -222,24 +222,12 @@ def _sft_step(state: SFTState, data, *, cfg: LMConfig, optim: OptimHParams):
     return SFTState(params, opt_state, state.data_key, state.step + 1), {"loss": loss}
 
 
-class _InitParams:
-    """Warm-start parameters as a static argument: hashed and compared by identity (jit keys on it)."""
-
-    def __init__(self, params):
-        self.params = params
-
-
 def sft_trainer(cfg: LMConfig, hp: SFTHParams, *, init_params=None) -> loop.Trainer:
     """`loop.Trainer` of SFT: `init(key) -> SFTState` (fresh `init` or the warm start `init_params`), and
     `step(state, data) -> (state, {"loss"})` with data = (tokens [N, T], mask [N, T], weights or None) from
     `sft_arrays` / `rows_arrays` / `token_weights_array`. Run it with `loop.run(..., data=data)`."""
-    return loop.Trainer(init=loop.bind(_sft_init_static, cfg=cfg, optim=hp.optim,
-                                       init_params=_InitParams(init_params)),
+    return loop.Trainer(init=loop.bind(_sft_init, cfg=cfg, optim=hp.optim, init_params=loop.Static(init_params)),
                         step=loop.bind(_sft_step, cfg=cfg, optim=hp.optim))
-
-
-def _sft_init_static(key, *, cfg, optim, init_params: _InitParams):
-    return _sft_init(key, cfg=cfg, optim=optim, init_params=init_params.params)
 
 
 def _sft_history(history: dict, chunk: int, steps_run: int, dt: float) -> dict:
@@ -300,10 +288,8 @@ def _train_sft(run: _SFTRun, key):
         check_state=lambda s, i: check_params_finite(s.params, step=i), log_fn=_sft_log(run.log_fn, seen),
         progress=(run.progress if isinstance(run.progress, str) else "sft") if run.progress else False)
     dt = time.perf_counter() - t0
-    steps_run = 0
-    if seen:
-        first = seen[0]
-        steps_run = seen[-1] - max([s for s in history["step"] if s < first and (s % hp.chunk == 0)] or [0])
+    # chunks start at multiples of hp.chunk, so this call began at the one before its first chunk's end
+    steps_run = seen[-1] - (seen[0] - 1) // hp.chunk * hp.chunk if seen else 0
     return state.params, _sft_history(history, hp.chunk, steps_run, dt)
 
 

@@ -324,13 +324,15 @@ def _rollout_batch(behaviour, k, train_prompts, answers, *, cfg: LMConfig, rl, r
 _UPDATE_METRICS = ("clip_frac", "log_ratio_var", "log_ratio_absmax", "ratio_max", "switch_raw", "switch_filt",
                    "runlen_raw", "runlen_filt", "lowfreq_raw", "lowfreq_filt", "entropy", "loss")
 _HOST_METRICS = ("reward", "groups_used", "resp_len")
+_STEP_METRICS = ("grad_norm",) + _UPDATE_METRICS + ("updated",) + _HOST_METRICS   # what `_rl_step` returns
 
 
-def _step_record(host: dict, met: Optional[dict]) -> dict:
-    """The history record of one RL step: the rollout statistics, then (when the step updated) the update
-    metrics reduced over its mu minibatches in float64 (max for the extremes, all pre-clip norms kept)."""
-    rec = {k: float(host[k]) for k in _HOST_METRICS}
-    if met is not None:
+def _step_record(met: dict) -> dict:
+    """The history record of one RL step from its `_rl_step` metrics: the rollout statistics, then (when the
+    step updated) the update metrics reduced over its mu minibatches in float64 (max for the extremes, all
+    pre-clip norms kept)."""
+    rec = {k: float(met[k]) for k in _HOST_METRICS}
+    if bool(met["updated"]):
         gn = np.asarray(met["grad_norm"], np.float64)
         rec.update(grad_norm_max=float(gn.max()), grad_norm_mean=float(gn.mean()),
                    grad_norms=[float(v) for v in gn])
@@ -352,7 +354,7 @@ class RLState:
 
 def _rl_init(key, *, tx, init_params, staleness: int):
     del key   # the warm start is the initial policy
-    params = init_params.params
+    params = init_params.value
     return RLState(params, tx.init(params), (params,) * staleness, jnp.zeros((), jnp.int32))
 
 
@@ -370,18 +372,11 @@ def _rl_step(state: RLState, b: dict, *, update: Callable, staleness: int):
             {**met, "updated": b["any_keep"], **b["host"]})
 
 
-class _Static:
-    """A value passed to jit as a static argument, hashed and compared by identity."""
-
-    def __init__(self, params):
-        self.params = params
-
-
 def rl_trainer(rl: RLHParams, update: Callable, tx, init_params) -> loop.Trainer:
     """`loop.Trainer` of the RL post-training: `init(key) -> RLState` from the warm start `init_params`, and
     `step(state, b) -> (state, metrics)` on one collected rollout batch (`rl_collect`); `update` and `tx`
     come from `make_update` / `cached_update`."""
-    return loop.Trainer(init=loop.bind(_rl_init, tx=tx, init_params=_Static(init_params), staleness=rl.staleness),
+    return loop.Trainer(init=loop.bind(_rl_init, tx=tx, init_params=loop.Static(init_params), staleness=rl.staleness),
                         step=loop.bind(_rl_step, update=update, staleness=rl.staleness))
 
 
@@ -424,8 +419,7 @@ def _rl_history(h: dict, wall_s: float) -> dict:
     metrics only for the steps that updated), and wall_s."""
     hist = {"eval": list(h["eval"])}
     for i in range(len(h["step"])):
-        met = {k: h[k][i] for k in ("grad_norm",) + _UPDATE_METRICS} if h["updated"][i] else None
-        for name, v in _step_record({k: h[k][i] for k in _HOST_METRICS}, met).items():
+        for name, v in _step_record({k: h[k][i] for k in _STEP_METRICS}).items():
             hist.setdefault(name, []).append(v)
     hist["wall_s"] = wall_s
     return hist
@@ -446,8 +440,7 @@ def _train_rl(run: _RLRun, key):
         return r
 
     def step_log(step, m):
-        rec = _step_record({k: m[k] for k in _HOST_METRICS},
-                           {k: m[k] for k in ("grad_norm",) + _UPDATE_METRICS} if bool(m["updated"]) else None)
+        rec = _step_record(m)
         if run.log_fn is not None:
             run.log_fn(step, **{k: v for k, v in rec.items() if k != "grad_norms"})
         if run.progress is not None:

@@ -157,7 +157,7 @@ def test_choose_takes_the_best_mean_and_the_earlier_point_on_ties():
     res = {("c", "tune_m_0", 0): {"avg": 0.5}, ("c", "tune_m_0", 1): {"avg": 0.7},
            ("c", "tune_m_1", 0): {"avg": 0.6}, ("c", "tune_m_1", 1): {"avg": 0.6},
            ("c", "tune_m_2", 0): {"avg": 0.9}, ("c", "tune_m_2", 1): {"avg": 0.1}}
-    chosen, table = kpo.choose(None, specs, res, [0, 1])
+    chosen, table = kpo.choose(specs, res, [0, 1])
     assert chosen == {"m": {"q": 1}} and [r["chosen"] for r in table] == [True, False, False]
 
 
