@@ -32,6 +32,7 @@ import math
 import os
 from typing import Any, Callable, NamedTuple, Optional
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,6 +47,24 @@ class Trainer(NamedTuple):
     """`init(key) -> state` and `step(state, batch) -> (state, metrics)`, both pure."""
     init: Callable[[jax.Array], PyTree]
     step: Callable[[PyTree, Any], tuple[PyTree, dict]]
+
+
+@flax.struct.dataclass
+class TrainState:
+    """The one training state of every trainer (a pytree; `vmap_seeds` adds a leading [S] axis to each leaf).
+
+    params: the trained parameters (a dict of networks when a trainer trains several: {"pi": ..., "v": ...}).
+    opt_state: the optax state of `params` (the same nesting).
+    step: updates done, int32 [].
+    key: the PRNG key the step draws from (fold_in(key, step) or split and carried), or None.
+    extra: the trainer's own carried pytree (an EMA of the parameters, the stale policies of off-policy
+      rollouts, an environment state, a Lagrange multiplier), or None.
+    """
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    key: Any = None
+    extra: Any = None
 
 
 class NonFiniteError(ValueError):
