@@ -32,25 +32,33 @@ from jaxlab.fusion import mi as mi_lib
 from jaxlab.fusion.mi import estimate_mi
 
 
-def _policy_config(config, variant):
+def _policy_config(config, variant, lr):
     return PL.PolicyConfig(variant=variant, obs_horizon=config.obs_horizon, pred_horizon=config.pred_horizon,
                            action_horizon=config.action_horizon, num_inference_steps=config.num_inference_steps,
-                           batch_size=config.batch_size, lr=config.lr, warmup=config.warmup,
+                           batch_size=config.batch_size, lr=lr, warmup=config.warmup,
                            train_steps=config.train_steps, denoiser=config.denoiser,
                            num_diffusion_steps=config.num_diffusion_steps, tokenizer=config.tokenizer,
                            mlp_hidden=tuple(config.mlp_hidden))
 
 
+def _family(task):
+    """'pour' or 'cabinet' (the cabinet with distractor knocks is a cabinet)."""
+    if task in PL.TASKS:
+        return "pour" if task == "pour" else "cabinet"
+    raise ValueError(f"tasks: expected names from {PL.TASKS}, got {task!r}")
+
+
 def task_config(config, task):
-    """The flat config of one task: the top level is pour's; ``config.cabinet`` overrides it for the cabinet."""
+    """The flat config of one task: the top level is pour's; ``config.cabinet`` overrides it for the cabinets, and
+    ``config.cabinet_distractor`` then overrides that for the cabinet with distractor knocks."""
+    _family(task)
     if task == "pour":
         return config
-    if task != "cabinet":
-        raise ValueError(f"tasks: expected 'pour' or 'cabinet', got {task!r}")
     c = config.copy_and_resolve_references()
     with c.unlocked():
-        for k, v in config.cabinet.items():
-            c[k] = v
+        for section in ("cabinet", task) if task != "cabinet" else ("cabinet",):
+            for k, v in config.get(section, {}).items():
+                c[k] = v
     return c
 
 
@@ -59,21 +67,30 @@ def _tag(task, variant):
     return variant if task == "pour" else f"{task}/{variant}"
 
 
-def train_and_eval(config, variant, data, run_dir, writer, task="pour"):
-    """Trains all seeds of one variant (vmapped), resumable per chunk (orbax checkpoints and the validation curve
-    under ``run_dir``, a folder named by the cell's config hash). After every chunk the EMA policies are
-    evaluated on validation episodes (key ``val_seed``); the chunk with the best mean validation success is the
-    training budget used for the test evaluation (key ``eval_seed``). Returns (net, ema params [S], metrics)."""
-    cfg = _policy_config(config, variant)
-    env = PL.task_params(task)
-    tag = _tag(task, variant)
-    net, init, train_chunk = PL.make_train(cfg, data, env)
+def choose_budget(curves: dict) -> tuple:
+    """The (lr, chunk index) with the best seed-mean validation success over every grid point and chunk; ties go
+    to fewer training steps, then to the earlier grid point. curves: {lr: [val success per chunk]}."""
+    best = None
+    for lr, curve in curves.items():
+        for c, v in enumerate(curve):
+            if best is None or (v, -c) > (best[0], -best[2]):
+                best = (v, lr, c)
+    if best is None:
+        raise ValueError("curves: expected at least one validation point")
+    return best[1], best[2]
+
+
+def _train_lr(config, variant, data, run_dir, writer, task, lr, ev_fn):
+    """Trains all seeds of one variant at one learning rate (vmapped), resumable per chunk (orbax checkpoints and
+    the validation curve under ``run_dir``). After every chunk the EMA policies are evaluated on validation
+    episodes (key ``val_seed``); the chunk with the best seed-mean validation success is kept.
+    Returns (net, best-chunk ema params [S], {"val_success": [...], "best_chunk": c})."""
+    cfg = _policy_config(config, variant, lr)
+    tag = _tag(task, variant) + ("" if len(config.lr_grid) == 1 else f"@lr{lr:g}")
+    net, init, train_chunk = PL.make_train(cfg, data, PL.task_params(task))
     seeds = jnp.asarray(config.seeds)
     states = jax.jit(jax.vmap(init))(jax.vmap(jax.random.PRNGKey)(seeds))
     vchunk = jax.vmap(train_chunk, in_axes=(0, 0, None))
-    act = PL.make_policy_fn(net, cfg, env)
-    ev_fn = jax.jit(jax.vmap(lambda prm, k: PL.rollout_policy(act, prm, k, config.n_eval, cfg, env),
-                             in_axes=(0, None)))
     meta = {"variant": variant, "seeds": list(config.seeds)}
     ckpt = Checkpointer(os.path.join(run_dir, "ckpt"), save_every=1, keep=1, metadata=meta)
     best_ckpt = Checkpointer(os.path.join(run_dir, "ckpt_best"), save_every=1, keep=1, metadata=meta)
@@ -106,17 +123,40 @@ def train_and_eval(config, variant, data, run_dir, writer, task="pour"):
         prog.update(loss=round(loss, 4), val=round(val, 3))
     ckpt.wait()
     prog.close()
+    return net, best, hist
+
+
+def train_and_eval(config, variant, data, run_dir, writer, task="pour"):
+    """Trains all seeds of one variant at every learning rate of ``config.lr_grid`` (`_train_lr`; one folder per
+    grid point under ``run_dir``, named by the cell's config hash), picks the (lr, chunk) with the best seed-mean
+    validation success (`choose_budget`), and evaluates that chunk's EMA policies on test episodes (key
+    ``eval_seed``). Only validation episodes choose. Returns (net, ema params [S], metrics)."""
+    if not config.lr_grid:
+        raise ValueError("lr_grid: expected at least one learning rate")
+    env = PL.task_params(task)
+    cfg = _policy_config(config, variant, config.lr_grid[0])
+    act = PL.make_policy_fn(PL.make_train(cfg, data, env)[0], cfg, env)   # the network does not depend on lr
+    ev_fn = jax.jit(jax.vmap(lambda prm, k: PL.rollout_policy(act, prm, k, config.n_eval, cfg, env),
+                             in_axes=(0, None)))
+    runs = {}
+    for lr in config.lr_grid:
+        sub = run_dir if len(config.lr_grid) == 1 else os.path.join(run_dir, f"lr_{lr:g}")
+        runs[float(lr)] = _train_lr(config, variant, data, sub, writer, task, float(lr), ev_fn)
+    lr, chunk = choose_budget({k: h["val_success"] for k, (_, _, h) in runs.items()})
+    net, best, hist = runs[lr]
     ev = ev_fn(best, jax.random.PRNGKey(config.eval_seed))
     out = {k: np.asarray(v).mean(axis=1).tolist() for k, v in ev.items()}
-    out["best_steps"] = min((hist["best_chunk"] + 1) * config.chunk, config.train_steps)
+    out["best_steps"] = min((chunk + 1) * config.chunk, config.train_steps)
+    out["best_lr"] = lr
     out["val_success"] = hist["val_success"]
+    out["val_grid"] = {f"{k:g}": h["val_success"] for k, (_, _, h) in runs.items()}
     return net, best, out
 
 
 def mi_analysis(config, net, ema, variant, task="pour"):
     """I(embedding; hidden state) on held-out frames for each seed's frozen encoder. Pour: fill level on pouring
     frames (flow > 0); cabinet: latch-released flag on the decisions r-1..r+2 around the release step r."""
-    obs, y = _mi_frames(config) if task == "pour" else _cabinet_data(config)[1:]
+    obs, y = _mi_frames(config) if task == "pour" else _cabinet_data(config, task)[1:]
     n = y.shape[0]
     half = n // 2
     res = {}
@@ -143,20 +183,20 @@ def _pca(z_train, z_test, k):
     return (z_train - mu) @ vt[:k].T, (z_test - mu) @ vt[:k].T
 
 
-def _cabinet_data(config):
+def _cabinet_data(config, task="cabinet"):
     """Cabinet demonstrations and held-out MI frames from ONE jitted batch of expert episodes (one mjx compile):
     episodes [0, n_demos) are the training demonstrations, the next ``mi_episodes`` are held out for the MI
     analysis. MI frames: decisions t in {r-1, r, r+1, r+2} (r = release step), label = latch released before the
     decision (0, 0, 1, 1); the door moves less than half a pixel until r+2, so only audio can tell.
     Returns (dataset (PolicyObs [N, ...], actions [N, Tp, 1]), MI PolicyObs [M, ...], MI labels [M])."""
-    return _cabinet_data_cached(int(config.data_seed), int(config.n_demos), int(config.mi_episodes),
+    return _cabinet_data_cached(task, int(config.data_seed), int(config.n_demos), int(config.mi_episodes),
                                 int(config.obs_horizon), int(config.pred_horizon), float(config.action_noise))
 
 
 @functools.lru_cache(maxsize=1)
-def _cabinet_data_cached(data_seed, n_demos, mi_episodes, obs_horizon, pred_horizon, action_noise):
+def _cabinet_data_cached(task, data_seed, n_demos, mi_episodes, obs_horizon, pred_horizon, action_noise):
     """`_cabinet_data` keyed by every input (the cache replaces a hand-keyed dict)."""
-    env = PL.task_params("cabinet")
+    env = PL.task_params(task)
     n = n_demos + mi_episodes
 
     @jax.jit
@@ -201,7 +241,7 @@ def _mi_frames_cached(data_seed, mi_episodes, obs_horizon, pred_horizon):
     return jax.tree.map(lambda x: x[keep], obs), np.asarray(fill)[keep]
 
 
-_NOT_CELL = ("variants", "mi_variants", "tasks", "task", "cabinet")
+_NOT_CELL = ("variants", "mi_variants", "tasks", "task", "cabinet", "cabinet_distractor")
 _MI_KEYS = ("mi_methods", "mi_episodes", "mi_steps", "mi_pca_dims", "mi_boot")
 
 
@@ -223,6 +263,9 @@ def _none_to_nan(x):
     return float("nan") if x is None else x
 
 
+_SHARED = ("best_steps", "best_lr", "val_success", "val_grid")
+
+
 def run_task(config, workdir, task, writer):
     """Trains, evaluates and analyses every variant of one task through `jaxlab.core.study`: one record per
     (variant, seed) under ``workdir/cells/<variant>/``, stamped with the hash of `cell_config`, so a changed
@@ -237,19 +280,19 @@ def run_task(config, workdir, task, writer):
     def run_cell(cell, todo):
         variant = cell.config["variant"]
         if "d" not in data:
-            data["d"] = (_cabinet_data(config)[0] if task == "cabinet" else PL.expert_dataset(
+            data["d"] = (_cabinet_data(config, task)[0] if task != "pour" else PL.expert_dataset(
                 jax.random.PRNGKey(config.data_seed), config.n_demos, obs_horizon=config.obs_horizon,
                 pred_horizon=config.pred_horizon, action_noise=config.action_noise, p=env))
         run_dir = os.path.join(workdir, "cells", cell.id, f"run_{config_hash(cell.config)}")
         net, ema, res = train_and_eval(config, variant, data["d"], run_dir, writer, task)
         mi = mi_analysis(config, net, ema, variant, task) if cell.config["mi"] else {}
         writer.write(0, **{f"success/{_tag(task, variant)}": float(np.mean(res["success"]))})
-        per_seed = {k: v for k, v in res.items() if k not in ("best_steps", "val_success")}
+        shared = {k: res[k] for k in _SHARED if k in res}   # chosen for all seeds together (seed-mean val)
+        per_seed = {k: v for k, v in res.items() if k not in _SHARED}
         out = []
         for s in todo:
             i = seeds.index(s)
-            out.append({**{k: v[i] for k, v in per_seed.items()}, "best_steps": res["best_steps"],
-                        "val_success": res["val_success"],
+            out.append({**{k: v[i] for k, v in per_seed.items()}, **shared,
                         "mi": {k.split("/", 1)[1]: v[i] for k, v in mi.items()}})
         return out
 
@@ -257,9 +300,8 @@ def run_task(config, workdir, task, writer):
     results, mi = {}, {}
     for cell in cells:
         recs = [_none_to_nan(records[cell.id][s]) for s in seeds]
-        results[cell.id] = {k: [r[k] for r in recs] for k in recs[0] if k not in ("best_steps", "val_success", "mi")}
-        results[cell.id]["best_steps"] = recs[0]["best_steps"]
-        results[cell.id]["val_success"] = recs[0]["val_success"]
+        results[cell.id] = {k: [r[k] for r in recs] for k in recs[0] if k not in _SHARED + ("mi",)}
+        results[cell.id].update({k: recs[0][k] for k in _SHARED if k in recs[0]})
         for name in recs[0]["mi"]:
             mi[f"{cell.id}/{name}"] = [r["mi"][name] for r in recs]
     return results, mi
@@ -274,7 +316,7 @@ def task_claims(task, config, results, mi):
     """The paper's claims on one task, verdicts computed by ``jaxlab.core.summary.claim``. Pour keeps its
     original claim ids; cabinet ids are prefixed ``cabinet/``."""
     pre = "" if task == "pour" else f"{task}/"
-    err_key, err_name, _ = _TASK_METRICS[task]
+    err_key, err_name, _ = _TASK_METRICS[_family(task)]
     succ = {v: results[v]["success"] for v in config.variants}
     err = {v: results[v][err_key] for v in config.variants}
     hidden = "the fill level" if task == "pour" else "the latch release"
@@ -290,6 +332,12 @@ def task_claims(task, config, results, mi):
             claims.append(claim(pre + "hier_vs_flat_symmetric_error", f"Same, measured by {err_name}", err_key,
                                 ours=("havp", err["havp"]), baselines={v: err[v] for v in base},
                                 higher_is_better=False))
+        if "stage1" in succ:
+            claims.append(claim(pre + "hier_vs_stage1", f"[{task}] The second fusion stage adds to the first: the "
+                                "hierarchical model (stage 1 + the higher-order stage 2) beats stage 1 alone",
+                                "success_rate", ours=("havp", succ["havp"]), baselines={"stage1": succ["stage1"]},
+                                higher_is_better=True, note="stage1 = the same audio-first cross-attention + FiLM "
+                                "encoder without the low-rank multimodal fusion stage; each tuned on validation."))
         pairs = [(v, v + "_noaudio") for v in config.variants
                  if not v.endswith("_noaudio") and v + "_noaudio" in succ]
         if pairs:
@@ -298,7 +346,7 @@ def task_claims(task, config, results, mi):
             claims.append(combine_claims(pre + "audio_needed", f"[{task}] Audio-free variants fail on the "
                                          "audio-dependent task: every fusion variant with audio beats its audio-free "
                                          "counterpart", parts, block="sanity"))
-            if task == "cabinet":
+            if _family(task) == "cabinet":
                 parts = [claim(f"{pre}audio_free_slams_more/{v}", f"{n} slams more than {v}", "slam_rate",
                                ours=(v, err[v]), baselines={n: err[n]}, higher_is_better=False, block="sanity")
                          for v, n in pairs]
@@ -315,7 +363,7 @@ def task_claims(task, config, results, mi):
 
 
 def task_table(task, config, results):
-    err_key, _, third = _TASK_METRICS[task]
+    err_key, _, third = _TASK_METRICS[_family(task)]
     table = []
     for v in config.variants:
         sm, ss = mean_std(results[v]["success"])
@@ -323,6 +371,7 @@ def task_table(task, config, results):
         om, _ = mean_std(results[v][third])
         table.append({"method": v, "success_mean": sm, "success_std": ss, f"{err_key}_mean": em,
                       f"{err_key}_std": es, f"{third}_rate": om, "train_steps_by_val": results[v].get("best_steps"),
+                      "lr_by_val": results[v].get("best_lr"),
                       "val_success_curve": results[v].get("val_success")})
     return table
 
@@ -353,8 +402,9 @@ def mi_figure(path, mi_rows, y, title):
 
 def task_figures(task, config, workdir, table, mi_rows):
     sub = "" if task == "pour" else task
-    title = {"pour": "Pour-to-level", "cabinet": "Latch cabinet"}[task]
-    y = {"pour": "fill", "cabinet": "released"}[task]
+    title = {"pour": "Pour-to-level", "cabinet": "Latch cabinet",
+             "cabinet_distractor": "Latch cabinet, quiet click + distractor knocks"}[task]
+    y = "fill" if task == "pour" else "released"
     figs = [os.path.relpath(plots.grouped_bars(
         os.path.join(workdir, sub, "figures", "success.png"), list(config.variants),
         {"success": ([r["success_mean"] for r in table], [r["success_std"] for r in table])},
@@ -380,7 +430,7 @@ def run(config, workdir):
             tables[pre + "main"], tables[pre + "mi"] = table, mi_rows
             figs += task_figures(task, tc, workdir, table, mi_rows)
             seeds = sorted(set(seeds) | set(tc.seeds))
-            err_key = _TASK_METRICS[task][0]
+            err_key = _TASK_METRICS[_family(task)][0]
             best = max(table, key=lambda r: r["success_mean"])
             h = next(r for r in table if r["method"] == tc.variants[0])
             heads.append(f"{task}: {h['method']} success {h['success_mean']:.2f}±{h['success_std']:.2f} "

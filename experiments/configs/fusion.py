@@ -1,7 +1,9 @@
 """HAVP-style fusion + diffusion policy on Pour-to-level and the latch cabinet: get_config("quick"|"full").
 
-The top-level fields configure pour (and are the defaults of every task); ``cabinet`` holds the cabinet's
-overrides (``--config.cabinet.train_steps=...``); ``tasks`` selects the tasks run."""
+The top-level fields configure pour (and are the defaults of every task); ``cabinet`` holds the cabinets'
+overrides (``--config.cabinet.train_steps=...``) and ``cabinet_distractor`` the further overrides of the cabinet
+with a quiet click among distractor knocks; ``tasks`` selects the tasks run. ``lr_grid``: every variant is trained
+at each learning rate and the (lr, chunk) with the best validation success is tested (one value: no tuning)."""
 import ml_collections
 
 VARIANTS = ["havp", "stage1", "transformer", "concat",
@@ -30,7 +32,7 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     c.mlp_hidden = [128, 128, 128]
     c.num_diffusion_steps = 20  # training chain (cosine); evaluation uses DDIM with num_inference_steps
     c.batch_size = 64
-    c.lr = 2e-3
+    c.lr_grid = [2e-3]         # one value in quick (chosen on validation for havp, notes/fusion.md)
     c.warmup = 50
     c.train_steps = 1500       # chosen on validation episodes (notes/fusion.md)
     c.chunk = 1500             # steps per jitted chunk (checkpoint granularity; one compilation per variant)
@@ -60,6 +62,7 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
     cab.mi_variants = ["havp"]
     cab.mi_episodes = 96       # 4 frames per episode around the release (r-1..r+2)
     cab.mi_pca_dims = 4
+    c.cabinet_distractor = ml_collections.ConfigDict()   # overrides of the cabinet section (full only)
     if size == "quick":
         # quick must fit ~150 s on 2 cores (the main job): shorter training and evaluation than the validated
         # budgets (pour 1500, cabinet 600 steps); measured quick verdicts are in BUILD_NOTES.md
@@ -90,4 +93,17 @@ def get_config(size: str = "quick") -> ml_collections.ConfigDict:
         c.mi_episodes = 100
         c.mi_steps = 1500
         c.mi_boot = 200
+        # the fair re-run (issue 13): every variant's learning rate and training budget chosen on validation
+        # episodes, longer training (the validation curves of the 4000-step run still rose at the end); the
+        # plain cabinet (every variant with audio at >= 0.996) is replaced by the cabinet whose quiet click sounds
+        # among distractor knocks
+        c.tasks = "pour,cabinet_distractor"
+        c.lr_grid = [1e-3, 2e-3, 4e-3]
+        c.train_steps = 6000
+        c.chunk = 1000
+        cd = c.cabinet_distractor
+        cd.lr_grid = [1e-3, 2e-3, 4e-3]
+        cd.train_steps = 1600
+        cd.chunk = 400
+        cd.mi_variants = ["havp", "stage1", "concat", "havp_noaudio"]
     return c

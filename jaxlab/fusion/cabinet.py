@@ -62,6 +62,12 @@ class CabinetParams(NamedTuple):
     click_tau: float = 0.012      # tone decay (s)
     burst_s: float = 0.005
     lag: int = 2                  # proprio lag (steps) of the physical channels
+    # distractor knocks (0 = the original task): in each step, with probability distractor_rate, a knock (the
+    # click's waveform at distractor_hz, gain distractor_gain) starts at a uniform sample of that step's audio
+    distractor_rate: float = 0.0
+    distractor_hz: float = 1700.0
+    distractor_gain: float = 0.0
+    expert_threshold: float = 10.0  # the expert's click_score threshold
 
 
 DOOR_LEN = 0.6
@@ -216,14 +222,28 @@ def click_waveform(key, onset, p: CabinetParams = CabinetParams()):
 
 def render_audio(s: CabinetState, key, p: CabinetParams = CabinetParams()):
     """0.1 s of 16 kHz audio of the last step: background noise, plus the click iff the latch opened in it (onset
-    at the crossing sample); a click that starts late in a step rings on into the next step's audio. [N]."""
+    at the crossing sample); a click that starts late in a step rings on into the next step's audio. With
+    ``distractor_rate`` > 0, a distractor knock (:func:`distractor_waveform`) may sound in any step. [N]."""
     k1, k2 = jax.random.split(key)
     onset = jnp.floor(s.click_frac * (p.samples_per_step - 1)).astype(jnp.int32)
     now = (s.release_t >= 0) & (s.release_t == s.t - 1)
     prev = (s.release_t >= 0) & (s.release_t == s.t - 2)
     onset = jnp.where(prev, onset - p.samples_per_step, onset)
     click = click_waveform(k1, onset, p) * (now | prev)
-    return click + p.audio_background * jax.random.normal(k2, (p.samples_per_step,))
+    wave = click + p.audio_background * jax.random.normal(k2, (p.samples_per_step,))
+    if p.distractor_rate > 0:  # static: the original task draws no extra keys (its audio is unchanged)
+        wave = wave + distractor_waveform(jax.random.fold_in(key, 1), p)
+    return wave
+
+
+def distractor_waveform(key, p: CabinetParams = CabinetParams()):
+    """A distractor knock in this step's audio with probability ``distractor_rate``: the click's waveform (burst +
+    decaying tone) at ``distractor_hz`` with gain ``distractor_gain``, starting at a uniform sample. [N]."""
+    k_on, k_at, k_wave = jax.random.split(key, 3)
+    on = jax.random.bernoulli(k_on, p.distractor_rate)
+    at = jax.random.randint(k_at, (), 0, p.samples_per_step)
+    knock = click_waveform(k_wave, at, p._replace(click_hz=p.distractor_hz, click_gain=p.distractor_gain))
+    return jnp.where(on, knock, 0.0)
 
 
 def proprio(s: CabinetState, p: CabinetParams = CabinetParams()):
@@ -273,9 +293,10 @@ def expert_init() -> ExpertState:
 
 
 def expert_action(es: ExpertState, s: CabinetState, obs: Obs, p: CabinetParams = CabinetParams()):
-    """Pull hard (2.0) until the click is heard in the last step's audio, then pull softly (0.6) to open the door.
+    """Pull hard (2.0) until the click is heard in the last step's audio (``click_score`` above
+    ``expert_threshold``), then pull softly (0.6) to open the door.
     Uses only the observation (no privileged state). Returns (action scalar, ExpertState)."""
-    heard = es.heard | (click_score(obs.audio, p) > 10.0)
+    heard = es.heard | (click_score(obs.audio, p) > p.expert_threshold)
     return jnp.where(heard, EXPERT_SOFT, EXPERT_HARD), ExpertState(heard)
 
 

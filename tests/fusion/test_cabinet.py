@@ -232,3 +232,30 @@ def test_diffusion_policy_learns_to_stop_on_the_click():
         out[variant] = {k: float(v.mean()) for k, v in ev.items()}
     assert out["havp"]["success"] >= 0.8, out
     assert out["havp_noaudio"]["success"] <= 0.5 and out["havp_noaudio"]["slam"] >= 0.2, out
+
+
+def test_distractor_task_audio():
+    """The cabinet with distractor knocks: the original task's audio is unchanged (no extra keys drawn); in the
+    distractor task a knock sounds in about distractor_rate of the steps, never crosses the expert's click
+    threshold, while the quiet click always does (in its own step or, for a late onset, the next one)."""
+    p0, p = C.CabinetParams(), PL.task_params("cabinet_distractor")
+    s = C.reset(jax.random.PRNGKey(0), p0)
+    s = s._replace(release_t=jnp.int32(3), t=jnp.int32(4), click_frac=jnp.float32(0.3))
+    key = jax.random.PRNGKey(5)
+    k1, k2 = jax.random.split(key)
+    manual = C.click_waveform(k1, jnp.int32(int(0.3 * (p0.samples_per_step - 1))), p0) + \
+        p0.audio_background * jax.random.normal(k2, (p0.samples_per_step,))
+    np.testing.assert_array_equal(np.asarray(C.render_audio(s, key, p0)), np.asarray(manual))
+    quiet = C.reset(jax.random.PRNGKey(0), p)   # latched: background + knocks only
+    keys = jax.random.split(jax.random.PRNGKey(1), 400)
+    waves = jax.vmap(lambda k: C.render_audio(quiet, k, p))(keys)
+    knocks = np.asarray(jax.vmap(lambda k: C.distractor_waveform(jax.random.fold_in(k, 1), p))(keys))
+    has_knock = np.abs(knocks).max(1) > 0
+    assert 0.18 < has_knock.mean() < 0.32                                     # rate 0.25, n = 400
+    scores = np.asarray(jax.vmap(lambda w: C.click_score(w, p))(waves))
+    assert scores.max() < p.expert_threshold and scores[has_knock].mean() > scores[~has_knock].mean()
+    for onset in (0, 400, 800, 1200, 1599):                                   # the click: this step or the next
+        s = quiet._replace(release_t=jnp.int32(3), click_frac=jnp.float32(onset / (p.samples_per_step - 1)))
+        now = C.click_score(C.render_audio(s._replace(t=jnp.int32(4)), jax.random.PRNGKey(onset), p), p)
+        nxt = C.click_score(C.render_audio(s._replace(t=jnp.int32(5)), jax.random.PRNGKey(onset + 1), p), p)
+        assert max(float(now), float(nxt)) > p.expert_threshold, onset

@@ -19,18 +19,19 @@ def fake(monkeypatch):
     calls = []
     monkeypatch.setattr(fusion.plots, "grouped_bars", lambda path, *a, **k: path)
     monkeypatch.setattr(fusion.PL, "expert_dataset", lambda *a, **k: "pour-data")
-    monkeypatch.setattr(fusion, "_cabinet_data", lambda config: ("cabinet-data", None, None))
+    monkeypatch.setattr(fusion, "_cabinet_data", lambda config, task="cabinet": ("cabinet-data", None, None))
 
     def rng(config, variant):
         tag = json.dumps(fusion.cell_config(config, "?", variant), sort_keys=True)
         return np.random.default_rng(zlib.crc32(tag.encode()))
 
     def train_and_eval(config, variant, data, run_dir, writer, task="pour"):
-        calls.append((task, variant, config.lr))
+        calls.append((task, variant, tuple(config.lr_grid)))
         r = rng(config, variant)
         s = len(config.seeds)
         out = {k: r.uniform(size=s).tolist() for k in ("success", "fill_error", "overflow", "slam", "timeout")}
         out["best_steps"], out["val_success"] = int(config.train_steps), r.uniform(size=2).tolist()
+        out["best_lr"] = float(config.lr_grid[0])
         return None, None, out
 
     def mi_analysis(config, net, ema, variant, task="pour"):
@@ -67,9 +68,9 @@ def test_changed_hyperparameter_recomputes_and_rerun_reuses(fake, tmp_path):
     fusion.run(c, str(tmp_path))
     assert sorted(v for _, v, _ in fake[n:]) == ["havp", "havp/mi", "havp_noaudio", "havp_noaudio/mi"]
     m = len(fake)
-    c.lr = 1e-2                                             # a training setting: every variant is recomputed
+    c.lr_grid = [1e-2]                                      # a training setting: every variant is recomputed
     changed = fusion.run(c, str(tmp_path))
-    assert len(fake) == m + 5 and all(lr == 1e-2 for _, v, lr in fake[m:] if not v.endswith("/mi"))
+    assert len(fake) == m + 5 and all(lr == (1e-2,) for _, v, lr in fake[m:] if not v.endswith("/mi"))
     fresh = fusion.run(c, str(tmp_path / "fresh"))
     assert _dump(changed["tables"]) == _dump(fresh["tables"])
     assert _dump(changed["tables"]["main"]) != _dump(first["tables"]["main"])
@@ -99,3 +100,26 @@ def test_mi_frame_caches_are_keyed_by_every_input():
     finally:
         fusion._mi_frames_cached = orig
     assert len(seen) == 3
+
+
+def test_choose_budget_picks_on_validation_then_fewer_steps_then_grid_order():
+    curves = {1e-3: [0.2, 0.5, 0.6], 2e-3: [0.3, 0.6, 0.6], 4e-3: [0.6, 0.4, 0.1]}
+    # 0.6 is reached at chunk 0 by lr 4e-3: the fewest steps win the tie
+    assert fusion.choose_budget(curves) == (4e-3, 0)
+    assert fusion.choose_budget({1e-3: [0.2, 0.7], 2e-3: [0.7, 0.1]}) == (2e-3, 0)
+    assert fusion.choose_budget({2e-3: [0.5, 0.5], 1e-3: [0.5]}) == (2e-3, 0)   # same step: the earlier grid point
+    assert fusion.choose_budget({1e-3: [0.1, 0.9]}) == (1e-3, 1)
+    with pytest.raises(ValueError, match="curves"):
+        fusion.choose_budget({})
+
+
+def test_lr_grid_is_a_cell_setting_and_shared_fields_are_recorded(fake, tmp_path):
+    """A grid of several learning rates is part of every cell (recomputes), and the chosen lr is reported."""
+    c = _config()
+    c.variants, c.mi_variants = ["havp", "stage1"], []
+    out = fusion.run(c, str(tmp_path))
+    assert [r["lr_by_val"] for r in out["tables"]["main"]] == [2e-3, 2e-3]
+    assert "hier_vs_stage1" in {cl["id"] for cl in out["claims"]}
+    c.lr_grid = [1e-3, 2e-3]
+    fusion.run(c, str(tmp_path))
+    assert len(fake) == 4 and fake[-1][2] == (1e-3, 2e-3)
