@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlab.core import plots
-from jaxlab.core.loop import resumable_chunks
+from jaxlab.core import loop
 from jaxlab.core.metrics import MetricsWriter
 from jaxlab.core import summary as summary_lib
 from jaxlab.finance import gan as gan_lib
@@ -66,31 +66,23 @@ def trader_hparams(config) -> rt.TraderHParams:
 
 
 def train_gans(config, wa, keys, ckpt_dir=None):
-    """Trains one GAN per key (vmapped), resumable by chunk with ckpt_dir. Returns (g_params stacked [S],
-    generate, history of per-chunk means [S] per metric)."""
+    """Trains one GAN per key (`loop.vmap_seeds` of `gan.gan_trainer`, one `loop.scan_steps` per chunk),
+    resumable by chunk with ckpt_dir. Returns (g_params stacked [S], generate, history of per-chunk means [S]
+    per metric)."""
     W2 = 2 * config.window
     x, c, _ = gan_lib.gan_windows(np.asarray(wa.data.feats), np.asarray(wa.data.macro), window=W2, start=1,
                                   end=wa.n_train)
-    x, c = jnp.asarray(x), jnp.asarray(c)
-    init, step, generate = gan_lib.make_gan(gan_hparams(config), dim=x.shape[-1], macro_dim=c.shape[-1], window=W2)
-    B = config.gan.batch
-
-    def chunk(st, key, n):
-        def body(s, k):
-            k1, k2 = jax.random.split(k)
-            idx = jax.random.randint(k1, (B,), 0, x.shape[0])
-            return step(s, x[idx], c[idx], k2)
-        return jax.lax.scan(body, st, jax.random.split(key, n))
-
-    n = config.gan.chunk
-    chunk_v = jax.jit(jax.vmap(functools.partial(chunk, n=n)))
-    st = jax.vmap(init)(keys)
+    data = gan_lib.GanData(jnp.asarray(x), jnp.asarray(c))
+    n, kw = config.gan.chunk, dict(dim=x.shape[-1], macro_dim=c.shape[-1], window=W2)
+    trainer = loop.vmap_seeds(gan_lib.gan_trainer(gan_hparams(config), batch=config.gan.batch, key_chunk=n, **kw))
+    _, _, generate = gan_lib.make_gan(gan_hparams(config), **kw)
+    st = trainer.init(keys)
 
     def run_chunk(st, i):
-        st, m = chunk_v(st, jax.vmap(lambda k: jax.random.fold_in(k, i))(keys))
-        return st, {k: np.asarray(v).mean(-1) for k, v in m.items()}
-    st, hist = resumable_chunks(ckpt_dir, config, st, max(config.gan.steps // n, 1), run_chunk)
-    return st.g_params, generate, [{k: np.asarray(v) for k, v in h.items()} for h in hist]
+        st, m = loop.scan_steps(st, data, step=trainer.step, length=n)                 # m: [n, S] per metric
+        return st, {k: np.ascontiguousarray(np.asarray(v).T).mean(-1) for k, v in m.items()}
+    st, hist = loop.resumable_chunks(ckpt_dir, config, st, max(config.gan.steps // n, 1), run_chunk)
+    return st.params["g"], generate, [{k: np.asarray(v) for k, v in h.items()} for h in hist]
 
 
 def conditioning(config, wa, generate, g_params, key):
@@ -130,25 +122,26 @@ def load_world(config, name):
 
 
 def train_traders(config, name, wa, generate, g_params, keys, log, ck):
-    """All arms x seeds of one world (two vmap axes, resumable by chunk) -> (trader state [S, A], act_eval, hp)."""
+    """All arms x seeds of one world (`robust_trader.trader_grid`: two vmap axes, one compile; one
+    `scan_chunk` per chunk, resumable) -> (trader state [S, A], act_eval, hp)."""
     hp = trader_hparams(config)
-    init, train_chunk, act_eval = rt.make_trader(hp, num_assets=wa.data.feats.shape[1],
-                                                 macro_dim=wa.data.macro.shape[1], train_range=(0, wa.n_train),
-                                                 generate=generate)
+    trainer = rt.trader_trainer(hp, num_assets=wa.data.feats.shape[1], macro_dim=wa.data.macro.shape[1],
+                                train_range=(0, wa.n_train), generate=generate)
     flags = rt.arm_flags(list(config.arms))
     A, seeds = len(config.arms), list(config.seeds)
-    st = jax.vmap(lambda k: jax.vmap(lambda _: init(k))(jnp.arange(A)))(jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys))
-    chunk = jax.jit(jax.vmap(jax.vmap(functools.partial(train_chunk, iters=config.trader.chunk), in_axes=(0, 0, None, None)),
-                             in_axes=(0, None, None, 0)))
+    grid = rt.trader_grid(trainer, A)
+    st = grid.init(jax.vmap(lambda k: jax.random.fold_in(k, 2))(keys))
+    batch = rt.TraderBatch(flags, wa.data, g_params)
     n_chunks = max(config.trader.iters // config.trader.chunk, 1)
     kind = _kind("trader", name)
-    st, _ = resumable_chunks(
-        ck("trader"), config, st, n_chunks, lambda st, i: chunk(st, flags, wa.data, g_params),
+    st, _ = loop.resumable_chunks(
+        ck("trader"), config, st, n_chunks,
+        lambda st, i: rt.scan_chunk(st, batch, step=grid.step, iters=config.trader.chunk),
         on_start=lambda i0: log.truncate_after(i0 * config.trader.chunk, kind=kind),
         on_chunk=lambda i, m: log.write((i + 1) * config.trader.chunk, kind=kind, **{
             f"trader_{k}_{a}_s{s}": float(v[j, ai]) for k, v in m.items()
             for j, s in enumerate(seeds) for ai, a in enumerate(config.arms)}))
-    return st, act_eval, hp
+    return st, loop.bind(rt.greedy_actions, hp=hp), hp
 
 
 def _kind(what, world):

@@ -6,9 +6,10 @@ a in {-1, 0, 1}; the environment is `jaxlab.finance.env` (reward p_{t-1} r_t - c
 Training episodes run inside windows of a *bank* of raw bar windows `[N, L+1, 5]` (the same windows the
 forecaster sees). "With the planner's augmentation" means the bank is the planner-manipulated copy of the
 training windows (`make_bank`), drawn with probability alpha per episode; "without" uses alpha = 0.
-Every piece is pure: the whole training loop is a `lax.scan` over vectorised environment steps
-(`train_chunk`), so a run is a pytree `DQNState` that can be checkpointed between chunks and vmapped
-over arms (original / augmented banks) or seeds.
+Every piece is pure: the trainer is a `jaxlab.core.loop.Trainer` (`dqn_trainer(DQNHParams(...))`: `init(key) ->
+loop.TrainState`, `step(state, DQNBatch(bank, alpha, offset))`), so a run is a `lax.scan` over vectorised environment
+steps (`loop.scan_steps`, `loop.run`) whose state can be checkpointed between chunks and vmapped over arms
+(original / augmented banks) or seeds. `make_dqn` keeps the closures the dataflow experiment calls.
 
 The losses `dqn_targets` and `dqn_loss` live in `jaxlab.finance.losses` (re-exported here and at the package
 top level with `epsilon_schedule`).
@@ -16,6 +17,7 @@ top level with `epsilon_schedule`).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import flax.linen as nn
@@ -24,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxlab.core import loop
 from jaxlab.finance import env as env_lib
 from jaxlab.finance import metrics as fin_metrics
 from jaxlab.finance.losses import dqn_loss, dqn_targets  # noqa: F401  (the losses live in losses.py)
@@ -75,21 +78,39 @@ def observe(feats_tf, t, pos, window):
 
 
 # ----------------------------------------------------------------------------------------- training
-class DQNState(NamedTuple):
-    params: dict
-    target: dict
-    opt: tuple
-    buf_obs: jax.Array     # [N, D]
-    buf_act: jax.Array     # [N]
-    buf_rew: jax.Array     # [N]
-    buf_next: jax.Array    # [N, D]
-    buf_size: jax.Array    # []
-    ptr: jax.Array         # []
-    env_n: jax.Array       # [E] bank index of each environment's window
-    env_t: jax.Array       # [E]
-    env_pos: jax.Array     # [E]
-    step: jax.Array        # [] environment iterations so far
-    key: jax.Array
+class DQNHParams(NamedTuple):
+    """The DQN trader's hyperparameters (one default each). Rewards are stored x reward_scale (daily returns
+    are ~1e-3; 100 = percent units); buffer_size must be a multiple of num_envs."""
+    window: int = 10
+    num_envs: int = 8
+    buffer_size: int = 8192
+    batch_size: int = 64
+    lr: float = 1e-3
+    gamma: float = 0.9
+    hidden: int = 64
+    eps_decay_iters: int = 1000
+    eps_end: float = 0.05
+    learning_starts: int = 256
+    train_every: int = 1
+    target_every: int = 200
+    cost: float = 1e-3
+    cost_mode: str = "paper_A"
+    double: bool = True
+    reward_scale: float = 100.0
+
+
+class DQNBatch(NamedTuple):
+    """What a DQN step reads besides its state: the episode bank, alpha (probability that an episode draws its
+    window from bank rows >= offset, the augmented half) and offset."""
+    bank: Bank
+    alpha: jax.Array
+    offset: jax.Array
+
+
+# The DQN's `loop.TrainState`: params = the Q-network, opt_state its Adam state, step = environment iterations,
+# key carried (split 5 ways per iteration), extra = {"target": target network, "buf_obs" [N, D], "buf_act" [N],
+# "buf_rew" [N], "buf_next" [N, D], "buf_size" [], "ptr" [], "env_n" [E] bank row of each environment's window,
+# "env_t" [E], "env_pos" [E]}.
 
 
 def _sample_windows(key, n_env, alpha, offset, n_bank):
@@ -100,19 +121,93 @@ def _sample_windows(key, n_env, alpha, offset, n_bank):
     return jnp.where(use_aug, jnp.minimum(idx + offset, n_bank - 1), idx)
 
 
-def _dqn_learn(net, tx, state, key, *, batch_size, gamma, double):
+def _dqn_learn(net, tx, state: loop.TrainState, key, *, batch_size, gamma, double):
     """One (double) DQN update on a uniform minibatch of the replay buffer -> (state, loss)."""
-    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.buf_size, 1))
-    o, a, r, o2 = state.buf_obs[idx], state.buf_act[idx], state.buf_rew[idx], state.buf_next[idx]
-    q_next_t = net.apply(state.target, o2)
+    ex = state.extra
+    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(ex["buf_size"], 1))
+    o, a, r, o2 = ex["buf_obs"][idx], ex["buf_act"][idx], ex["buf_rew"][idx], ex["buf_next"][idx]
+    q_next_t = net.apply(ex["target"], o2)
     q_next_o = net.apply(state.params, o2) if double else None
     y = dqn_targets(r, jnp.full_like(r, gamma), q_next_t, q_next_o)   # truncation only: always bootstrap
 
     def loss_fn(p):
         return dqn_loss(net.apply(p, o), a, y)
     loss, g = jax.value_and_grad(loss_fn)(state.params)
-    upd, opt = tx.update(g, state.opt, state.params)
-    return state._replace(params=optax.apply_updates(state.params, upd), opt=opt), loss
+    upd, opt = tx.update(g, state.opt_state, state.params)
+    return state.replace(params=optax.apply_updates(state.params, upd), opt_state=opt), loss
+
+
+def _dqn_init(key, *, hp: DQNHParams) -> loop.TrainState:
+    """Fresh Q-network (target = a copy), empty replay ring, every environment at t = window of bank row 0."""
+    D, N, E = hp.window * NUM_OBS_FEATURES + 1, hp.buffer_size, hp.num_envs
+    k1, k2 = jax.random.split(key)
+    params = QNetwork(hidden=hp.hidden).init(k1, jnp.zeros((1, D)))
+    extra = {"target": params, "buf_obs": jnp.zeros((N, D)), "buf_act": jnp.zeros((N,), jnp.int32),
+             "buf_rew": jnp.zeros((N,)), "buf_next": jnp.zeros((N, D)), "buf_size": jnp.zeros((), jnp.int32),
+             "ptr": jnp.zeros((), jnp.int32), "env_n": jnp.zeros((E,), jnp.int32),
+             "env_t": jnp.full((E,), hp.window, jnp.int32), "env_pos": jnp.zeros((E,))}
+    return loop.TrainState(params=params, opt_state=optax.adam(hp.lr).init(params), step=jnp.zeros((), jnp.int32),
+                           key=k2, extra=extra)
+
+
+def _dqn_step(state: loop.TrainState, batch: DQNBatch, *, hp: DQNHParams):
+    """`loop.Trainer.step`: one iteration of the num_envs environments (eps-greedy actions, env step, replay
+    writes, episode resets from the bank), then the scheduled DQN update and target copy -> (state, {"loss"})."""
+    net, tx, E, W, ex = QNetwork(hidden=hp.hidden), optax.adam(hp.lr), hp.num_envs, hp.window, state.extra
+    bank = batch.bank
+    key, k_eps, k_act, k_reset, k_learn = jax.random.split(state.key, 5)
+    L = bank.close.shape[1] - 1
+    feats, close = bank.feats[ex["env_n"]], bank.close[ex["env_n"]]              # [E, L+1, F], [E, L+1]
+    obs = jax.vmap(observe, in_axes=(0, 0, 0, None))(feats, ex["env_t"], ex["env_pos"], W)
+    eps = epsilon_schedule(state.step, end=hp.eps_end, decay_steps=hp.eps_decay_iters)
+    greedy = jnp.argmax(net.apply(state.params, obs), axis=-1)
+    rand = jax.random.randint(k_act, (E,), 0, NUM_ACTIONS)
+    act = jnp.where(jax.random.uniform(k_eps, (E,)) < eps, rand, greedy).astype(jnp.int32)
+    es = env_lib.EnvState(ex["env_t"], ex["env_pos"], jnp.ones((E,)))
+    es2, rew = jax.vmap(lambda s, a, p: env_lib.step(s, a, p, cost=hp.cost, mode=hp.cost_mode))(es, act, close)
+    nxt = jax.vmap(observe, in_axes=(0, 0, 0, None))(feats, es2.t, es2.pos, W)
+    ptr = ex["ptr"]
+    upd = lambda buf, v: jax.lax.dynamic_update_slice_in_dim(buf, v, ptr, 0)
+    done = es2.t >= L
+    new_n = _sample_windows(k_reset, E, batch.alpha, batch.offset, bank.close.shape[0])
+    ex = {**ex, "buf_obs": upd(ex["buf_obs"], obs), "buf_act": upd(ex["buf_act"], act),
+          "buf_rew": upd(ex["buf_rew"], hp.reward_scale * rew), "buf_next": upd(ex["buf_next"], nxt),
+          "ptr": (ptr + E) % hp.buffer_size, "buf_size": jnp.minimum(ex["buf_size"] + E, hp.buffer_size),
+          "env_n": jnp.where(done, new_n, ex["env_n"]), "env_t": jnp.where(done, W, es2.t),
+          "env_pos": jnp.where(done, 0.0, es2.pos)}
+    st = state.replace(extra=ex, step=state.step + 1, key=key)
+    do_learn = (ex["buf_size"] >= hp.learning_starts) & (state.step % hp.train_every == 0)
+    st, loss = jax.lax.cond(do_learn, lambda s: _dqn_learn(net, tx, s, k_learn, batch_size=hp.batch_size,
+                                                           gamma=hp.gamma, double=hp.double),
+                            lambda s: (s, jnp.zeros(())), st)
+    target = jax.tree_util.tree_map(lambda t, p: jnp.where(st.step % hp.target_every == 0, p, t),
+                                    st.extra["target"], st.params)
+    return st.replace(extra={**st.extra, "target": target}), {"loss": loss}
+
+
+def check_dqn_hparams(hp: DQNHParams) -> None:
+    """Raises ValueError naming the first bad DQN hyperparameter."""
+    if hp.buffer_size % hp.num_envs:
+        raise ValueError(f"buffer_size: expected a multiple of num_envs={hp.num_envs}, got {hp.buffer_size}")
+    if hp.cost_mode not in env_lib.COST_MODES:
+        raise ValueError(f"cost_mode: expected one of {env_lib.COST_MODES}, got {hp.cost_mode!r}")
+
+
+def dqn_trainer(hp: DQNHParams) -> loop.Trainer:
+    """`loop.Trainer` of the DQN trader: `init(key) -> loop.TrainState` and `step(state, DQNBatch(bank, alpha,
+    offset)) -> (state, {"loss"})`; run it with `loop.run(..., data=DQNBatch(...))` or `loop.scan_steps`."""
+    check_dqn_hparams(hp)
+    return loop.Trainer(init=loop.bind(_dqn_init, hp=hp), step=loop.bind(_dqn_step, hp=hp))
+
+
+@functools.partial(jax.jit, static_argnames=("step", "iters"))
+def _scan_mean_loss(state, batch, *, step, iters: int):
+    state, m = loop.scan_steps(state, batch, step=step, length=iters)
+    return state, jnp.mean(m["loss"])
+
+
+def _greedy(params, obs_bd, *, hidden: int):
+    return jnp.argmax(QNetwork(hidden=hidden).apply(params, obs_bd), axis=-1)
 
 
 def evaluate_greedy(act, params, x_dstf, y_ds, fmu, fsd, *, window: int, cost: float, cost_mode: str):
@@ -136,78 +231,32 @@ def evaluate_greedy(act, params, x_dstf, y_ds, fmu, fsd, *, window: int, cost: f
     return strategy_metrics(jnp.mean(r_ds, axis=1)), a_ds
 
 
-def make_dqn(*, window=10, num_envs=8, buffer_size=8192, batch_size=64, lr=1e-3, gamma=0.9, hidden=64,
-             eps_decay_iters=1000, eps_end=0.05, learning_starts=256, train_every=1, target_every=200,
-             cost=1e-3, cost_mode="paper_A", double=True, reward_scale=100.0):
-    """Returns (init, train_chunk, act, evaluate) closures over the hyperparameters (all pure).
+def make_dqn(**hparams):
+    """(init, train_chunk, act, evaluate) of `dqn_trainer(DQNHParams(**hparams))` (all pure; the dataflow
+    experiment's entry point).
 
-    Rewards are stored multiplied by `reward_scale` (daily returns are ~1e-3; 100 = percent units).
-    init(key, bank) -> DQNState
-    train_chunk(state, bank, alpha, num_aug_offset, iters) -> (state, mean loss); alpha: probability that
-        an episode draws its window from bank rows >= num_aug_offset (the augmented half).
-    evaluate(params, x_dstf, y_ds, fmu, fsd) -> dict of strategy metrics on consecutive days.
+    init(key, bank) -> loop.TrainState (the bank is not read: every environment starts at bank row 0)
+    train_chunk(state, bank, alpha, num_aug_offset, iters) -> (state, mean loss): `iters` steps as one
+        `loop.scan_steps`; alpha: probability that an episode draws its window from bank rows >= num_aug_offset.
+    act(params, obs_bd) -> greedy actions [B]
+    evaluate(params, x_dstf, y_ds, fmu, fsd) -> (strategy metrics, actions [D, S]) on consecutive days.
     """
-    if buffer_size % num_envs:
-        raise ValueError(f"buffer_size: expected a multiple of num_envs={num_envs}, got {buffer_size}")
-    if cost_mode not in env_lib.COST_MODES:
-        raise ValueError(f"cost_mode: expected one of {env_lib.COST_MODES}, got {cost_mode!r}")
-    net = QNetwork(hidden=hidden)
-    tx = optax.adam(lr)
-    D = window * NUM_OBS_FEATURES + 1
+    hp = DQNHParams(**hparams)
+    trainer = dqn_trainer(hp)
 
-    def init(key, bank: Bank):
-        k1, k2 = jax.random.split(key)
-        params = net.init(k1, jnp.zeros((1, D)))
-        return DQNState(params, params, tx.init(params), jnp.zeros((buffer_size, D)),
-                        jnp.zeros((buffer_size,), jnp.int32), jnp.zeros((buffer_size,)), jnp.zeros((buffer_size, D)),
-                        jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((num_envs,), jnp.int32),
-                        jnp.full((num_envs,), window, jnp.int32), jnp.zeros((num_envs,)), jnp.zeros((), jnp.int32), k2)
-
-    def learn(state, key):
-        return _dqn_learn(net, tx, state, key, batch_size=batch_size, gamma=gamma, double=double)
-
-    def one_iter(state, bank: Bank, alpha, offset):
-        key, k_eps, k_act, k_reset, k_learn = jax.random.split(state.key, 5)
-        L = bank.close.shape[1] - 1
-        feats, close = bank.feats[state.env_n], bank.close[state.env_n]          # [E, L+1, F], [E, L+1]
-        obs = jax.vmap(observe, in_axes=(0, 0, 0, None))(feats, state.env_t, state.env_pos, window)
-        eps = epsilon_schedule(state.step, end=eps_end, decay_steps=eps_decay_iters)
-        greedy = jnp.argmax(net.apply(state.params, obs), axis=-1)
-        rand = jax.random.randint(k_act, (num_envs,), 0, NUM_ACTIONS)
-        act = jnp.where(jax.random.uniform(k_eps, (num_envs,)) < eps, rand, greedy).astype(jnp.int32)
-        es = env_lib.EnvState(state.env_t, state.env_pos, jnp.ones((num_envs,)))
-        es2, rew = jax.vmap(lambda s, a, p: env_lib.step(s, a, p, cost=cost, mode=cost_mode))(es, act, close)
-        nxt = jax.vmap(observe, in_axes=(0, 0, 0, None))(feats, es2.t, es2.pos, window)
-        ptr = state.ptr
-        st = state._replace(
-            buf_obs=jax.lax.dynamic_update_slice_in_dim(state.buf_obs, obs, ptr, 0),
-            buf_act=jax.lax.dynamic_update_slice_in_dim(state.buf_act, act, ptr, 0),
-            buf_rew=jax.lax.dynamic_update_slice_in_dim(state.buf_rew, reward_scale * rew, ptr, 0),
-            buf_next=jax.lax.dynamic_update_slice_in_dim(state.buf_next, nxt, ptr, 0),
-            ptr=(ptr + num_envs) % buffer_size, buf_size=jnp.minimum(state.buf_size + num_envs, buffer_size))
-        done = es2.t >= L
-        new_n = _sample_windows(k_reset, num_envs, alpha, offset, bank.close.shape[0])
-        st = st._replace(env_n=jnp.where(done, new_n, state.env_n), env_t=jnp.where(done, window, es2.t),
-                         env_pos=jnp.where(done, 0.0, es2.pos), step=state.step + 1, key=key)
-        do_learn = (st.buf_size >= learning_starts) & (state.step % train_every == 0)
-        st, loss = jax.lax.cond(do_learn, lambda s: learn(s, k_learn), lambda s: (s, jnp.zeros(())), st)
-        st = st._replace(target=jax.tree_util.tree_map(
-            lambda t, p: jnp.where(st.step % target_every == 0, p, t), st.target, st.params))
-        return st, loss
+    def init(key, bank: Bank = None):
+        return trainer.init(key)
 
     def train_chunk(state, bank: Bank, alpha, offset, iters: int):
         """iters environment iterations (num_envs transitions each) as one lax.scan."""
-        def body(s, _):
-            return one_iter(s, bank, alpha, offset)
-        state, losses = jax.lax.scan(body, state, None, length=iters)
-        return state, jnp.mean(losses)
+        return _scan_mean_loss(state, DQNBatch(bank, alpha, offset), step=trainer.step, iters=iters)
 
-    def act(params, obs_bd):
-        return jnp.argmax(net.apply(params, obs_bd), axis=-1)
+    act = loop.bind(_greedy, hidden=hp.hidden)
 
     def evaluate(params, x_dstf, y_ds, fmu, fsd):
         """Greedy policy on consecutive days (`evaluate_greedy`) -> (strategy metrics, actions [D, S])."""
-        return evaluate_greedy(act, params, x_dstf, y_ds, fmu, fsd, window=window, cost=cost, cost_mode=cost_mode)
+        return evaluate_greedy(act, params, x_dstf, y_ds, fmu, fsd, window=hp.window, cost=hp.cost,
+                               cost_mode=hp.cost_mode)
 
     return init, train_chunk, act, evaluate
 

@@ -16,6 +16,9 @@ Every network also reads the macro at each step (conditional GAN). The discrimin
 while its loss exceeds `d_threshold` (0.15). The three stages of the code (embedding, supervised, joint)
 run as one loop whose loss weights switch on at `stage_steps` (full mode only).
 
+The trainer is a `jaxlab.core.loop.Trainer` (`gan_trainer`): `init(key) -> loop.TrainState` (params {"g", "d"}),
+`step(state, GanData(x, c)) -> (state, metrics)`; `make_gan` gives the single update and the sampler.
+
 Pure losses importable at the package top level: `bce_with_logits`, `moment_loss`, `std_loss`,
 `supervised_loss`, `gan_generator_loss`, `gan_embedder_loss`, `gan_discriminator_loss`.
 """
@@ -30,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxlab.core import loop
 
 class GanHParams(NamedTuple):
     hidden: int = 32
@@ -123,12 +127,16 @@ def assemble_window(x_real_btd, x_gen_btd, *, half: int):
     return jnp.concatenate([x_real_btd[:, :half], x_gen_btd[:, half:]], 1)
 
 
-class GanState(NamedTuple):
-    g_params: dict
-    d_params: dict
-    g_opt: tuple
-    d_opt: tuple
-    step: jax.Array
+class GanData(NamedTuple):
+    """The training windows (`gan_windows`): x [N, 2H, D] features, c [N, 2H, K] macro; the `batch` of every
+    `gan_trainer` step (a jit argument, never a constant)."""
+    x: jax.Array
+    c: jax.Array
+
+
+# The GAN's `loop.TrainState`: params {"g": {net: params} (gen; and emb, rec, sup in full mode), "d": disc params},
+# opt_state {"g", "d"} (Adam), step (the stage schedule reads it), key (the run's key; `gan_trainer` derives
+# each step's key from it and the step), extra None.
 
 
 def _fake(nets, hp: GanHParams, half: int, g, x, c, key):
@@ -172,53 +180,96 @@ def _gan_losses(nets, hp: GanHParams, half: int, g, dp, x, c, key, step):
     return le + lg + joint * ld, {"g_loss": lg, "d_loss": ld * joint, "e_loss": le, "l_s": l_s}
 
 
-def make_gan(hp: GanHParams, *, dim: int, macro_dim: int, window: int):
-    """Returns (init, train_step, generate), pure functions over `GanState`.
-
-    init(key) -> GanState
-    train_step(state, x_btd [B, 2H, D], c_btk [B, 2H, K], key) -> (state, metrics)
-    generate(g_params, x_hist_btd [B, 2H (or H), D], c_btk [B, 2H, K], key) -> [B, 2H, D] (history copied)
-    """
+def _check_window(window: int) -> int:
     if window % 2:
         raise ValueError(f"window: expected an even number of steps (history + generated), got {window}")
-    half = window // 2
+    return window // 2
+
+
+def _gan_init(key, *, hp: GanHParams, dim: int, macro_dim: int, window: int) -> loop.TrainState:
+    """Fresh networks (one key each, split from `key`) and Adam states; `key` itself becomes the state's key."""
     nets = _nets(hp, dim)
-    tx_g, tx_d = optax.adam(hp.lr), optax.adam(hp.lr)
     lat = dim if hp.lite else hp.hidden
+    ks = jax.random.split(key, len(nets))
+    x0, c0, h0 = jnp.zeros((1, window, dim)), jnp.zeros((1, window, macro_dim)), jnp.zeros((1, window, lat))
+    g = {}
+    for k, (name, net) in zip(ks, nets.items()):
+        if name == "disc":
+            dp = net.init(k, h0, c0)
+        else:
+            g[name] = net.init(k, x0 if name in ("emb", "gen") else jnp.zeros((1, window, hp.hidden)), c0)
+    tx = optax.adam(hp.lr)
+    return loop.TrainState(params={"g": g, "d": dp}, opt_state={"g": tx.init(g), "d": tx.init(dp)},
+                           step=jnp.zeros((), jnp.int32), key=key)
 
-    def init(key):
-        ks = jax.random.split(key, len(nets))
-        x0, c0, h0 = jnp.zeros((1, window, dim)), jnp.zeros((1, window, macro_dim)), jnp.zeros((1, window, lat))
-        g = {}
-        for k, (name, net) in zip(ks, nets.items()):
-            if name == "disc":
-                dp = net.init(k, h0, c0)
-            else:
-                g[name] = net.init(k, x0 if name in ("emb", "gen") else jnp.zeros((1, window, hp.hidden)), c0)
-        return GanState(g, dp, tx_g.init(g), tx_d.init(dp), jnp.zeros((), jnp.int32))
 
-    def train_step(state: GanState, x_btd, c_btk, key):
-        (_, aux), (gg, gd) = jax.value_and_grad(
-            lambda g, d: _gan_losses(nets, hp, half, g, d, x_btd, c_btk, key, state.step), argnums=(0, 1),
-            has_aux=True)(state.g_params, state.d_params)
-        ld = aux["d_loss"]
-        ug, g_opt = tx_g.update(gg, state.g_opt, state.g_params)
-        g_params = optax.apply_updates(state.g_params, ug)
-        ud, d_opt_new = tx_d.update(gd, state.d_opt, state.d_params)
-        step_d = ld > hp.d_threshold                      # the discriminator learns only while it is not winning
-        d_params = jax.tree_util.tree_map(lambda n, o: jnp.where(step_d, n, o),
-                                          optax.apply_updates(state.d_params, ud), state.d_params)
-        d_opt = jax.tree_util.tree_map(lambda n, o: jnp.where(step_d, n, o), d_opt_new, state.d_opt)
-        aux = dict(aux, d_stepped=step_d.astype(jnp.float32))
-        return GanState(g_params, d_params, g_opt, d_opt, state.step + 1), aux
+def _gan_update(state: loop.TrainState, x_btd, c_btk, key, *, hp: GanHParams, dim: int, window: int):
+    """One joint step of every network on the batch (x_btd [B, 2H, D], c_btk [B, 2H, K]); the discriminator
+    steps only while its loss exceeds hp.d_threshold -> (state, metrics)."""
+    nets, half = _nets(hp, dim), window // 2
+    tx_g, tx_d = optax.adam(hp.lr), optax.adam(hp.lr)
+    p, o = state.params, state.opt_state
+    (_, aux), (gg, gd) = jax.value_and_grad(
+        lambda g, d: _gan_losses(nets, hp, half, g, d, x_btd, c_btk, key, state.step), argnums=(0, 1),
+        has_aux=True)(p["g"], p["d"])
+    ld = aux["d_loss"]
+    ug, g_opt = tx_g.update(gg, o["g"], p["g"])
+    g_params = optax.apply_updates(p["g"], ug)
+    ud, d_opt_new = tx_d.update(gd, o["d"], p["d"])
+    step_d = ld > hp.d_threshold                      # the discriminator learns only while it is not winning
+    d_params = jax.tree_util.tree_map(lambda n, o: jnp.where(step_d, n, o), optax.apply_updates(p["d"], ud), p["d"])
+    d_opt = jax.tree_util.tree_map(lambda n, o: jnp.where(step_d, n, o), d_opt_new, o["d"])
+    aux = dict(aux, d_stepped=step_d.astype(jnp.float32))
+    return state.replace(params={"g": g_params, "d": d_params}, opt_state={"g": g_opt, "d": d_opt},
+                         step=state.step + 1), aux
 
-    def generate(g_params, x_hist_btd, c_btk, key):
-        x = x_hist_btd
-        if x.shape[1] == half:
-            x = jnp.concatenate([x, jnp.zeros_like(x)], 1)
-        return _fake(nets, hp, half, g_params, x, c_btk, key)[0]
 
-    return init, train_step, generate
+def _gan_generate(g_params, x_hist_btd, c_btk, key, *, hp: GanHParams, dim: int, window: int):
+    half = window // 2
+    x = x_hist_btd
+    if x.shape[1] == half:
+        x = jnp.concatenate([x, jnp.zeros_like(x)], 1)
+    return _fake(_nets(hp, dim), hp, half, g_params, x, c_btk, key)[0]
+
+
+def step_key(key, step, *, key_chunk: int):
+    """The key of update `step` (0-based) of a run keyed by `key`: split(fold_in(key, step // key_chunk),
+    key_chunk)[step % key_chunk] (the chunked schedule of the experiment: chunk i splits fold_in(key, i))."""
+    return jax.random.split(jax.random.fold_in(key, step // key_chunk), key_chunk)[step % key_chunk]
+
+
+def _gan_step(state: loop.TrainState, data: GanData, *, hp: GanHParams, dim: int, window: int, batch: int,
+              key_chunk: int):
+    """`loop.Trainer.step`: a minibatch of `batch` windows drawn uniformly from `data`, one `_gan_update`."""
+    k1, k2 = jax.random.split(step_key(state.key, state.step, key_chunk=key_chunk))
+    idx = jax.random.randint(k1, (batch,), 0, data.x.shape[0])
+    return _gan_update(state, data.x[idx], data.c[idx], k2, hp=hp, dim=dim, window=window)
+
+
+def gan_trainer(hp: GanHParams, *, dim: int, macro_dim: int, window: int, batch: int = 64,
+                key_chunk: int = 200) -> loop.Trainer:
+    """`loop.Trainer` of the conditional GAN: `init(key) -> loop.TrainState` and `step(state, GanData(x, c)) ->
+    (state, metrics)` (`batch` windows drawn with replacement per step; the step's key is `step_key(state.key,
+    step, key_chunk=key_chunk)`). Seeds: `loop.vmap_seeds(trainer)`; run by `loop.run(..., data=GanData(x, c))`
+    or chunked by `loop.scan_steps`."""
+    _check_window(window)
+    kw = dict(hp=hp, dim=int(dim), window=int(window))
+    return loop.Trainer(init=loop.bind(_gan_init, macro_dim=int(macro_dim), **kw),
+                        step=loop.bind(_gan_step, batch=int(batch), key_chunk=int(key_chunk), **kw))
+
+
+def make_gan(hp: GanHParams, *, dim: int, macro_dim: int, window: int):
+    """Returns (init, train_step, generate), pure functions over the GAN's `loop.TrainState`.
+
+    init(key) -> loop.TrainState
+    train_step(state, x_btd [B, 2H, D], c_btk [B, 2H, K], key) -> (state, metrics)
+    generate(g_params, x_hist_btd [B, 2H (or H), D], c_btk [B, 2H, K], key) -> [B, 2H, D] (history copied);
+      g_params = state.params["g"]
+    """
+    _check_window(window)
+    kw = dict(hp=hp, dim=int(dim), window=int(window))
+    return (loop.bind(_gan_init, macro_dim=int(macro_dim), **kw), loop.bind(_gan_update, **kw),
+            loop.bind(_gan_generate, **kw))
 
 
 # --------------------------------------------------------------------------------------- data and bars

@@ -274,7 +274,7 @@ def robust_gan():
         return (gs, k), aux["g_loss"]
     batch = {"x": x[:B * 4:4], "c": c[:B * 4:4]}
     return Case(step, (jax.jit(init)(jax.random.PRNGKey(0)), jax.random.PRNGKey(1)), batch,
-                lambda s: (s[0].g_params, s[0].d_params))
+                lambda s: (s[0].params["g"], s[0].params["d"]))
 
 
 def robust_trader():
@@ -296,8 +296,8 @@ def robust_trader():
     f32 = lambda *shape: jnp.asarray(r.standard_normal(shape), jnp.float32)       # noqa: E731
     i32 = lambda hi: jnp.asarray(r.integers(0, hi, N), jnp.int32)                  # noqa: E731
     buf = {"obs": f32(N, D), "b": i32(nb), "a": i32(3), "r": f32(N), "obs2": f32(N, D), "b2": i32(nb)}
-    res = st.res._replace(data={"obs": buf["obs"], "b": buf["b"], "a": buf["a"]}, count=jnp.asarray(N, jnp.int32))
-    st = st._replace(buf=buf, buf_size=jnp.asarray(N, jnp.int32), res=res)
+    res = st.extra["res"]._replace(data={"obs": buf["obs"], "b": buf["b"], "a": buf["a"]}, count=jnp.asarray(N, jnp.int32))
+    st = st.replace(extra={**st.extra, "buf": buf, "buf_size": jnp.asarray(N, jnp.int32), "res": res})
     nets = (RT.TraderQNet(hp.hidden), BL.QuantileBeliefNet(hp.qbn_hidden))
     tx = optax.adam(hp.lr)
     flags = jax.tree_util.tree_map(lambda v: v[0], RT.arm_flags(["ours"]))
@@ -307,7 +307,8 @@ def robust_trader():
         k, sub = jax.random.split(k)
         s, losses = RT._trader_learn(nets, tx, hp, s, flags, sub)
         return (s, k), losses
-    return Case(step, (st, jax.random.PRNGKey(2)), None, lambda s: (s[0].q, s[0].qbn, s[0].qbar), mode="mesh")
+    return Case(step, (st, jax.random.PRNGKey(2)), None,
+                lambda s: (s[0].params["q"], s[0].params["qbn"], s[0].params["qbar"]), mode="mesh")
 
 
 # ---------------------------------------------------------------------------------------------- G-PAC

@@ -60,7 +60,7 @@ def test_dqn_learns_to_follow_a_visible_trend():
     assert float(m["mean_daily"]) > float(m0["mean_daily"]) + 0.002
 
 
-def test_training_chunks_are_resumable_and_alpha_picks_the_augmented_half():
+def test_training_chunks_are_resumable_and_alpha_picks_the_augmented_half(tmp_path):
     x, _, _ = _trend_windows(2, 64)
     fmu, fsd = np.zeros(5, np.float32), np.array([0.005, 1, 1, 1, 1], np.float32)
     b = dqn.bank_from_windows(x, fmu, fsd)
@@ -73,11 +73,21 @@ def test_training_chunks_are_resumable_and_alpha_picks_the_augmented_half():
     for a, c in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(two)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))          # 60 = 30 + 30 exactly
     # after episodes reset with alpha = 1 every env window comes from the second (augmented) half
-    assert bool(jnp.all(one.env_n >= 64))
+    assert bool(jnp.all(one.extra["env_n"] >= 64))
     zero, _ = tc(s0, bank, 0.0, 64, 60)
-    assert bool(jnp.all(zero.env_n < 64))
+    assert bool(jnp.all(zero.extra["env_n"] < 64))
     with pytest.raises(ValueError, match="buffer_size"):
         dqn.make_dqn(num_envs=3, buffer_size=256)
+    # the same run on the training contract: loop.run in chunks of 20 with checkpoints, stopped at 40 and
+    # resumed to 60, ends bitwise where the single 60-iteration chunk ends
+    from jaxlab.core import loop
+    trainer = dqn.dqn_trainer(dqn.DQNHParams(window=5, num_envs=4, buffer_size=256, learning_starts=16))
+    batch, ckpt = dqn.DQNBatch(bank, 1.0, 64), str(tmp_path / "ckpt")
+    loop.run(trainer, jax.random.PRNGKey(3), steps=40, chunk=20, data=batch, ckpt_dir=ckpt, progress=False)
+    st, hist = loop.run(trainer, jax.random.PRNGKey(3), steps=60, chunk=20, data=batch, ckpt_dir=ckpt, progress=False)
+    for a, c in zip(jax.tree_util.tree_leaves(st), jax.tree_util.tree_leaves(one)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+    assert hist["step"] == list(range(1, 61)) and max(hist["loss"]) > 0
 
 
 def test_observation_matches_env_and_is_causal():

@@ -42,11 +42,11 @@ def test_history_half_is_copied_exactly_and_training_runs(lite):
     st2, m = step(st, x, c, jax.random.PRNGKey(3))
     st2, m = step(st2, x, c, jax.random.PRNGKey(4))
     assert all(np.isfinite(float(v)) for v in m.values())
-    out = gen(st2.g_params, x, c, jax.random.PRNGKey(5))
+    out = gen(st2.params["g"], x, c, jax.random.PRNGKey(5))
     np.testing.assert_array_equal(np.asarray(out[:, :6]), np.asarray(x[:, :6]))
     assert not np.allclose(np.asarray(out[:, 6:]), np.asarray(x[:, 6:]))
     # different noise -> different generated halves (not a copy of one output)
-    out2 = gen(st2.g_params, x, c, jax.random.PRNGKey(6))
+    out2 = gen(st2.params["g"], x, c, jax.random.PRNGKey(6))
     assert float(jnp.std(out2[:, 6:] - out[:, 6:])) > 0
 
 
@@ -58,8 +58,8 @@ def test_discriminator_steps_only_while_its_loss_exceeds_the_threshold():
         init, step, _ = G.make_gan(G.GanHParams(hidden=4, d_threshold=thr), dim=4, macro_dim=2, window=8)
         st = init(jax.random.PRNGKey(0))
         st2, m = step(st, x, c, jax.random.PRNGKey(2))
-        same = all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(st.d_params),
-                                                          jax.tree_util.tree_leaves(st2.d_params)))
+        same = all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(st.params["d"]),
+                                                          jax.tree_util.tree_leaves(st2.params["d"])))
         assert same != moved and float(m["d_stepped"]) == float(moved)
 
 

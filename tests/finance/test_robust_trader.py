@@ -72,7 +72,7 @@ def test_short_training_run_is_finite_and_respects_the_budget(world):
     st, m = f(st, flags, world.data, gp)
     assert all(np.isfinite(np.asarray(v)).all() for v in m.values())
     assert float(m["delta_abs"][0]) <= hp.adv_eps and float(m["aug_frac"][1]) == 0.0
-    assert int(st.res.count[0]) > 0                          # the NFSP arm fills its reservoir
+    assert int(st.extra["res"].count[0]) > 0                          # the NFSP arm fills its reservoir
     obs, ret = rt.eval_obs(world.data, 200, 240, 16)
     r = rt.backtest(act, jax.tree_util.tree_map(lambda a: a[0], st), jax.tree_util.tree_map(lambda a: a[0], flags), obs, ret)
     assert r.shape == (39,) and np.isfinite(np.asarray(r)).all()
@@ -94,7 +94,7 @@ def test_observation_noise_arm_perturbs_real_windows_and_leaves_the_other_arms_a
     assert aug[0] == 0.0 and aug[1] > 0.2 and aug[2] > 0.2      # same Bernoulli(aug_rate) draws as ours
     assert float(m["delta_abs"][1]) == 0.0                      # no adversary in the noise arm
     # the stored observations: the noise arm's replay buffer differs from the plain DQN arm's (same keys)
-    d = np.abs(np.asarray(st.buf["obs"][1]) - np.asarray(st.buf["obs"][0])).max()
+    d = np.abs(np.asarray(st.extra["buf"]["obs"][1]) - np.asarray(st.extra["buf"]["obs"][0])).max()
     assert d > 0.1
 
 
@@ -115,14 +115,40 @@ def test_learned_observation_adversary_arm_stays_in_its_ball_and_learns_only_in_
     assert aug[0] == 0.0 and aug[1] > 0.2
     assert float(m["delta_abs"][1]) == 0.0                      # the macro adversary is off
     n = 32 * hp.num_envs
-    win = lambda a: np.asarray(st.buf["obs"][a, :n, :-1])       # the window part (the position is last)
+    win = lambda a: np.asarray(st.extra["buf"]["obs"][a, :n, :-1])       # the window part (the position is last)
     d = np.abs(win(1) - win(0))
     assert d.max() <= hp.obs_adv_eps + 1e-5 and d.max() > 0.05  # perturbed, inside the ball, never generated
     rows = d.max(-1) > 0
     assert 0.2 < rows.mean() < 0.8                              # only the augmented steps
     moved = lambda a: max(float(np.abs(np.asarray(x[a]) - np.asarray(y[a])).max())
-                          for x, y in zip(jax.tree_util.tree_leaves(st.oadv), jax.tree_util.tree_leaves(st0.oadv)))
+                          for x, y in zip(jax.tree_util.tree_leaves(st.params["oadv"]),
+                                                    jax.tree_util.tree_leaves(st0.params["oadv"])))
     assert moved(0) == 0.0 and moved(1) > 0.0                   # one REINFORCE step (at 20), gated per arm
     with pytest.raises(ValueError, match="obs_adv_eps"):
         rt.make_trader(rt.TraderHParams(obs_adv_eps=-1.0), num_assets=3, macro_dim=4, train_range=(0, 180),
                        generate=gen)
+
+
+def test_loop_run_with_a_resume_equals_one_straight_chunk(world, tmp_path):
+    """The trader on the training contract: `loop.run` of `trader_trainer` in chunks of 8 with checkpoints,
+    stopped after 16 iterations and resumed to 24, ends bitwise where `make_trader`'s one 24-iteration chunk
+    (a single `scan_chunk`) ends, with the same per-step history."""
+    from jaxlab.core import loop
+    gen = lambda g, x, c, k: x + 0.5                 # a stand-in generator (the augmented steps differ from real)
+    hp = rt.TraderHParams(window=8, hidden=8, qbn_hidden=4, num_envs=2, episode_len=8, buffer_size=32,
+                          reservoir_size=16, batch_size=8, learning_starts=8, adv_every=6, target_every=5,
+                          aug_rate=0.5, eps_decay_iters=10)
+    kw = dict(num_assets=3, macro_dim=4, train_range=(0, 180), generate=gen)
+    flags = jax.tree_util.tree_map(lambda v: v[0], rt.arm_flags(["ours"]))
+    batch = rt.TraderBatch(flags, world.data, {})
+    trainer, key, ckpt = rt.trader_trainer(hp, **kw), jax.random.PRNGKey(0), str(tmp_path / "ckpt")
+    loop.run(trainer, key, steps=16, chunk=8, data=batch, ckpt_dir=ckpt, progress=False)
+    st, hist = loop.run(trainer, key, steps=24, chunk=8, data=batch, ckpt_dir=ckpt, progress=False)
+    init, chunk, _ = rt.make_trader(hp, **kw)
+    ref, m = chunk(jax.jit(init)(key), flags, world.data, {}, 24)
+    assert int(st.step) == 24 and hist["step"] == list(range(1, 25))
+    for a, b in zip(jax.tree_util.tree_leaves(st), jax.tree_util.tree_leaves(ref)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(np.abs(np.asarray(st.params["q"]["params"]["Dense_0"]["kernel"])).sum()) > 0
+    assert max(hist["q_loss"]) > 0 and max(hist["adv_loss"]) != 0      # the updates ran inside the window
+    np.testing.assert_allclose(np.mean(hist["reward"]), float(m["reward"]), rtol=1e-5, atol=1e-7)
