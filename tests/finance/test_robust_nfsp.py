@@ -54,3 +54,20 @@ def test_nfsp_average_policy_exploitability_falls_while_best_response_cycles(gam
     switches = int((np.diff(np.asarray(h["br_action"])) != 0).sum())
     assert switches >= 5                                  # the best response cycles
     assert float(np.asarray(h["br_exploitability"]).mean()) > 0.5
+
+
+def test_game_trainer_under_loop_run_with_a_resume_matches_nfsp_matrix_game(tmp_path):
+    """`nfsp_matrix_game` is `game_trainer`'s step scanned: `loop.run` in chunks of 250 plays (killed after 500,
+    resumed from its checkpoint to 1000) ends in the same state, and its per-play history holds the logged values."""
+    from jaxlab.core import loop
+    A, key = N.ROCK_PAPER_SCISSORS, jax.random.PRNGKey(0)
+    st_ref, h = jax.jit(lambda k: N.nfsp_matrix_game(A, k, iters=1000, log_every=250))(key)
+    trainer = N.game_trainer(N.GameNFSPHParams(), num_actions=A.shape, iters=1000)
+    data, ckpt = jnp.asarray(A, jnp.float32), str(tmp_path / "ckpt")
+    loop.run(trainer, key, steps=500, chunk=250, data=data, ckpt_dir=ckpt, progress=False)
+    st, hist = loop.run(trainer, key, steps=1000, chunk=250, data=data, ckpt_dir=ckpt, progress=False)
+    for a, b in zip(jax.tree_util.tree_leaves(st), jax.tree_util.tree_leaves(st_ref)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(hist["exploitability"], np.float32)[249::250],
+                                  np.asarray(h["exploitability"])[1:])
+    assert hist["br_action"][249::250] == np.asarray(h["br_action"]).tolist()
