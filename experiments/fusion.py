@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.core import plots, study
+from jaxlab.core import loop, plots, study
 from jaxlab.core.checkpoint import Checkpointer
 from jaxlab.core.config import config_hash
-from jaxlab.core.metrics import MetricsWriter, Progress, read_json, write_json_atomic
+from jaxlab.core.metrics import MetricsWriter, read_json, write_json_atomic
 from jaxlab.core.summary import claim, combine_claims, mean_std
 from jaxlab.fusion import cabinet
 from jaxlab.fusion import policy as PL
@@ -67,6 +67,14 @@ def _tag(task, variant):
     return variant if task == "pour" else f"{task}/{variant}"
 
 
+def lr_grid(config, variant) -> list:
+    """The learning rates a variant is trained at: ``lr_grid``, or ``lr_grid_noaudio`` (when set) for the
+    audio-free variants (the sanity checks)."""
+    if variant.endswith("_noaudio") and config.get("lr_grid_noaudio"):
+        return [float(x) for x in config.lr_grid_noaudio]
+    return [float(x) for x in config.lr_grid]
+
+
 def choose_budget(curves: dict) -> tuple:
     """The (lr, chunk index) with the best seed-mean validation success over every grid point and chunk; ties go
     to fewer training steps, then to the earlier grid point. curves: {lr: [val success per chunk]}."""
@@ -81,49 +89,41 @@ def choose_budget(curves: dict) -> tuple:
 
 
 def _train_lr(config, variant, data, run_dir, writer, task, lr, ev_fn):
-    """Trains all seeds of one variant at one learning rate (vmapped), resumable per chunk (orbax checkpoints and
-    the validation curve under ``run_dir``). After every chunk the EMA policies are evaluated on validation
-    episodes (key ``val_seed``); the chunk with the best seed-mean validation success is kept.
+    """Trains all seeds of one variant at one learning rate: `jaxlab.fusion.policy.policy_trainer` under
+    `loop.vmap_seeds`, run by `loop.run` in chunks of ``config.chunk`` with orbax checkpoints under ``run_dir``
+    (a rerun resumes). After every chunk the EMA policies are evaluated on validation episodes (key ``val_seed``);
+    the chunk with the best seed-mean validation success is kept (its EMA in ``run_dir/ckpt_best``).
     Returns (net, best-chunk ema params [S], {"val_success": [...], "best_chunk": c})."""
     cfg = _policy_config(config, variant, lr)
-    tag = _tag(task, variant) + ("" if len(config.lr_grid) == 1 else f"@lr{lr:g}")
-    net, init, train_chunk = PL.make_train(cfg, data, PL.task_params(task))
-    seeds = jnp.asarray(config.seeds)
-    states = jax.jit(jax.vmap(init))(jax.vmap(jax.random.PRNGKey)(seeds))
-    vchunk = jax.vmap(train_chunk, in_axes=(0, 0, None))
+    tag = _tag(task, variant) + ("" if len(lr_grid(config, variant)) == 1 else f"@lr{lr:g}")
+    net, trainer, tdata = PL.policy_trainer(cfg, data, PL.task_params(task), chunk=config.chunk)
+    trainer = loop.vmap_seeds(trainer)
+    keys = jnp.stack([jnp.stack([jax.random.PRNGKey(s), jax.random.PRNGKey(s + 7919)]) for s in config.seeds])
     meta = {"variant": variant, "seeds": list(config.seeds)}
-    ckpt = Checkpointer(os.path.join(run_dir, "ckpt"), save_every=1, keep=1, metadata=meta)
     best_ckpt = Checkpointer(os.path.join(run_dir, "ckpt_best"), save_every=1, keep=1, metadata=meta)
-    hist_path = os.path.join(run_dir, "val.json")
-    done, hist, best = 0, {"val_success": [], "best_chunk": -1}, states.ema
-    if ckpt.latest_step() is not None:
-        done, states = ckpt.restore(states)
-        if os.path.exists(hist_path):
-            hist = read_json(hist_path)
-            hist["val_success"] = hist["val_success"][:done]
-        if best_ckpt.latest_step() is not None:
-            _, best = best_ckpt.restore(best)
-    n_chunks = -(-config.train_steps // config.chunk)
-    prog = Progress(n_chunks, desc=f"fusion/{tag}", every_s=30.0)
-    for c in range(done, n_chunks):
-        n = min(config.chunk, config.train_steps - c * config.chunk)
-        keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.PRNGKey(s + 7919), c))(seeds)
-        states, losses = vchunk(states, keys, n)
-        loss = float(losses[:, -max(n // 5, 1):].mean())
-        val = float(np.mean(np.asarray(ev_fn(states.ema, jax.random.PRNGKey(config.val_seed))["success"])))
-        writer.write(min((c + 1) * config.chunk, config.train_steps),
-                     **{f"loss/{tag}": loss, f"val_success/{tag}": val})
-        hist["val_success"].append(val)
-        if hist["best_chunk"] < 0 or val > hist["val_success"][hist["best_chunk"]]:
-            hist["best_chunk"], best = c, states.ema
-            best_ckpt.maybe_save(c + 1, best, force=True)
+    best_path = os.path.join(run_dir, "best.json")
+    best = {"val": -np.inf, "chunk": -1, "ema": None}
+    if best_ckpt.latest_step() is not None and os.path.exists(best_path):
+        target = jax.jit(trainer.init)(keys).extra["ema"]
+        best.update(read_json(best_path), ema=best_ckpt.restore(target)[1])
+
+    def eval_fn(state):
+        val = float(np.mean(np.asarray(ev_fn(state.extra["ema"], jax.random.PRNGKey(config.val_seed))["success"])))
+        c = -(-int(np.asarray(state.step)[0]) // config.chunk) - 1
+        if val > best["val"]:
+            best.update(val=val, chunk=c, ema=state.extra["ema"])
+            best_ckpt.maybe_save(c + 1, state.extra["ema"], force=True)
             best_ckpt.wait()
-        write_json_atomic(hist_path, hist)
-        ckpt.maybe_save(c + 1, states, force=True)
-        prog.update(loss=round(loss, 4), val=round(val, 3))
-    ckpt.wait()
-    prog.close()
-    return net, best, hist
+            write_json_atomic(best_path, {"val": val, "chunk": c})
+        return {"val_success": val}
+
+    def log_fn(step, record):
+        writer.write(step, **{f"loss/{tag}": record["loss"], f"val_success/{tag}": record["eval/val_success"]})
+
+    _, history = loop.run(trainer, keys, steps=config.train_steps, chunk=config.chunk, data=tdata, eval_fn=eval_fn,
+                          ckpt_dir=os.path.join(run_dir, "ckpt"), log_fn=log_fn, progress=f"fusion/{tag}", keep=1)
+    best_ckpt.close()
+    return net, best["ema"], {"val_success": [e["val_success"] for e in history["eval"]], "best_chunk": best["chunk"]}
 
 
 def train_and_eval(config, variant, data, run_dir, writer, task="pour"):
@@ -131,16 +131,19 @@ def train_and_eval(config, variant, data, run_dir, writer, task="pour"):
     grid point under ``run_dir``, named by the cell's config hash), picks the (lr, chunk) with the best seed-mean
     validation success (`choose_budget`), and evaluates that chunk's EMA policies on test episodes (key
     ``eval_seed``). Only validation episodes choose. Returns (net, ema params [S], metrics)."""
-    if not config.lr_grid:
+    grid = lr_grid(config, variant)
+    if not grid:
         raise ValueError("lr_grid: expected at least one learning rate")
+    if config.train_steps < 1 or config.chunk < 1:
+        raise ValueError(f"train_steps, chunk: expected >= 1, got {config.train_steps}, {config.chunk}")
     env = PL.task_params(task)
-    cfg = _policy_config(config, variant, config.lr_grid[0])
+    cfg = _policy_config(config, variant, grid[0])
     act = PL.make_policy_fn(PL.make_train(cfg, data, env)[0], cfg, env)   # the network does not depend on lr
     ev_fn = jax.jit(jax.vmap(lambda prm, k: PL.rollout_policy(act, prm, k, config.n_eval, cfg, env),
                              in_axes=(0, None)))
     runs = {}
-    for lr in config.lr_grid:
-        sub = run_dir if len(config.lr_grid) == 1 else os.path.join(run_dir, f"lr_{lr:g}")
+    for lr in grid:
+        sub = run_dir if len(grid) == 1 else os.path.join(run_dir, f"lr_{lr:g}")
         runs[float(lr)] = _train_lr(config, variant, data, sub, writer, task, float(lr), ev_fn)
     lr, chunk = choose_budget({k: h["val_success"] for k, (_, _, h) in runs.items()})
     net, best, hist = runs[lr]

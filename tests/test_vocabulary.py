@@ -101,3 +101,28 @@ def test_no_library_function_is_longer_than_80_lines():
                 if n > MAX_FUNCTION_LINES:
                     long.append(f"{_rel(path)}:{node.lineno} {node.name} ({n} lines)")
     assert not long, "split these functions:\n" + "\n".join(long)
+
+
+# training-state containers still to fold into `loop.TrainState` (issue 12); the list only shrinks
+STATE_ALLOW: set = set()
+
+
+def _state_fields(node: ast.ClassDef) -> set:
+    """Annotated field names of a class body (dataclass / NamedTuple fields)."""
+    return {s.target.id for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+
+
+def test_one_train_state():
+    """A class holding an optimiser state (a field `opt_state`, `opt_*` or `*_opt`) outside `core/loop.py` is a
+    second training-state container: trainers use `jaxlab.core.loop.TrainState` (params, opt_state, step, key,
+    extra). Optimiser-free carries (replay buffers, reservoirs) are not training states."""
+    bad = []
+    for path in LIB:
+        if _rel(path) == os.path.join("jaxlab", "core", "loop.py"):
+            continue
+        for node in ast.walk(_parse(path)):
+            if isinstance(node, ast.ClassDef):
+                opt = [f for f in _state_fields(node) if f == "opt_state" or f.startswith("opt_") or f.endswith("_opt")]
+                if opt and f"{_rel(path)}:{node.name}" not in STATE_ALLOW:
+                    bad.append(f"{_rel(path)}:{node.lineno} `{node.name}` ({', '.join(sorted(opt))})")
+    assert not bad, "\n".join(bad)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +25,7 @@ from jaxlab.agentocr import losses
 from jaxlab.agentocr import policy
 from jaxlab.agentocr import render
 from jaxlab.core import loop
+from jaxlab.core.loop import TrainState
 
 
 class BCHParams(NamedTuple):
@@ -43,13 +43,6 @@ class GRPOHParams(NamedTuple):
     lam: float = 0.01
     every_k: int = 5
     learn_c: bool = True        # False: c fixed (text arm, OCR+GRPO with c = 1)
-
-
-@flax.struct.dataclass
-class TrainState:
-    params: dict
-    opt_state: optax.OptState
-    step: jax.Array
 
 
 # ----------------------------------------------------------------------------------------- BC data

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +17,7 @@ import optax
 from jaxlab.ars.losses import ARSHParams, ars_loss, init_head, linear_head, supcon_loss
 
 from jaxlab.core import sharding
-from jaxlab.core.loop import Trainer
+from jaxlab.core.loop import Trainer, TrainState
 
 
 class HeadData(NamedTuple):
@@ -30,14 +29,6 @@ class HeadData(NamedTuple):
     u_nd: jax.Array
     ucf_nmd: jax.Array
     agree_nm: jax.Array
-
-
-@flax.struct.dataclass
-class HeadState:
-    w: jax.Array
-    opt_state: optax.OptState
-    key: jax.Array
-    step: jax.Array
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -71,7 +62,7 @@ def head_loss(w, data: HeadData, idx_b, pos_b, *, hp: ARSHParams, tau=None):
 
 
 def make_trainer(data: HeadData, hp: ARSHParams, tau=None) -> Trainer:
-    """Trainer(init(key) -> HeadState, step(state, None) -> (state, metrics)) of pure functions.
+    """Trainer(init(key) -> TrainState (params = W [k, d]), step(state, None) -> (state, metrics)) of pure functions.
     tau: optional (possibly traced) temperature overriding hp.tau (one compiled program for a tau grid)."""
     n, d = data.u_nd.shape
     if not 1 <= hp.k <= d:
@@ -87,7 +78,7 @@ def make_trainer(data: HeadData, hp: ARSHParams, tau=None) -> Trainer:
     def init(key):
         k_init, k_run = jax.random.split(key)
         w = init_head(k_init, d, hp.k)
-        return HeadState(w, opt.init(w), k_run, jnp.zeros((), jnp.int32))
+        return TrainState(w, opt.init(w), jnp.zeros((), jnp.int32), key=k_run)
 
     def step(state, batch=None):
         key, k_idx, k_pos = jax.random.split(state.key, 3)
@@ -99,10 +90,10 @@ def make_trainer(data: HeadData, hp: ARSHParams, tau=None) -> Trainer:
         logits = jnp.where(data.agree_nm[idx], 0.0, -jnp.inf)
         logits = jnp.where(jnp.any(data.agree_nm[idx], 1, keepdims=True), logits, 0.0)
         pos = jax.random.categorical(k_pos, logits, axis=1)
-        loss, g = jax.value_and_grad(head_loss)(state.w, data, idx, pos, hp=hp, tau=tau)
-        upd, opt_state = opt.update(g, state.opt_state, state.w)
-        w = optax.apply_updates(state.w, upd)
-        return HeadState(w, opt_state, key, state.step + 1), {"loss": loss}
+        loss, g = jax.value_and_grad(head_loss)(state.params, data, idx, pos, hp=hp, tau=tau)
+        upd, opt_state = opt.update(g, state.opt_state, state.params)
+        w = optax.apply_updates(state.params, upd)
+        return TrainState(w, opt_state, state.step + 1, key=key), {"loss": loss}
 
     return Trainer(init, step)
 
@@ -127,7 +118,7 @@ def _fit_impl(key, data, hp, checkpoints, tau):
     ws, losses, prev = [], [], 0
     for e in checkpoints:
         state, m = jax.lax.scan(lambda s, _: trainer.step(s, None), state, None, length=(e - prev) * spe)
-        ws.append(state.w)
+        ws.append(state.params)
         losses.append(m["loss"])
         prev = e
     return jnp.stack(ws), jnp.concatenate(losses)

@@ -24,13 +24,13 @@ says "released, stop pulling now"; vision and proprio see it at decision r + 3, 
 has already slammed the door.
 """
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxlab.core import scene
 from jaxlab.fusion.audio import SR
 from jaxlab.fusion.pour import Obs, scan_expert
 from jaxlab.fusion.raster import box_coverage
@@ -103,12 +103,8 @@ def _mjcf(p: CabinetParams) -> str:
 </mujoco>"""
 
 
-@functools.lru_cache(maxsize=None)
 def _system(p: CabinetParams):
-    from brax.io import mjcf
-
-    with jax.ensure_compile_time_eval():  # cached: must hold concrete arrays even when first built under a trace
-        return mjcf.loads(_mjcf(p))
+    return scene.load_system(_mjcf(p))
 
 
 def mj_model(p: CabinetParams = CabinetParams()):
@@ -161,8 +157,6 @@ def reset(key, p: CabinetParams = CabinetParams()) -> CabinetState:
 def step(s: CabinetState, action, p: CabinetParams = CabinetParams()) -> CabinetState:
     """One control step: latch logic, then dt / timestep mjx substeps. action: scalar (or [1]) pull force,
     clipped to [0, max_force] (use :func:`check_action` to reject out-of-range input eagerly)."""
-    from brax.mjx import pipeline
-
     F = jnp.clip(jnp.reshape(action, ()), 0.0, p.max_force)
     hard = F > p.detent
     a_new = jnp.where(hard, s.accum + p.dt * (F - p.detent), p.decay * s.accum)
@@ -172,7 +166,7 @@ def step(s: CabinetState, action, p: CabinetParams = CabinetParams()) -> Cabinet
     sys = _system(p)
     ctrl = jnp.stack([F, latched.astype(jnp.float32)])
     n_sub = int(round(p.dt / p.timestep))
-    ps = jax.lax.fori_loop(0, n_sub, lambda _, x: pipeline.step(sys, x, ctrl), s.ps)
+    ps = scene.physics_substeps(sys, s.ps, ctrl, n_sub)
     release_t = jnp.where(release, s.t, s.release_t)
     hard_after = s.hard_after + (~latched & hard).astype(jnp.int32)
     slam_now = ~s.slam & (hard_after > p.slam_steps)

@@ -8,14 +8,13 @@ executed open-loop, so the first executed action is the one for the current step
 import functools
 from typing import NamedTuple
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxlab import diffusion
-from jaxlab.core import sharding
+from jaxlab.core import loop, sharding
 from jaxlab.fusion import cabinet
 from jaxlab.fusion import pour
 from jaxlab.fusion.audio import log_mel
@@ -137,14 +136,6 @@ class PolicyNet(nn.Module):
         return self.encoder.embeddings(obs)
 
 
-@flax.struct.dataclass
-class TrainState:
-    params: dict
-    ema: dict
-    opt_state: optax.OptState
-    step: jnp.ndarray
-
-
 class PolicyConfig(NamedTuple):
     variant: str = "havp"
     obs_horizon: int = 2
@@ -170,48 +161,102 @@ def action_normalizer(p=pour.PourParams()) -> diffusion.Normalizer:
     return diffusion.Normalizer(jnp.array([low]), jnp.array([high]))
 
 
-def make_train(cfg: PolicyConfig, dataset, p=pour.PourParams()):
-    """Returns (init(key) -> TrainState, train_chunk(state, key, n) -> (state, losses [n])).
-
-    dataset: (PolicyObs [N, ...], actions [N, Tp, 1]) raw actions; normalised to [-1, 1] inside.
-    Both functions are pure; ``train_chunk`` is one jit around a ``lax.scan`` of whole update steps and can
-    be vmapped over seeds (``jax.vmap(train_chunk, in_axes=(0, 0, None))``). ``p`` (the task params) sets
-    the action range."""
+def _prepare(cfg: PolicyConfig, dataset, p):
+    """-> (net, normalised dataset (PolicyObs [N, ...], actions [N, Tp, 1] in [-1, 1])), validated."""
     parse_variant(cfg.variant)
     obs_all, act_all = dataset
-    norm = action_normalizer(p)
-    act_all = norm.normalize(act_all)
+    act_all = action_normalizer(p).normalize(act_all)
     if act_all.ndim != 3 or act_all.shape[1:] != (cfg.pred_horizon, 1):
         raise ValueError(f"dataset actions must be [N, {cfg.pred_horizon}, 1], got {act_all.shape}")
     net = PolicyNet(cfg.variant, down_dims=tuple(cfg.down_dims), proprio_dim=obs_all.proprio.shape[-1],
                     denoiser_kind=cfg.denoiser, tokenizer=cfg.tokenizer, mlp_hidden=tuple(cfg.mlp_hidden))
-    sched = diffusion.make_schedule(cfg.num_diffusion_steps, "cosine")
+    return net, (obs_all, act_all)
+
+
+def _optimizer(cfg: PolicyConfig):
     lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, cfg.warmup, max(cfg.train_steps, cfg.warmup + 1))
-    tx = optax.adamw(lr, b1=0.95, b2=0.999, weight_decay=cfg.weight_decay)
-    N = act_all.shape[0]
+    return optax.adamw(lr, b1=0.95, b2=0.999, weight_decay=cfg.weight_decay)
+
+
+def _policy_init(key, data, *, net: "PolicyNet", cfg: PolicyConfig, data_key=None):
+    """-> loop.TrainState(params, opt_state, step 0, key=data_key, extra={"ema": params})."""
+    obs_all, act_all = data
+    o = jax.tree.map(lambda x: x[:2], obs_all)
+    params = net.init(key, o, act_all[:2], jnp.zeros(2, jnp.int32))
+    return loop.TrainState(params, _optimizer(cfg).init(params), jnp.zeros((), jnp.int32), key=data_key,
+                           extra={"ema": params})
+
+
+def _policy_update(state: loop.TrainState, key, data, *, net: "PolicyNet", cfg: PolicyConfig):
+    """One AdamW step of the diffusion-policy loss on a minibatch of ``cfg.batch_size`` windows drawn with
+    ``key`` from data = (PolicyObs [N, ...], normalised actions [N, Tp, 1]), then the EMA update."""
+    obs_all, act_all = data
+    k1, k2 = jax.random.split(key)
+    idx = jax.random.randint(k1, (cfg.batch_size,), 0, act_all.shape[0])
+    # the drawn minibatch is split over a mesh's data axis when one is set (`jax.set_mesh`); else a no-op
+    obs, x0 = sharding.constrain_batch((jax.tree.map(lambda x: x[idx], obs_all), act_all[idx]))
+    sched = diffusion.make_schedule(cfg.num_diffusion_steps, "cosine")
+    loss, g = jax.value_and_grad(lambda prm: diffusion_policy_loss(
+        lambda x, t: net.apply(prm, obs, x, t), sched, k2, x0))(state.params)
+    upd, opt_state = _optimizer(cfg).update(g, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, upd)
+    ema = diffusion.ema_update(state.extra["ema"], params, diffusion.ema_decay(state.step, power=cfg.ema_power))
+    return state.replace(params=params, opt_state=opt_state, step=state.step + 1, extra={"ema": ema}), loss
+
+
+def chunk_step_key(base, step, *, chunk: int, total: int):
+    """The key of update ``step`` (traced ok): updates run in chunks of ``chunk`` (the last one shorter when
+    ``total`` is not a multiple), and update i of chunk c draws split(fold_in(base, c), n_c)[i]."""
+    c, i = step // chunk, step % chunk
+    kc = jax.random.fold_in(base, c)
+    last = (total - 1) // chunk
+    n_last = total - last * chunk
+    if n_last == chunk:
+        return jax.random.split(kc, chunk)[i]
+    return jax.lax.cond(c == last, lambda: jax.random.split(kc, n_last)[i], lambda: jax.random.split(kc, chunk)[i])
+
+
+def _policy_step(state: loop.TrainState, data, *, net: "PolicyNet", cfg: PolicyConfig, chunk: int):
+    key = chunk_step_key(state.key, state.step, chunk=chunk, total=cfg.train_steps)
+    state, loss = _policy_update(state, key, data, net=net, cfg=cfg)
+    return state, {"loss": loss}
+
+
+def _pair_init(keys, *, data: loop.Static, net, cfg):
+    return _policy_init(keys[0], data.value, net=net, cfg=cfg, data_key=keys[1])
+
+
+def policy_trainer(cfg: PolicyConfig, dataset, p=pour.PourParams(), *, chunk: int):
+    """The diffusion-policy trainer on the `jaxlab.core.loop` contract. Returns (net, Trainer, data):
+
+    * ``init(keys [2, 2])``: keys[0] initialises the network, keys[1] is the state's key; the state is a
+      `loop.TrainState` with ``extra = {"ema": EMA parameters}``;
+    * ``step(state, data)``: one update (`chunk_step_key` schedule: the same minibatches as `make_train`'s
+      ``train_chunk`` run chunk by chunk with keys fold_in(keys[1], c));
+    * ``data``: the normalised dataset, a jit argument (``loop.run(..., data=data)``).
+
+    Run S seeds at once with ``loop.vmap_seeds`` (keys [S, 2, 2])."""
+    net, data = _prepare(cfg, dataset, p)
+    return net, loop.Trainer(init=loop.bind(_pair_init, data=loop.Static(data), net=net, cfg=cfg),
+                             step=loop.bind(_policy_step, net=net, cfg=cfg, chunk=int(chunk))), data
+
+
+def make_train(cfg: PolicyConfig, dataset, p=pour.PourParams()):
+    """Returns (net, init(key) -> loop.TrainState, train_chunk(state, key, n) -> (state, losses [n])).
+
+    dataset: (PolicyObs [N, ...], actions [N, Tp, 1]) raw actions; normalised to [-1, 1] inside.
+    Both functions are pure; ``train_chunk`` is one jit around a ``lax.scan`` of whole update steps and can
+    be vmapped over seeds (``jax.vmap(train_chunk, in_axes=(0, 0, None))``). ``p`` (the task params) sets
+    the action range. The EMA parameters are ``state.extra["ema"]``."""
+    net, data = _prepare(cfg, dataset, p)
 
     def init(key):
-        o = jax.tree.map(lambda x: x[:2], obs_all)
-        params = net.init(key, o, act_all[:2], jnp.zeros(2, jnp.int32))
-        return TrainState(params, params, tx.init(params), jnp.zeros((), jnp.int32))
-
-    def loss_fn(params, obs, x0, key):
-        return diffusion_policy_loss(lambda x, t: net.apply(params, obs, x, t), sched, key, x0)
-
-    def update(state: TrainState, key):
-        k1, k2 = jax.random.split(key)
-        idx = jax.random.randint(k1, (cfg.batch_size,), 0, N)
-        # the drawn minibatch is split over a mesh's data axis when one is set (`jax.set_mesh`); else a no-op
-        obs, x0 = sharding.constrain_batch((jax.tree.map(lambda x: x[idx], obs_all), act_all[idx]))
-        loss, g = jax.value_and_grad(loss_fn)(state.params, obs, x0, k2)
-        upd, opt_state = tx.update(g, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, upd)
-        ema = diffusion.ema_update(state.ema, params, diffusion.ema_decay(state.step, power=cfg.ema_power))
-        return TrainState(params, ema, opt_state, state.step + 1), loss
+        return _policy_init(key, data, net=net, cfg=cfg)
 
     @functools.partial(jax.jit, static_argnums=2)
     def train_chunk(state, key, n):
-        return jax.lax.scan(update, state, jax.random.split(key, n))
+        return jax.lax.scan(lambda s, k: _policy_update(s, k, data, net=net, cfg=cfg), state,
+                            jax.random.split(key, n))
 
     return net, init, train_chunk
 

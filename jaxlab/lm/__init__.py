@@ -29,7 +29,7 @@ from jaxlab.lm.sampler import SampleOutput, sample, sequences
 from jaxlab.lm.tokenizer import CharTokenizer
 from jaxlab.lm.tasks import (FAMILIES, Problem, check_disjoint, find_overlap, generate,
                              generate_mix, parse_answer, split_of, verify, all_add1, UNPARSEABLE)
-from jaxlab.lm.train import (OptimHParams, SFTHParams, SFTState, make_train, model_config, rows_arrays, sft_arrays,
+from jaxlab.lm.train import (OptimHParams, SFTHParams, make_train, model_config, rows_arrays, sft_arrays,
                              sft_hparams, sft_loss, sft_trainer)
 from jaxlab.lm.evaluate import evaluate, generate_answers, pass_at_k
 from jaxlab.lm.cache import load, load_or_train, model_key, rows_digest
@@ -38,7 +38,7 @@ __all__ = [
     "LMConfig", "Hidden", "TinyLM", "apply", "init", "logprobs", "num_params", "output_log_softmax",
     "SampleOutput", "sample", "sequences", "CharTokenizer", "FAMILIES", "Problem",
     "check_disjoint", "find_overlap", "generate", "generate_mix", "parse_answer", "split_of",
-    "verify", "all_add1", "UNPARSEABLE", "OptimHParams", "SFTHParams", "SFTState", "sft_hparams", "sft_trainer",
+    "verify", "all_add1", "UNPARSEABLE", "OptimHParams", "SFTHParams", "sft_hparams", "sft_trainer",
     "make_train", "model_config", "rows_arrays", "sft_arrays", "sft_loss",
     "evaluate", "generate_answers", "pass_at_k", "load", "load_or_train", "model_key", "rows_digest",
 ]

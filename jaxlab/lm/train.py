@@ -1,6 +1,6 @@
 """Supervised fine-tuning (SFT) of the tiny LM on gold CoT / direct traces.
 
-The trainer is a `jaxlab.core.loop.Trainer` (`sft_trainer(cfg, hp)`: `init(key) -> SFTState`,
+The trainer is a `jaxlab.core.loop.Trainer` (`sft_trainer(cfg, hp)`: `init(key) -> loop.TrainState`,
 `step(state, data) -> (state, {"loss"})`) with typed hyperparameters (`SFTHParams`, `OptimHParams`), run by
 `loop.run`: each jitted chunk is a `lax.scan` of AdamW steps, the whole training set is a jit argument
 (`data=`), each step's rows are split over the `data` mesh axis (GSPMD inserts the gradient all-reduce),
@@ -15,7 +15,6 @@ import functools
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
-from flax import struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -191,27 +190,18 @@ def _sft_data(config, tok, problems, rows) -> tuple[np.ndarray, np.ndarray]:
                       seed=config.data.seed)
 
 
-@struct.dataclass
-class SFTState:
-    """params, optimiser state, the data key (step i draws its minibatch with fold_in(data_key, i)) and the
-    number of updates done (int32)."""
-    params: Any
-    opt_state: Any
-    data_key: jax.Array
-    step: jax.Array
-
-
 def _sft_init(key, *, cfg: LMConfig, optim: OptimHParams, init_params: loop.Static):
     key_init, key_data = jax.random.split(key)
     params = init(key_init, cfg) if init_params.value is None else init_params.value
-    return SFTState(params, make_optimizer(optim).init(params), key_data, jnp.zeros((), jnp.int32))
+    return loop.TrainState(params, make_optimizer(optim).init(params), jnp.zeros((), jnp.int32), key=key_data)
 
 
-def _sft_step(state: SFTState, data, *, cfg: LMConfig, optim: OptimHParams):
+def _sft_step(state: loop.TrainState, data, *, cfg: LMConfig, optim: OptimHParams):
     """One AdamW step on `optim.batch_size` rows drawn uniformly from data = (tokens [N, T], mask [N, T],
-    weights [N, T] or None); the rows are split over the `data` mesh axis when one is set."""
+    weights [N, T] or None); step i draws its rows with fold_in(state.key, i); the rows are split over the
+    `data` mesh axis when one is set."""
     toks, mask, weights = data
-    idx = jax.random.randint(jax.random.fold_in(state.data_key, state.step), (optim.batch_size,), 0,
+    idx = jax.random.randint(jax.random.fold_in(state.key, state.step), (optim.batch_size,), 0,
                              toks.shape[0])
     bt, bm = sharding.constrain_batch((toks[idx], mask[idx]))
     bw = None if weights is None else sharding.constrain_batch(weights[idx])
@@ -219,11 +209,11 @@ def _sft_step(state: SFTState, data, *, cfg: LMConfig, optim: OptimHParams):
     tx = make_optimizer(optim)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    return SFTState(params, opt_state, state.data_key, state.step + 1), {"loss": loss}
+    return state.replace(params=params, opt_state=opt_state, step=state.step + 1), {"loss": loss}
 
 
 def sft_trainer(cfg: LMConfig, hp: SFTHParams, *, init_params=None) -> loop.Trainer:
-    """`loop.Trainer` of SFT: `init(key) -> SFTState` (fresh `init` or the warm start `init_params`), and
+    """`loop.Trainer` of SFT: `init(key) -> loop.TrainState` (fresh `init` or the warm start `init_params`), and
     `step(state, data) -> (state, {"loss"})` with data = (tokens [N, T], mask [N, T], weights or None) from
     `sft_arrays` / `rows_arrays` / `token_weights_array`. Run it with `loop.run(..., data=data)`."""
     return loop.Trainer(init=loop.bind(_sft_init, cfg=cfg, optim=hp.optim, init_params=loop.Static(init_params)),

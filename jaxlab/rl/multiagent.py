@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 from typing import Callable, NamedTuple, Optional, Sequence
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,15 +79,6 @@ class _UpdHP(NamedTuple):
     log_ratio_clip: float
 
 
-@flax.struct.dataclass
-class MAState:
-    """params / opt_state: 1-tuples (shared) or (solver, checker) tuples (non-shared)."""
-    params: tuple
-    opt_state: tuple
-    key: jax.Array
-    step: jax.Array
-
-
 class MultiAgentTrain(NamedTuple):
     trainer: loop.Trainer
     collect: Callable
@@ -140,8 +130,9 @@ def make_train(hp: MAHParams, *, cfg: LMConfig, init_params, train_problems: Seq
 
     def init(key):
         params = tuple(init_params for _ in range(n_params))
-        return MAState(params=params, opt_state=tuple(t.init(p) for t, p in zip(txs, params)),
-                       key=key, step=jnp.zeros((), jnp.int32))
+        # params / opt_state: 1-tuples (shared) or (solver, checker) tuples (non-shared)
+        return loop.TrainState(params=params, opt_state=tuple(t.init(p) for t, p in zip(txs, params)),
+                               key=key, step=jnp.zeros((), jnp.int32))
 
     def agent_params(state):
         return (state.params[0],) * K if hp.shared else tuple(state.params)

@@ -13,7 +13,7 @@ One RL step:
 Every `eval_every` steps: held-out greedy accuracy, avg@k and unbiased pass@k. Checkpoints (orbax via
 jaxlab.core) hold params, optimiser state, stale params and the history, and a rerun resumes.
 
-The trainer is a `jaxlab.core.loop.Trainer` (`rl_trainer`: `RLState`, a jitted step that rotates the stale
+The trainer is a `jaxlab.core.loop.Trainer` (`rl_trainer`: a `loop.TrainState` whose `extra` holds the stale policies, a jitted step that rotates the stale
 buffer and runs the update, skipped by `lax.cond` when no group has a non-zero advantage) run by `loop.run`
 with steps 1-2 (sampler and verifier, Python) as its host `collect` step.
 
@@ -31,7 +31,6 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
-from flax import struct
 import numpy as np
 import optax
 
@@ -342,38 +341,29 @@ def _step_record(met: dict) -> dict:
     return rec
 
 
-@struct.dataclass
-class RLState:
-    """params, optimiser state, the last `staleness` policies (oldest first: stale[0] draws the rollouts)
-    and the number of RL steps done (int32)."""
-    params: Any
-    opt_state: Any
-    stale: tuple
-    step: jax.Array
-
-
 def _rl_init(key, *, tx, init_params, staleness: int):
     del key   # the warm start is the initial policy
     params = init_params.value
-    return RLState(params, tx.init(params), (params,) * staleness, jnp.zeros((), jnp.int32))
+    return loop.TrainState(params, tx.init(params), jnp.zeros((), jnp.int32), extra=(params,) * staleness)
 
 
-def _rl_step(state: RLState, b: dict, *, update: Callable, staleness: int):
-    """One RL step on a collected rollout batch b = {batch, key, any_keep, host}: rotate the stale buffer,
+def _rl_step(state: loop.TrainState, b: dict, *, update: Callable, staleness: int):
+    """One RL step on a collected rollout batch b = {batch, key, any_keep, host}: rotate the stale buffer
+    (`state.extra`: the last `staleness` policies, oldest first; extra[0] draws the rollouts),
     then the update's mu Adam steps, skipped (params and optimiser state unchanged, metrics 0) when every
     group's advantages are 0. Metrics: the update's [mu] metrics, `updated`, and the host statistics."""
-    stale = state.stale[1:] + (state.params,) if staleness else state.stale
+    stale = state.extra[1:] + (state.params,) if staleness else state.extra
     args = (state.params, state.opt_state, b["batch"], b["key"])
     skipped = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(update, *args))
     params, opt_state, met = jax.lax.cond(b["any_keep"], lambda: update(*args),
                                           lambda: (state.params, state.opt_state, skipped[2]))
     met = {k: met[k] for k in ("grad_norm",) + _UPDATE_METRICS}
-    return (RLState(params, opt_state, stale, state.step + 1),
+    return (state.replace(params=params, opt_state=opt_state, step=state.step + 1, extra=stale),
             {**met, "updated": b["any_keep"], **b["host"]})
 
 
 def rl_trainer(rl: RLHParams, update: Callable, tx, init_params) -> loop.Trainer:
-    """`loop.Trainer` of the RL post-training: `init(key) -> RLState` from the warm start `init_params`, and
+    """`loop.Trainer` of the RL post-training: `init(key) -> loop.TrainState` (extra = the stale policies) from the warm start `init_params`, and
     `step(state, b) -> (state, metrics)` on one collected rollout batch (`rl_collect`); `update` and `tx`
     come from `make_update` / `cached_update`."""
     return loop.Trainer(init=loop.bind(_rl_init, tx=tx, init_params=loop.Static(init_params), staleness=rl.staleness),
@@ -402,8 +392,8 @@ class _RLRun(NamedTuple):
 
 def _rl_collect(run: _RLRun, key_data):
     """The host step of `loop.run`: step i's rollouts (sampler + verifier) from the behaviour policy."""
-    def collect(state: RLState, i: int) -> dict:
-        behaviour = state.stale[0] if run.rl.staleness else state.params
+    def collect(state: loop.TrainState, i: int) -> dict:
+        behaviour = state.extra[0] if run.rl.staleness else state.params
         batch, rewards, keep, out, k_upd = _rollout_batch(
             behaviour, jax.random.fold_in(key_data, i), run.train_prompts, run.answers, cfg=run.cfg, rl=run.rl,
             reward_fn=run.reward_fn, adv_jit=run.adv_jit)

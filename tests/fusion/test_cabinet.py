@@ -228,7 +228,7 @@ def test_diffusion_policy_learns_to_stop_on_the_click():
         net, init, train_chunk = PL.make_train(cfg, data, p)
         st, _ = train_chunk(init(jax.random.PRNGKey(0)), jax.random.PRNGKey(7), 600)
         act = PL.make_policy_fn(net, cfg, p)
-        ev = jax.jit(lambda prm, k: PL.rollout_policy(act, prm, k, 32, cfg, p))(st.ema, jax.random.PRNGKey(5000))
+        ev = jax.jit(lambda prm, k: PL.rollout_policy(act, prm, k, 32, cfg, p))(st.extra["ema"], jax.random.PRNGKey(5000))
         out[variant] = {k: float(v.mean()) for k, v in ev.items()}
     assert out["havp"]["success"] >= 0.8, out
     assert out["havp_noaudio"]["success"] <= 0.5 and out["havp_noaudio"]["slam"] >= 0.2, out

@@ -67,5 +67,5 @@ def test_tiny_training_reduces_loss_and_rollout_runs():
     assert float(losses[-10:].mean()) < float(losses[:5].mean())
     act = PL.make_policy_fn(net, cfg)
     small = P.PourParams(horizon=8)
-    ev = jax.jit(lambda prm, k: PL.rollout_policy(act, prm, k, 3, cfg, small))(st.ema, jax.random.PRNGKey(3))
+    ev = jax.jit(lambda prm, k: PL.rollout_policy(act, prm, k, 3, cfg, small))(st.extra["ema"], jax.random.PRNGKey(3))
     assert ev["success"].shape == (3,) and bool(jnp.all(jnp.isfinite(ev["fill_error"])))

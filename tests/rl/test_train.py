@@ -194,7 +194,7 @@ def test_rl_trainer_step_skips_the_update_exactly_when_no_group_counts():
     assert float(m_skip["grad_norm"].sum()) == 0.0 and float(m_upd["grad_norm"][0]) == pytest.approx(
         float(met_ref["grad_norm"][0]), rel=1e-6) and float(m_upd["grad_norm"][0]) > 0
     assert int(s_upd.step) == int(s_skip.step) == 1
-    for a, c in zip(jax.tree_util.tree_leaves(s_skip.stale[0]), jax.tree_util.tree_leaves(params)):
+    for a, c in zip(jax.tree_util.tree_leaves(s_skip.extra[0]), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
 
 
