@@ -3,10 +3,11 @@ PiCCE fix it?  (Liu, Cao et al., "When More Experts Hurt", arXiv 2602.17144.)
 
 Grid: methods x J x expert settings x data sets x seeds x hyperparameter points, with the training budget read
 off each run (short / medium fixed epoch counts, and the epoch of best validation system error = "converged").
-Seeds and J are ``vmap`` axes: one ``jax.jit`` per (data set, setting, method), compiled once and called at every
-hyperparameter point (the learning rate and the loss's own weight are traced arguments). The grid runs through
-``jaxlab.core.study`` with one cell per (data set, setting, method, hyperparameter point): each (cell, seed)
-record under ``workdir/cells/`` is stamped with the hash of the cell's config (every hyperparameter its arrays
+Seeds and J are ``vmap`` axes over the ``jaxlab.l2d.train.l2d_trainer`` (its init, then its epochs as one
+``loop.scan_steps``): one ``jax.jit`` per (data set, setting, method), compiled once and called at every
+hyperparameter point (the learning rate and the loss's own weight are traced arguments, the data a jit
+argument). The grid runs through ``jaxlab.core.study`` with one cell per (data set, setting, method,
+hyperparameter point): each (cell, seed) record under ``workdir/cells/`` is stamped with the hash of the cell's config (every hyperparameter its arrays
 depend on, the grid point included), so rerunning the same command resumes and a changed grid computes the
 points it has not seen.
 
@@ -171,7 +172,7 @@ def run_all_cells(config, workdir):
             key = (cell.config["dataset"], cell.config["data_source"], cell.config["gmm_config"])
             if key not in data:
                 data.clear()                                        # one data set in memory at a time
-                programs.clear()                                    # (and the programs that close over it)
+                programs.clear()                                    # (and the trains that hold it)
                 data[key] = load_data(cell.config)
             t0 = time.perf_counter()
             arrays = train_cell(cell.config, todo, data[key], programs)

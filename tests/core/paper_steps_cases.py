@@ -341,36 +341,20 @@ def gpac():
 
 # --------------------------------------------------------------------- PiCCE and FARL (public API only)
 def picce():
-    """PiCCE: the minibatch step of `jaxlab.l2d.train.make_train` rebuilt from the public pieces (its step is a
-    closure inside `train` that draws minibatches from the closed-over train set, so it cannot be sharded
-    from outside): MLP scorer, `losses.get_loss("picce_ce")` with frozen expert predictions, Adam."""
-    import optax
-    from jaxlab.core import nets
-    from jaxlab.l2d import experts, losses
+    """PiCCE: one epoch of `jaxlab.l2d.train.l2d_trainer(...).step` (PiCCE-CE loss, frozen "specialist" experts,
+    MLP scorer, Adam) on a train split of 2 B rows; the whole data set is the step's argument and each drawn
+    minibatch of B rows is split over the devices by the step's own `sharding.constrain_batch`."""
+    from jaxlab.l2d import train as LT
     K, J = 5, 3
-    loss_fn = losses.get_loss("picce_ce")
-    k = _keys(11, 3)
     r = _rng(11)
-    y = r.integers(0, K, B).astype(np.int32)
-    x = (r.standard_normal((B, 8)) + np.eye(8)[y]).astype(np.float32)
-
-    @jax.jit
-    def setup(k):   # the frozen experts of a "specialist" setting and the scorer's initial parameters
-        table, mask = experts.expert_accuracy_table(k[0], J, setting="specialist", max_experts=J, num_classes=K)
-        preds = experts.sample_expert_predictions(k[1], jnp.asarray(y), table, mask, num_classes=K)
-        params = model.init(k[2], x[:1])
-        return mask, preds, params, opt.init(params)
-    model = nets.MLP(hidden=(32,), out=K + J)
-    opt = optax.adam(1e-2)
-    mask, preds, params, opt_state = setup(k)
-
-    def step(state, b):
-        p, o = state
-        loss, g = jax.value_and_grad(lambda q: loss_fn(model.apply(q, b["x"]), b["y"], b["preds"], num_classes=K,
-                                                       expert_mask=mask))(p)
-        u, o = opt.update(g, o, p)
-        return (optax.apply_updates(p, u), o), loss
-    return Case(step, (params, opt_state), {"x": x, "y": y, "preds": preds}, lambda s: s[0])
+    y = r.integers(0, K, 2 * B).astype(np.int32)
+    x = (r.standard_normal((2 * B, 8)) + np.eye(8)[y]).astype(np.float32)
+    split = lambda i: {"x": x[i], "y": y[i]}                                      # noqa: E731
+    data = LT.l2d_arrays({"train": split(slice(None)), "validation": split(slice(B)), "test": split(slice(B))})
+    hp = LT.L2DHParams(method="picce_ce", setting="specialist", num_classes=K, max_experts=J, num_experts=J,
+                       hidden=(32,), lr=1e-2, batch_size=B, epochs=3)
+    tr = LT.l2d_trainer(hp, in_dim=8)
+    return Case(tr.step, jax.jit(tr.init)(_keys(11, 1)[0]), data, lambda s: s.params, mode="mesh")
 
 
 class _EnvState(NamedTuple):
