@@ -7,9 +7,9 @@ Seeds and J are ``vmap`` axes over the ``jaxlab.l2d.train.l2d_trainer`` (its ini
 ``loop.scan_steps``): one ``jax.jit`` per (data set, setting, method), compiled once and called at every
 hyperparameter point (the learning rate and the loss's own weight are traced arguments, the data a jit
 argument). The grid runs through ``jaxlab.core.study`` with one cell per (data set, setting, method,
-hyperparameter point): each (cell, seed) record under ``workdir/cells/`` is stamped with the hash of the cell's config (every hyperparameter its arrays
-depend on, the grid point included), so rerunning the same command resumes and a changed grid computes the
-points it has not seen.
+hyperparameter point): each (cell, seed) record under ``workdir/cells/`` is stamped with the hash of the cell's
+config (every hyperparameter its arrays depend on, the grid point included), so rerunning the same command resumes
+and a changed grid computes the points it has not seen.
 
 Tuning (issue 13): every method gets the same learning-rate grid (``config.lr_grid``); the realizable surrogate's
 alpha (``rs_alpha_grid``) and the decoupled baseline's lambda (``decoupled_weight_grid``) are tuned jointly with
