@@ -198,10 +198,10 @@ def run_arm(task, cc, arm_name, seeds, offline_rec, ctx, mw, *, lagrange_lr: flo
     m = jax.tree.map(np.asarray, {k: v for k, v in m.items() if k != "trace"})  # [S, iterations]
     ev = ev_off = None
     if evaluate:
-        ev = ctx["eval_seeds"](_keys([EVAL + s for s in seeds]), arm, ctx["pre"], ts.pi_params)
+        ev = ctx["eval_seeds"](_keys([EVAL + s for s in seeds]), arm, ctx["pre"], ts.params["pi"])
         has_filter = bool(np.isfinite(float(arm.eps_safe)))
         ev_off = ctx["eval_seeds"](_keys([EVAL + s for s in seeds]), arm._replace(eps_safe=jnp.asarray(jnp.inf, jnp.float32)),
-                                   ctx["pre"], ts.pi_params) if has_filter else ev
+                                   ctx["pre"], ts.params["pi"]) if has_filter else ev
     spent = _since(t)
     for it in range(m["failures"].shape[1]):
         mw.write(it, task=task, arm=arm_name, seeds=list(seeds), lagrange_lr=lagrange_lr,

@@ -5,15 +5,20 @@ Data: vmapped, scanned rollouts of scripted controllers in the FailureBench envs
 Pretraining: task policy by BC then a Uni-O4-style offline clipped objective (advantage = Monte-Carlo return
 minus a fitted value); recovery policy by BC on recovery segments; world-model ensemble (next obs, reward,
 failure logit, class-weighted BCE); Recovery RL twin risk critics fitted offline with the safety Bellman target.
+Every fit is one `loop.Trainer` (`fit_trainer`: minibatch Adam, `FitHParams`; the twin critics add their target
+critics as the state's extra) scanned by `loop.scan_steps`.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxlab.core import loop
 from jaxlab.farl.envs import demo_action, retreat_action, scripted_push_action
 from jaxlab.farl import losses
 from jaxlab.farl.ppo import POLICY, TWIN, VALUE, WM_MEMBER, gaussian_logp
@@ -77,22 +82,58 @@ def flatten(traj):
     return jax.tree.map(lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), traj)
 
 
+class FitHParams(NamedTuple):
+    """Minibatch Adam of an offline fit: `steps` updates at learning rate `lr`, each on `batch` rows drawn
+    uniformly with replacement."""
+    steps: int = 2000
+    batch: int = 256
+    lr: float = 1e-3
+
+
+def _fit_init(key, *, params: loop.Static, hp: FitHParams) -> loop.TrainState:
+    """Fresh Adam state for `params`; key: the [steps, 2] per-step keys split from `key` (step i draws its
+    minibatch with key[i], so a fit split into chunks or resumed draws the same minibatches)."""
+    p = params.value
+    return loop.TrainState(params=p, opt_state=optax.adam(hp.lr).init(p), step=jnp.zeros((), jnp.int32),
+                           key=jax.random.split(key, hp.steps))
+
+
+def _minibatch(state: loop.TrainState, rows, batch: int):
+    """`batch` rows of `rows` (dict of [N, ...]) drawn uniformly with this step's key."""
+    n = jax.tree.leaves(rows)[0].shape[0]
+    idx = jax.random.randint(state.key[state.step], (batch,), 0, n)
+    return jax.tree.map(lambda x: x[idx], rows)
+
+
+def _adam_update(state: loop.TrainState, grads, lr: float) -> loop.TrainState:
+    updates, opt_state = optax.adam(lr).update(grads, state.opt_state, state.params)
+    return state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state, step=state.step + 1)
+
+
+def _fit_step(state: loop.TrainState, rows, *, loss_fn, hp: FitHParams):
+    """One Adam step of `loss_fn(params, minibatch)` -> (state, {"loss"})."""
+    loss, grads = jax.value_and_grad(loss_fn)(state.params, _minibatch(state, rows, hp.batch))
+    return _adam_update(state, grads, hp.lr), {"loss": loss}
+
+
+def fit_trainer(loss_fn, params, hp: FitHParams = FitHParams()) -> loop.Trainer:
+    """The shared offline fit as a `loop.Trainer`: `init(key)` starts Adam at `params` (held by identity),
+    `step(state, rows)` is one minibatch Adam step of `loss_fn(params, minibatch)` (rows: dict of [N, ...],
+    the step's data)."""
+    return loop.Trainer(init=loop.bind(_fit_init, params=loop.Static(params), hp=hp),
+                        step=loop.bind(_fit_step, loss_fn=loss_fn, hp=hp))
+
+
+def _run_fit(trainer: loop.Trainer, key, data, steps: int):
+    """All `steps` of an offline trainer as one `lax.scan` (`loop.scan_steps`) -> (params, losses [steps])."""
+    state, metrics = loop.scan_steps(trainer.init(key), data, step=trainer.step, length=steps)
+    return state.params, metrics["loss"]
+
+
 def _adam_fit(loss_fn, params, data, *, key, steps: int, batch: int, lr: float):
-    """Minibatch Adam on `loss_fn(params, minibatch)`, scanned; data: dict of [N, ...] arrays."""
-    tx = optax.adam(lr)
-    data = jax.tree.map(jnp.asarray, data)
-    n = jax.tree.leaves(data)[0].shape[0]
-
-    def body(carry, k):
-        p, o = carry
-        idx = jax.random.randint(k, (batch,), 0, n)
-        mb = jax.tree.map(lambda x: x[idx], data)
-        loss, g = jax.value_and_grad(loss_fn)(p, mb)
-        u, o = tx.update(g, o, p)
-        return (optax.apply_updates(p, u), o), loss
-
-    (params, _), fit_losses = jax.lax.scan(body, (params, tx.init(params)), jax.random.split(key, steps))
-    return params, fit_losses
+    """Minibatch Adam on `loss_fn(params, minibatch)` (`fit_trainer`), scanned; data: dict of [N, ...] arrays."""
+    hp = FitHParams(steps=steps, batch=batch, lr=lr)
+    return _run_fit(fit_trainer(loss_fn, params, hp), key, jax.tree.map(jnp.asarray, data), steps)
 
 
 def bc_policy(key, data, *, steps: int = 2000, batch: int = 256, lr: float = 1e-3, obs_dim: int = 12):
@@ -170,24 +211,29 @@ def train_twin_risk(key, data, pi_params, *, gamma_safe: float = 0.8, steps: int
     k_init, k_fit = jax.random.split(key)
     params = TWIN.init(k_init, jnp.zeros((12,)), jnp.zeros((2,)))
     d = {k: jnp.asarray(data[k]) for k in ("obs", "action", "cost", "next_obs")}
-    tx = optax.adam(lr)
-    n = d["obs"].shape[0]
+    hp = FitHParams(steps=steps, batch=batch, lr=lr)
+    trainer = loop.Trainer(init=loop.bind(_twin_init, params=loop.Static(params), hp=hp),
+                           step=loop.bind(_twin_step, hp=hp, gamma_safe=gamma_safe, tau=tau))
+    return _run_fit(trainer, k_fit, {"rows": d, "pi": pi_params}, steps)
 
-    def body(carry, k):
-        p, tgt, o = carry
-        mb = jax.tree.map(lambda x: x[jax.random.randint(k, (batch,), 0, n)], d)
-        a_next = POLICY.apply(pi_params, mb["next_obs"])[0]
-        q_next = jnp.max(TWIN.apply(tgt, mb["next_obs"], a_next), -1)
-        y = safety_bellman_target(mb["cost"], q_next, mb["cost"], gamma_safe=gamma_safe)
-        loss_fn = lambda p: losses.risk_critic_loss(TWIN.apply(p, mb["obs"], mb["action"]), y)
-        loss, g = jax.value_and_grad(loss_fn)(p)
-        u, o = tx.update(g, o, p)
-        p = optax.apply_updates(p, u)
-        tgt = jax.tree.map(lambda a, b: (1 - tau) * a + tau * b, tgt, p)
-        return (p, tgt, o), loss
 
-    (params, _, _), fit_losses = jax.lax.scan(body, (params, params, tx.init(params)), jax.random.split(k_fit, steps))
-    return params, fit_losses
+def _twin_init(key, *, params: loop.Static, hp: FitHParams) -> loop.TrainState:
+    """`_fit_init` plus the target critics (extra, starting at `params`)."""
+    return _fit_init(key, params=params, hp=hp).replace(extra=params.value)
+
+
+def _twin_step(state: loop.TrainState, data, *, hp: FitHParams, gamma_safe: float, tau: float):
+    """One Adam step of the twin risk critics on the safety Bellman target of the target critics (state.extra),
+    then the soft target update. data: {"rows", "pi": task policy}."""
+    mb = _minibatch(state, data["rows"], hp.batch)
+    a_next = POLICY.apply(data["pi"], mb["next_obs"])[0]
+    q_next = jnp.max(TWIN.apply(state.extra, mb["next_obs"], a_next), -1)
+    y = safety_bellman_target(mb["cost"], q_next, mb["cost"], gamma_safe=gamma_safe)
+    loss_fn = lambda p: losses.risk_critic_loss(TWIN.apply(p, mb["obs"], mb["action"]), y)
+    loss, g = jax.value_and_grad(loss_fn)(state.params)
+    state = _adam_update(state, g, hp.lr)
+    tgt = jax.tree.map(lambda a, b: (1 - tau) * a + tau * b, state.extra, state.params)
+    return state.replace(extra=tgt), {"loss": loss}
 
 
 def make_datasets(env, key, *, num_envs: int = 32, steps: int = 100, noise: float = 0.3):

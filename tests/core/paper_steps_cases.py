@@ -388,9 +388,10 @@ class _PointEnv:
 
 
 def farl():
-    """FARL: one PPO iteration of `jaxlab.farl.make_train(env, ...)` (public: `train.init`, `train.iteration`):
-    rollout of 8 envs, GAE, epochs of minibatch PPO + value updates, Lagrange multiplier. The 8 envs' states
-    are split over the devices, so the rollout and the PPO batch are data-parallel."""
+    """FARL: one PPO iteration, the step of `jaxlab.farl.ppo.online_trainer` (`ppo_step`, through the public
+    `make_train(env, ...)`'s `train.init` / `train.iteration`): rollout of 8 envs, GAE, epochs of minibatch PPO
+    + value updates, Lagrange multiplier. The 8 envs' states (`state.extra["env_state"]`) are split over the
+    devices, so the rollout and the PPO batch are data-parallel."""
     from jaxlab.farl import make_arm, make_train
     from jaxlab.farl.networks import GaussianPolicy, TwinRisk, Value, WorldModelMember
     from jaxlab.core import sharding
@@ -412,8 +413,8 @@ def farl():
 
     def place(ts, mesh):
         ts = sharding.replicate(ts, mesh)
-        return ts._replace(env_state=sharding.shard_batch(ts.env_state, mesh))
-    return Case(step, ts0, None, lambda s: (s.pi_params, s.v_params, s.lam), mode="mesh",
+        return ts.replace(extra={**ts.extra, "env_state": sharding.shard_batch(ts.extra["env_state"], mesh)})
+    return Case(step, ts0, None, lambda s: (s.params["pi"], s.params["v"], s.extra["lam"]), mode="mesh",
                 steps=2, place=place)
 
 

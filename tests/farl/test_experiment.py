@@ -71,7 +71,7 @@ def _fake_ctx(calls, s_n=2, it=3):
         cum = np.tile(np.array([1.0, 3.0, 4.0]), (s_n, 1))
         m = {"failures": np.diff(cum, prepend=0, axis=1), "cum_failures": cum, "ep_return": np.ones((s_n, it)),
              "success": np.zeros((s_n, it)), "trigger_rate": np.zeros((s_n, it)), "lam": np.cumsum(cum, 1)}
-        return types.SimpleNamespace(pi_params=jnp.zeros((s_n, 1))), m
+        return types.SimpleNamespace(params={"pi": jnp.zeros((s_n, 1))}), m
 
     def eval_seeds(keys, arm, pre, pi):
         calls.append(("eval", np.asarray(keys), float(arm.eps_safe)))

@@ -72,7 +72,7 @@ def test_eps_plus_inf_reproduces_vanilla_bit_for_bit(trainer):
     ts_v, m_v = train(key, make_arm("vanilla"), pre)
     ts_f, m_f = train(key, make_arm("farl", eps_wm=float("inf")), pre)
     ts_q, _ = train(key, make_arm("recovery_rl", eps_q=float("inf")), pre)
-    for a, b, c in zip(jax.tree.leaves(ts_v.pi_params), jax.tree.leaves(ts_f.pi_params), jax.tree.leaves(ts_q.pi_params)):
+    for a, b, c in zip(*(jax.tree.leaves(t.params["pi"]) for t in (ts_v, ts_f, ts_q))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
     np.testing.assert_array_equal(np.asarray(m_v["reward"]), np.asarray(m_f["reward"]))
@@ -84,10 +84,10 @@ def test_eps_minus_inf_always_recovers_and_masks_the_policy(trainer):
     ts, m = train(jax.random.PRNGKey(7), make_arm("farl", eps_wm=float("-inf")), pre)
     np.testing.assert_array_equal(np.asarray(m["trigger_rate"]), 1.0)
     # every step was a recovery step, so the masked policy loss never moved the task policy
-    for a, b in zip(jax.tree.leaves(ts.pi_params), jax.tree.leaves(pre["pi"])):
+    for a, b in zip(jax.tree.leaves(ts.params["pi"]), jax.tree.leaves(pre["pi"])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # the value function still learned from those steps
-    assert any(float(jnp.abs(a - b).max()) > 0 for a, b in zip(jax.tree.leaves(ts.v_params), jax.tree.leaves(pre["v"])))
+    assert any(float(jnp.abs(a - b).max()) > 0 for a, b in zip(jax.tree.leaves(ts.params["v"]), jax.tree.leaves(pre["v"])))
 
 
 def test_failure_counter_is_the_sum_of_costs(trainer):
@@ -107,7 +107,7 @@ def test_learn_off_freezes_everything_and_traces_both_critics(trainer):
     train, pre = trainer
     key = jax.random.PRNGKey(9)
     ts, m = train(key, make_arm("farl", eps_wm=float("inf"), learn=False), pre)
-    for a, b in zip(jax.tree.leaves((ts.pi_params, ts.v_params)), jax.tree.leaves((pre["pi"], pre["v"]))):
+    for a, b in zip(jax.tree.leaves((ts.params["pi"], ts.params["v"])), jax.tree.leaves((pre["pi"], pre["v"]))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     _, m_learn = train(key, make_arm("farl", eps_wm=float("inf")), pre)
     np.testing.assert_array_equal(np.asarray(m["reward"][0]), np.asarray(m_learn["reward"][0]))
@@ -141,3 +141,23 @@ def test_evaluate_is_a_frozen_rollout_of_the_given_policy(trainer):
     assert 0.0 < float(out["trigger_rate"]) < 1.0
     other = _random_pre(jax.random.PRNGKey(5))["pi"]
     assert float(ev(key, arm, pre, other)["trigger_rate"]) != float(out["trigger_rate"])
+
+
+def test_run_online_through_core_loop_equals_make_train_and_resumes(trainer, tmp_path):
+    """The online trainer through `loop.run` (chunks of one iteration, killed after the first and resumed from its
+    checkpoint) ends in the same state, bit for bit, as `make_train`'s one scan; the history holds its metrics."""
+    from jaxlab.farl.ppo import PPOHParams, run_online
+    train, pre = trainer
+    env = make_env("bounded_push", episode_length=10)
+    arm = make_arm("ppo_lagrangian", lagrange_lr=5.0)
+    ts, m = train(jax.random.PRNGKey(3), arm, pre)
+    hp = PPOHParams(num_envs=2, rollout_len=8, epochs=1, minibatches=2, horizon=2)
+    kw = dict(hp=hp, chunk=1, ckpt_dir=str(tmp_path / "ckpt"))
+    run_online(env, jax.random.PRNGKey(3), arm, pre, iterations=1, **kw)
+    state, hist = run_online(env, jax.random.PRNGKey(3), arm, pre, iterations=2, **kw)
+    assert hist["step"] == [1, 2] and int(state.step) == 2
+    for a, b in zip(jax.tree.leaves((state.params, state.opt_state, state.key, state.extra)),
+                    jax.tree.leaves((ts.params, ts.opt_state, ts.key, ts.extra))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for k in ("failures", "cum_failures", "lam", "pi_loss", "v_loss", "ep_return"):
+        np.testing.assert_array_equal(np.asarray(hist[k], np.float32), np.asarray(m[k]))

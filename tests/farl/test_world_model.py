@@ -40,3 +40,22 @@ def test_ensemble_disagreement_is_higher_off_distribution(fitted):
     std_on = np.asarray(offline.wm_predict(wm, on, act)[0]).std(0).mean()
     std_off = np.asarray(offline.wm_predict(wm, off, act)[0]).std(0).mean()
     assert std_off > 2.0 * std_on
+
+
+def test_offline_fit_is_a_core_loop_trainer_that_resumes(tmp_path):
+    """`offline.fit_trainer` through `loop.run` in chunks, killed and resumed from its checkpoint, equals the
+    scanned fit (`_adam_fit`, what bc_policy / fit_value / offline_ppo / the world model use) bit for bit."""
+    from jaxlab.core import loop
+    from jaxlab.farl.ppo import VALUE
+    from jaxlab.farl import losses
+    rows = {"obs": jax.random.normal(jax.random.PRNGKey(0), (64, 12)), "ret": jax.random.normal(jax.random.PRNGKey(1), (64,))}
+    params = VALUE.init(jax.random.PRNGKey(2), jnp.zeros((12,)))
+    loss = lambda p, mb: losses.value_loss(VALUE.apply(p, mb["obs"]), mb["ret"])
+    ref_p, ref_l = offline._adam_fit(loss, params, rows, key=jax.random.PRNGKey(3), steps=7, batch=16, lr=1e-3)
+    tr = offline.fit_trainer(loss, params, offline.FitHParams(steps=7, batch=16, lr=1e-3))
+    kw = dict(chunk=3, data=rows, ckpt_dir=str(tmp_path / "ckpt"), progress=False)
+    loop.run(tr, jax.random.PRNGKey(3), steps=3, **kw)
+    state, hist = loop.run(tr, jax.random.PRNGKey(3), steps=7, **kw)
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(ref_p)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(hist["loss"], np.float32), np.asarray(ref_l))
