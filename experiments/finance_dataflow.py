@@ -101,7 +101,7 @@ def run_rl(config, prep, tr, out_ours, seed):
     key = jax.random.PRNGKey(10_000 + seed)
     banks = {"original": x}
     for name, code in (("randaugment", 1), ("ours", 3)):
-        banks[name] = dqn_lib.make_bank(tr.augment, tr.plan, st.theta, st.phi, x, y, a, d,
+        banks[name] = dqn_lib.make_bank(tr.augment, tr.plan, st.params["theta"], st.params["phi"], x, y, a, d,
                                         jax.random.fold_in(key, code), policy_code=code, chunk=config.batch_size)
     fmu, fsd = prep.fmu, prep.fsd
     orig = dqn_lib.bank_from_windows(x, fmu, fsd)

@@ -1,29 +1,36 @@
 """Forecasting with the adaptive dataflow: data preparation, the training loop and evaluation (paper A).
 
-`make_train(config, prepared)` returns `train(key, method, log_path=None, monitor=False)`.
+`make_train(config, prepared)` returns `train(key, method, log_path=None, monitor=False, on_epoch=None)`.
 
-One training step runs three jitted pure functions so that every manipulated batch can be replayed
-bit-for-bit from the provenance log:
-  plan(theta, phi, x, key, policy, alpha)  -> p [B, Q], chosen pair q [B], strength lam_q [B], mask [B]
-  augment(x, y, asset, day, q, lam_q, mask, key) -> (x~, y~, b)       (the replayable function)
-  update(state, x~, y~, x, y, asset, day, xv, yv, key, do_hyper) -> state (theta Adam step and, when
-        do_hyper, the planner's one-step hypergradient Adam step; eq. 13-18)
+The trainer is a `jaxlab.core.loop.Trainer` (`dataflow_trainer`: `loop.TrainState` with params and opt_state
+{"theta": forecaster, "phi": planner} and the PRNG key carried) run by `loop.run`, one chunk per epoch:
+  collect(state, t)  (host step)  the NumPy minibatch and validation draws, then two jitted pure functions,
+      plan(theta, phi, x, key, policy, alpha) -> p [B, Q], chosen pair q [B], strength lam_q [B], mask [B]
+      augment(x, y, asset, day, q, lam_q, mask, key) -> (x~, y~, b)       (the replayable function)
+    and the step's provenance record, so every manipulated batch can be replayed bit for bit from the log;
+  step(state, batch)  (jitted)  theta's Adam step on (x~, y~) and, when do_hyper, the planner's one-step
+    hypergradient Adam step (eq. 13-18);
+  eval_fn at each epoch's end: validation MSE, early stopping (`stop_fn`), the Alg. 3 scheduler's reward,
+    the epoch record (+ the quality monitor); `step_log_fn` gathers the epoch's step losses.
+The epoch is host-driven (the minibatches come from a NumPy generator, the augmentation must be logged), so the
+host step is `collect` rather than a scan; the per-epoch scheduler and early stopping live in `loop.run`'s hooks.
 Methods (spec A4): original (alpha = 0), randaugment (uniform pair, lam = 1, alpha = .5),
 trivialaugment (uniform pair, lam ~ U(0, 1), alpha = .5), adaaug (planner + hypergradient, alpha = .5),
 ours (planner + hypergradient + Alg. 3 scheduler). The method is a traced argument: one compilation
-serves all five.
+serves all five ("ours_no_mixup", the "w/o mixup" ablation, has its own).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxlab.core import loop
 from jaxlab.finance import data as data_lib
 from jaxlab.finance import metrics as fin_metrics
 from jaxlab.finance import ops
@@ -73,13 +80,6 @@ def prepare(panel: data_lib.Panel, lookback: int, n_train: int, n_val_end: int, 
     return Prepared(tr.x, tr.y, tr.asset.astype(np.int32), tr.day.astype(np.int32), tr.panel_x, tr.panel_y,
                     va.x, va.y, te.x, te.y, panel.num_assets, pvals.astype(np.float32), mu, sd,
                     fmu.astype(np.float32), fsd.astype(np.float32), float(np.std(tr.y) + 1e-8))
-
-
-class TrainState(NamedTuple):
-    theta: dict
-    opt_theta: tuple
-    phi: dict
-    opt_phi: tuple
 
 
 class FoldStats(NamedTuple):
@@ -151,7 +151,8 @@ class StepHParams(NamedTuple):
 
 @functools.lru_cache(maxsize=16)
 def _step_fns(config: StepHParams):
-    """Compiled plan / update / predict for one model + hyperparameters, shared across data sets and folds."""
+    """Compiled plan / predict and the traced update / init (inside the trainer's jitted step and init) for one
+    model + hyperparameters, shared across data sets and folds."""
     model = make_model(config.model)
     planner = Planner(num_pairs=ops.NUM_PAIRS, hidden=config.planner_hidden)
     tx = optax.adam(config.lr)
@@ -182,7 +183,7 @@ def _step_fns(config: StepHParams):
         mask = (jax.random.uniform(k_m, (n,)) < alpha) & (policy_code > 0)
         return p, q, lam_q, mask
 
-    def outer_grad(state, x, y, asset, px_b, py_b, xv, yv, key, stats):
+    def outer_grad(theta, phi, x, y, asset, px_b, py_b, xv, yv, key, stats):
         keys = jax.random.split(key, x.shape[0])
 
         def augment_all(lam_bq):
@@ -193,40 +194,79 @@ def _step_fns(config: StepHParams):
             return jax.vmap(one)(x, y, asset, px_b, py_b, lam_bq, keys)
 
         return planner_lib.hypergradient(
-            state.phi, state.theta, policy_fn=lambda ph: policy(ph, state.theta, x, stats),
+            phi, theta, policy_fn=lambda ph: policy(ph, theta, x, stats),
             augment_all_fn=augment_all, task_losses_fn=lambda th, xx, yy: task_losses(th, xx, yy, stats),
             x_val=xv, y_val=yv, eta=config.eta, gamma=config.gamma)
 
-    @jax.jit
-    def update(state, x_t, y_t, x, y, asset, px_b, py_b, xv, yv, key, do_hyper, stats):
-        loss, g = jax.value_and_grad(lambda th: jnp.mean(task_losses(th, x_t, y_t, stats)))(state.theta)
-        upd, opt_theta = tx.update(g, state.opt_theta, state.theta)
-        theta = optax.apply_updates(state.theta, upd)
+    def update(params, opt_state, b, key):
+        """theta's Adam step on (x~, y~), phi's hypergradient step when b["do_hyper"] -> (params, opt, loss, |g|)."""
+        theta, phi = params["theta"], params["phi"]
+        loss, g = jax.value_and_grad(lambda th: jnp.mean(task_losses(th, b["x_t"], b["y_t"], b["stats"])))(theta)
+        upd, opt_theta = tx.update(g, opt_state["theta"], theta)
+        theta_new = optax.apply_updates(theta, upd)
 
         def hyper(_):
-            gphi = outer_grad(state, x, y, asset, px_b, py_b, xv, yv, key, stats)
-            u, o = tx_phi.update(gphi, state.opt_phi, state.phi)
-            return optax.apply_updates(state.phi, u), o, optax.global_norm(gphi)
+            gphi = outer_grad(theta, phi, b["x"], b["y"], b["asset"], b["px"], b["py"], b["xv"], b["yv"], key,
+                              b["stats"])
+            u, o = tx_phi.update(gphi, opt_state["phi"], phi)
+            return optax.apply_updates(phi, u), o, optax.global_norm(gphi)
 
         def skip(_):
-            return state.phi, state.opt_phi, jnp.zeros(())
+            return phi, opt_state["phi"], jnp.zeros(())
 
-        phi, opt_phi, gnorm = jax.lax.cond(do_hyper, hyper, skip, None)
-        return TrainState(theta, opt_theta, phi, opt_phi), loss, gnorm
+        phi_new, opt_phi, gnorm = jax.lax.cond(b["do_hyper"], hyper, skip, None)
+        return {"theta": theta_new, "phi": phi_new}, {"theta": opt_theta, "phi": opt_phi}, loss, gnorm
 
     @jax.jit
     def predict(theta, x, stats):
         return model.apply(theta, feats(x, stats))[0] * stats.ysd
 
-    @jax.jit   # eager flax init re-traces the model for every unit (~1.2 s each in the quick grid)
     def init(key, x0, stats):
+        """-> (params, opt_state) {"theta": forecaster, "phi": planner} (traced inside the trainer's init)."""
         k1, k2 = jax.random.split(key)
         theta = model.init(k1, feats(x0, stats))
         _, h = model.apply(theta, feats(x0, stats))
         phi = planner.init(k2, h, window_stats(x0))
-        return TrainState(theta, tx.init(theta), phi, tx_phi.init(phi))
+        return {"theta": theta, "phi": phi}, {"theta": tx.init(theta), "phi": tx_phi.init(phi)}
 
     return dict(plan=plan, update=update, predict=predict, init=init, outer_grad=outer_grad)
+
+
+def _zero_stats(x_shape) -> FoldStats:
+    """Placeholder statistics for `_dataflow_init`: the initial parameters depend on the key and the shapes only."""
+    f = x_shape[-1]
+    return FoldStats(jnp.zeros((1, 1)), jnp.zeros((1, f)), jnp.ones((1, f)), jnp.zeros((f,)), jnp.ones((f,)),
+                     jnp.ones(()))
+
+
+def _dataflow_init(key, *, hp: StepHParams, x_shape: tuple) -> loop.TrainState:
+    """`init(key)` of `dataflow_trainer`: the forecaster theta and the planner phi from the first half of
+    split(key), the second half carried as the state's key."""
+    k_init, key = jax.random.split(key)
+    params, opt_state = _step_fns(hp)["init"](k_init, jnp.zeros(x_shape, jnp.float32), _zero_stats(x_shape))
+    return loop.TrainState(params=params, opt_state=opt_state, step=jnp.zeros((), jnp.int32), key=key)
+
+
+def _dataflow_step(state: loop.TrainState, b: dict, *, hp: StepHParams):
+    """`step(state, b)` of `dataflow_trainer` on one collected batch b (`_dataflow_collect`): the key splits
+    into (next key, k_plan, k_aug, k_hyp) exactly as the host step split it, then the update (eq. 13-18).
+    Metrics: the task loss on (x~, y~), the hypergradient norm (0 when skipped) and `hyper` (taken or not)."""
+    key, _, _, k_hyp = jax.random.split(state.key, 4)
+    params, opt_state, loss, gnorm = _step_fns(hp)["update"](state.params, state.opt_state, b, k_hyp)
+    new = state.replace(params=params, opt_state=opt_state, step=state.step + 1, key=key)
+    return new, {"loss": loss, "hyper_grad_norm": gnorm, "hyper": b["do_hyper"]}
+
+
+@functools.lru_cache(maxsize=16)
+def dataflow_trainer(hp: StepHParams, x_shape: tuple) -> loop.Trainer:
+    """`loop.Trainer` of the forecaster + planner: `init(key) -> loop.TrainState` (params and opt_state
+    {"theta": forecaster, "phi": planner}, key carried) and the jitted update `step(state, b)` on a batch
+    collected on the host (`_dataflow_collect`: minibatch, plan, the replayable augmentation, provenance).
+    x_shape: (rows, L + 1, 5) of the windows the models are initialised on. Hashable by value: one compile per
+    (hp, x_shape) serves every data set, fold and seed (the fold's statistics travel in the batch). Cached: `jax.jit`
+    keeps a function's traces only while that function object lives, so every unit reuses one trainer."""
+    return loop.Trainer(init=loop.bind(_dataflow_init, hp=hp, x_shape=tuple(x_shape)),
+                        step=loop.bind(_dataflow_step, hp=hp))
 
 
 class TrainHParams(NamedTuple):
@@ -303,11 +343,82 @@ def _epoch_alpha(method: str, epoch: int, config: TrainHParams, reward: float) -
     return config.fixed_alpha
 
 
-def _monitor_record(plan, augment, prepared: Prepared, state, code: int, mon_idx, rng, key) -> dict:
+
+class _Run(NamedTuple):
+    """What the host hooks of one `train(key, method)` call share (no arrays that change during training)."""
+    config: TrainHParams
+    prepared: Prepared
+    method: str
+    code: int           # _POLICY[method]: 0 none, 1 uniform pair with lam = 1, 2 uniform pair and lam, 3 planner
+    steps: int          # updates per epoch (one loop.run chunk)
+    plan: Callable      # (theta, phi, x, key, policy_code, alpha) -> (p, q, lam_q, mask)
+    augment: Callable   # the replayable manipulation (`make_augment`)
+    evaluate: Callable  # (theta, test) -> metrics (`evaluate_fold`)
+    stats: FoldStats
+
+
+class _Epochs:
+    """The per-epoch host state of one run, read and written by `loop.run`'s hooks: the NumPy generator that
+    draws every minibatch, validation batch and monitor sample (in the order of the original host loop),
+    the Alg. 3 scheduler (alpha, reward, early-stop counters), the best-validation theta, the step losses of
+    the current epoch and the epoch records."""
+
+    def __init__(self, rng: np.random.Generator, mon_idx: np.ndarray):
+        self.rng, self.mon_idx = rng, mon_idx
+        self.alpha, self.hyper_on, self.perm = 0.0, False, None
+        self.best, self.best_theta, self.es, self.last_es, self.reward = np.inf, None, 0, 0, 0.1
+        self.losses, self.gnorms, self.records = [], [], []
+
+
+def _dataflow_collect(run: _Run, ep: _Epochs, log):
+    """The host step of `loop.run` (`collect(state, t)`): at an epoch's first step, the epoch's alpha (the
+    scheduler) and minibatch order; then step t's minibatch and validation batch, the plan, the replayable
+    augmentation and its provenance record (before the update, with the planner that chose it)."""
+    c, prep = run.config, run.prepared
+    B, px, py = c.batch_size, prep.panel_x_tr, prep.panel_y_tr
+
+    def collect(state: loop.TrainState, t: int) -> dict:
+        epoch, s = divmod(t, run.steps)
+        if t == 0:
+            ep.best_theta = state.params["theta"]
+        if s == 0:
+            ep.alpha = _epoch_alpha(run.method, epoch, c, ep.reward)
+            ep.hyper_on = run.code == 3 and epoch >= c.planner_start
+            ep.perm = ep.rng.permutation(len(prep.x_tr))
+        idx = ep.perm[s * B:(s + 1) * B]
+        vidx = ep.rng.choice(len(prep.x_va), min(c.val_batch, len(prep.x_va)), replace=False)
+        _, k_plan, k_aug, _ = jax.random.split(state.key, 4)
+        x, y, a, d = prep.x_tr[idx], prep.y_tr[idx], prep.asset_tr[idx], prep.day_tr[idx]
+        theta, phi = state.params["theta"], state.params["phi"]
+        p, q, lam_q, mask = run.plan(theta, phi, x, k_plan, run.code, ep.alpha)
+        if run.code > 0:
+            x_t, y_t, b = run.augment(x, y, a, d, q, lam_q, mask, k_aug)
+        else:
+            x_t, y_t, b = jnp.asarray(x), jnp.asarray(y), -jnp.ones(len(idx), jnp.int32)
+        if log is not None:
+            log.write(prov.make_record(step=t, epoch=epoch, key=k_aug, alpha=ep.alpha, p_bq=p, idx_b=idx, q_b=q,
+                                       lam_b=lam_q, mask_b=mask, b_b=b, phi=phi, x_t=x_t, y_t=y_t,
+                                       method=run.method))
+        return dict(x_t=x_t, y_t=y_t, x=x, y=y, asset=a, px=px[d], py=py[d], xv=prep.x_va[vidx],
+                    yv=prep.y_va[vidx], do_hyper=np.bool_(ep.hyper_on and t % c.freq == 0), stats=run.stats)
+    return collect
+
+
+def _step_log(ep: _Epochs):
+    """`step_log_fn` of `loop.run`: the epoch's per-step losses and the norms of the hypergradient steps taken."""
+    def step_log(step: int, m: dict) -> None:
+        ep.losses.append(float(m["loss"]))
+        if bool(m["hyper"]):
+            ep.gnorms.append(float(m["hyper_grad_norm"]))
+    return step_log
+
+
+def _monitor_record(plan, augment, prepared: Prepared, state: loop.TrainState, code: int, mon_idx, rng) -> dict:
     """Quality of the current planner's augmentations of the monitor rows against validation rows."""
     from jaxlab.finance.monitor import quality_report
+    key = state.key
     xm = prepared.x_tr[mon_idx]
-    pm, qm, lm, _ = plan(state.theta, state.phi, xm, jax.random.fold_in(key, 7), code, 1.0)
+    pm, qm, lm, _ = plan(state.params["theta"], state.params["phi"], xm, jax.random.fold_in(key, 7), code, 1.0)
     xa, _, _ = augment(xm, prepared.y_tr[mon_idx], prepared.asset_tr[mon_idx], prepared.day_tr[mon_idx], qm, lm,
                        jnp.ones(len(mon_idx), bool), jax.random.fold_in(key, 8))
     vm = prepared.x_va[rng.choice(len(prepared.x_va), min(256, len(prepared.x_va)), replace=False)]
@@ -316,129 +427,93 @@ def _monitor_record(plan, augment, prepared: Prepared, state, code: int, mon_idx
     return rec
 
 
-def _epoch_steps(plan, augment, update, prepared: Prepared, config: TrainHParams, state, key, rng, *, t: int,
-                 epoch: int, steps: int, method: str, code: int, alpha: float, hyper_on: bool, log):
-    """One epoch of `steps` minibatches (a host loop: plan -> augment -> provenance record -> update).
-    Returns (state, key, t, per-step losses, hypergradient norms of the steps that took one)."""
-    B, N = config.batch_size, len(prepared.x_tr)
-    xv_all, yv_all = prepared.x_va, prepared.y_va
-    perm = rng.permutation(N)
-    losses, gnorms = [], []
-    for s in range(steps):
-        idx = perm[s * B:(s + 1) * B]
-        vidx = rng.choice(len(xv_all), min(config.val_batch, len(xv_all)), replace=False)
-        key, k_plan, k_aug, k_hyp = jax.random.split(key, 4)
-        x, y = prepared.x_tr[idx], prepared.y_tr[idx]
-        a, d = prepared.asset_tr[idx], prepared.day_tr[idx]
-        p, q, lam_q, mask = plan(state.theta, state.phi, x, k_plan, code, alpha)
-        if code > 0:
-            x_t, y_t, b = augment(x, y, a, d, q, lam_q, mask, k_aug)
+def _epoch_end(run: _Run, ep: _Epochs, *, monitor: bool, on_epoch):
+    """`eval_fn` of `loop.run` after each epoch (one chunk): validation MSE, early stopping (min_delta 0) and the
+    best theta, the scheduler's reward, the epoch record (+ the quality monitor) -> {"val_mse", "es"}."""
+    def end(state: loop.TrainState) -> dict:
+        theta = state.params["theta"]
+        ev = run.evaluate(theta, test=False)
+        if ev["val_mse"] < ep.best:
+            ep.best, ep.best_theta, ep.es = ev["val_mse"], theta, 0
         else:
-            x_t, y_t, b = jnp.asarray(x), jnp.asarray(y), -jnp.ones(len(idx), jnp.int32)
+            ep.es += 1
+        ep.reward, ep.last_es = planner_lib.scheduler_update(ep.es, ep.last_es)
+        rec = {"epoch": len(ep.records), "alpha": ep.alpha, "train_loss": float(np.mean(ep.losses)),
+               "hyper_grad_norm": float(np.mean(ep.gnorms)) if ep.gnorms else 0.0, **ev}
+        ep.losses, ep.gnorms = [], []
+        if monitor and run.code > 0:
+            rec.update(_monitor_record(run.plan, run.augment, run.prepared, state, run.code, ep.mon_idx, ep.rng))
+        ep.records.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
+        return {"val_mse": ev["val_mse"], "es": ep.es}
+    return end
+
+
+def _train_run(run: _Run, trainer: loop.Trainer, key, *, log_path, monitor: bool, on_epoch) -> dict:
+    """train(key, ...) of `make_train` on `loop.run`: one chunk per epoch, the host step `collect`, the epoch's
+    end as `eval_fn` and early stopping as `stop_fn`; then the test metrics of the best-validation theta."""
+    c = run.config
+    seed = int(np.asarray(prov.key_data(jax.random.split(key)[1]))[-1])   # the key the trainer's state carries
+    rng = np.random.default_rng(seed)
+    N = len(run.prepared.x_tr)
+    ep = _Epochs(rng, rng.choice(N, min(256, N), replace=False))
+    log = prov.ProvenanceLog(log_path) if log_path else None
+    try:
+        state, hist = loop.run(trainer, key, steps=c.epochs * run.steps, chunk=run.steps,
+                               collect=_dataflow_collect(run, ep, log), step_log_fn=_step_log(ep),
+                               eval_fn=_epoch_end(run, ep, monitor=monitor, on_epoch=on_epoch),
+                               stop_fn=lambda ev: ep.es >= c.patience, progress=False)
+    finally:
         if log is not None:
-            log.write(prov.make_record(step=t, epoch=epoch, key=k_aug, alpha=alpha, p_bq=p, idx_b=idx,
-                                       q_b=q, lam_b=lam_q, mask_b=mask, b_b=b, phi=state.phi,
-                                       x_t=x_t, y_t=y_t, method=method))
-        do_hyper = bool(hyper_on and t % config.freq == 0)
-        state, loss, gn = update(state, x_t, y_t, x, y, a, d, xv_all[vidx], yv_all[vidx], k_hyp, do_hyper)
-        losses.append(float(loss))
-        if do_hyper:
-            gnorms.append(float(gn))
-        t += 1
-    return state, key, t, losses, gnorms
-
-
-def _bound_update(step_fns, px, py, stats):
-    """The compiled update of `step_fns` with the fold's cross-asset panel gathered on the host per batch."""
-    def update(state, x_t, y_t, x, y, asset, day, xv, yv, key, do_hyper):
-        day = np.asarray(day)
-        return step_fns["update"](state, x_t, y_t, x, y, asset, px[day], py[day], xv, yv, key, do_hyper, stats)
-    return update
-
-
-def _no_mix_fns(config: TrainHParams, prepared: Prepared, stats):
-    """(augment, update) of the "w/o mixup" ablation: the mix-up step skipped (its own compile)."""
-    nm = dict(st_all=config.st_all, k_targets=config.k_targets, b_max=config.b_max, no_mix=True)
-    fns = _step_fns(StepHParams.from_config(config)._replace(no_mix=True))
-    return make_augment(prepared, **nm), _bound_update(fns, prepared.panel_x_tr, prepared.panel_y_tr, stats)
+            log.close()
+    return {"metrics": run.evaluate(ep.best_theta), "history": ep.records, "state": state,
+            "best_theta": ep.best_theta, "steps": hist}
 
 
 def make_train(config: TrainHParams, prepared: Prepared):
-    """`train(key, method, log_path=None, monitor=False)` for one fold (`prepared`).
+    """`train(key, method="ours", log_path=None, monitor=False, on_epoch=None)` for one fold (`prepared`) ->
+    dict(metrics of the best-validation epoch (`evaluate_fold`), history (one record per epoch), state (the final
+    `loop.TrainState`), best_theta, steps (`loop.run`'s per-step history)).
 
     config: `TrainHParams` (an experiment converts its config once with `TrainHParams.from_config`; any other
-    container is converted here, for old callers)."""
+    container is converted here, for old callers). The returned function also carries `augment` (the replayable
+    manipulation), `plan`, `init` (the trainer's init), `evaluate(theta, test=True)`, `stats`, `core_augment`
+    and `trainer(method)` (the `loop.Trainer` a method runs)."""
     if not isinstance(config, TrainHParams):
         config = TrainHParams.from_config(config)
-    fns = _step_fns(StepHParams.from_config(config))
+    hp = StepHParams.from_config(config)
+    fns = _step_fns(hp)
     stats = fold_stats(prepared)
-    core_aug = _augment_fn(config.st_all, config.k_targets, config.b_max)
-    augment = make_augment(prepared, st_all=config.st_all, k_targets=config.k_targets, b_max=config.b_max)
-    px, py = prepared.panel_x_tr, prepared.panel_y_tr
-    B = config.batch_size
+    aug = dict(st_all=config.st_all, k_targets=config.k_targets, b_max=config.b_max)
+    augment = make_augment(prepared, **aug)
+    x_shape = (2,) + prepared.x_tr.shape[1:]
 
     def plan(theta, phi, x, key, policy_code, alpha):
         return fns["plan"](theta, phi, x, key, policy_code, alpha, stats)
 
-    update = _bound_update(fns, px, py, stats)
-
-    def predict_all(theta, x, chunk=2048):
-        return _predict_all(fns["predict"], theta, x, stats, chunk=chunk)
-
-    def init(key):
-        return fns["init"](key, jnp.asarray(prepared.x_tr[:2]), stats)
-
     def evaluate(theta, test=True):
         """Validation MSE, and (test=True) the test metrics (`evaluate_fold`)."""
-        return evaluate_fold(lambda x: predict_all(theta, x), prepared, test=test)
+        return evaluate_fold(lambda x: _predict_all(fns["predict"], theta, x, stats), prepared, test=test)
+
+    def trainer(method="ours"):
+        return dataflow_trainer(hp._replace(no_mix=method in _NO_MIX), tuple(int(n) for n in x_shape))
 
     def train(key, method="ours", log_path=None, monitor=False, on_epoch=None):
-        """Trains one seed. Returns dict(metrics of the best-validation epoch, history, state)."""
+        """Trains one seed. Returns dict(metrics of the best-validation epoch, history, state, best_theta, steps)."""
         if method not in METHODS:
             raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-        code = _POLICY[method]
-        k_init, key = jax.random.split(key)
-        state = init(k_init)
-        seed = int(np.asarray(prov.key_data(key))[-1])
-        rng = np.random.default_rng(seed)
-        N = len(prepared.x_tr)
-        steps = min(config.steps_per_epoch, max(N // B, 1))
-        log = prov.ProvenanceLog(log_path) if log_path else None
-        m_augment, m_update = (augment, update) if method not in _NO_MIX else _no_mix_fns(config, prepared, stats)
-        best, best_theta, es, last_es, reward = np.inf, state.theta, 0, 0, 0.1
-        history, t = [], 0
-        mon_idx = rng.choice(N, min(256, N), replace=False)
-        for epoch in range(config.epochs):
-            alpha = _epoch_alpha(method, epoch, config, reward)
-            hyper_on = code == 3 and epoch >= config.planner_start
-            state, key, t, losses, gnorms = _epoch_steps(
-                plan, m_augment, m_update, prepared, config, state, key, rng, t=t, epoch=epoch, steps=steps,
-                method=method, code=code, alpha=alpha, hyper_on=hyper_on, log=log)
-            ev = evaluate(state.theta, test=False)
-            if ev["val_mse"] < best:                  # early stopping, min_delta 0
-                best, best_theta, es = ev["val_mse"], state.theta, 0
-            else:
-                es += 1
-            reward, last_es = planner_lib.scheduler_update(es, last_es)
-            rec = {"epoch": epoch, "alpha": alpha, "train_loss": float(np.mean(losses)),
-                   "hyper_grad_norm": float(np.mean(gnorms)) if gnorms else 0.0, **ev}
-            if monitor and code > 0:
-                rec.update(_monitor_record(plan, m_augment, prepared, state, code, mon_idx, rng, key))
-            history.append(rec)
-            if on_epoch is not None:
-                on_epoch(rec)
-            if es >= config.patience:
-                break
-        if log is not None:
-            log.close()
-        best_ev = evaluate(best_theta)
-        return {"metrics": best_ev, "history": history, "state": state, "best_theta": best_theta}
+        no_mix = method in _NO_MIX
+        steps = min(config.steps_per_epoch, max(len(prepared.x_tr) // config.batch_size, 1))
+        run = _Run(config, prepared, method, _POLICY[method], steps, plan,
+                   make_augment(prepared, **aug, no_mix=True) if no_mix else augment, evaluate, stats)
+        return _train_run(run, trainer(method), key, log_path=log_path, monitor=monitor, on_epoch=on_epoch)
 
     train.augment = augment
     train.plan = plan
-    train.update = update
-    train.init = init
+    train.init = lambda key: jax.jit(trainer().init)(key)
     train.evaluate = evaluate
     train.stats = stats
-    train.core_augment = core_aug
+    train.core_augment = _augment_fn(config.st_all, config.k_targets, config.b_max)
+    train.trainer = trainer
     return train

@@ -153,7 +153,8 @@ def test_original_method_never_augments(small_run):
     prep, tr, _, _ = small_run
     st = tr.init(jax.random.PRNGKey(1))
     x = prep.x_tr[:16]
-    _, _, _, mask = tr.plan(st.theta, st.phi, x, jax.random.PRNGKey(2), 0, 1.0)
+    theta, phi = st.params["theta"], st.params["phi"]
+    _, _, _, mask = tr.plan(theta, phi, x, jax.random.PRNGKey(2), 0, 1.0)
     assert not bool(mask.any())
-    _, _, _, mask = tr.plan(st.theta, st.phi, x, jax.random.PRNGKey(2), 3, 1.0)
+    _, _, _, mask = tr.plan(theta, phi, x, jax.random.PRNGKey(2), 3, 1.0)
     assert bool(mask.all())
