@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from brax import envs as brax_envs
 from brax.envs.base import PipelineEnv, State
-from brax.io import mjcf
+
+from jaxlab.core import scene
 
 TASKS = ("bounded_push", "fragile_push_wall", "obstructed_push")
 OBS_DIM = 12
@@ -90,9 +91,8 @@ def _mjcf(task: str) -> str:
 </mujoco>"""
 
 
-@functools.lru_cache(maxsize=None)
 def _system(task: str):
-    return mjcf.loads(_mjcf(task))
+    return scene.load_system(_mjcf(task))
 
 
 def failure_event(task: str, obs_next: jax.Array, obs_prev: jax.Array, *, impact_speed: float = 0.3) -> jax.Array:

@@ -131,8 +131,8 @@ def drmas():
 
 # ---------------------------------------------------------------------------------------------- fusion
 def fusion():
-    """The diffusion-policy training chunk of `jaxlab.fusion.policy.make_train` (it draws its minibatch from
-    the demonstrations inside the jit; `constrain_batch` splits it)."""
+    """The diffusion-policy update of `jaxlab.fusion.policy.policy_trainer` (the demonstrations are the step's
+    data argument; it draws its minibatch inside the jit and `constrain_batch` splits it)."""
     from jaxlab.fusion import policy as PL
     cfg = PL.PolicyConfig(variant="havp", batch_size=B, denoiser="mlp", mlp_hidden=(32, 32), num_diffusion_steps=20,
                           lr=1e-3, warmup=1, train_steps=20)
@@ -143,15 +143,9 @@ def fusion():
     u = lambda *shape: jnp.asarray(r.uniform(-1.0, 1.0, (B,) + shape), jnp.float32)   # noqa: E731
     from jaxlab.fusion.encoders import PolicyObs
     data = (PolicyObs(u(24, 24, 2), u(26, 32), u(6)), u(8, 1))
-    _, init, train_chunk = PL.make_train(cfg, data)
-
-    def step(state, _):
-        ts, k = state
-        k, sub = jax.random.split(k)
-        ts, losses = train_chunk(ts, sub, 2)
-        return (ts, k), losses.mean()
-    return Case(step, (jax.jit(init)(jax.random.PRNGKey(1)), jax.random.PRNGKey(2)), None, lambda s: s[0].params,
-                mode="mesh", steps=2)
+    _, trainer, norm_data = PL.policy_trainer(cfg, data, chunk=2)
+    keys = jnp.stack([jax.random.PRNGKey(1), jax.random.PRNGKey(2)])
+    return Case(trainer.step, jax.jit(trainer.init)(keys), norm_data, lambda s: s.params, mode="mesh", steps=2)
 
 
 # ------------------------------------------------------------------------------------------- ARS, AgentOCR
@@ -164,7 +158,7 @@ def ars():
                                                   r.standard_normal((40, 4, 16)).astype(np.float32),
                                                   r.random((40, 4)) < 0.5)))
     tr = AT.make_trainer(data, ARSHParams(k=8, batch_size=B, epochs=3, lr=1e-2))
-    return Case(tr.step, jax.jit(tr.init)(jax.random.PRNGKey(4)), None, lambda s: s.w, mode="mesh")
+    return Case(tr.step, jax.jit(tr.init)(jax.random.PRNGKey(4)), None, lambda s: s.params, mode="mesh")
 
 
 _OCR = None

@@ -9,15 +9,14 @@ drawn rows. The tests check, per paper: every trained parameter agrees elementwi
 parameters far beyond that difference, and the batch really was split (8 shards, or collectives in the
 compiled step).
 
-Papers and steps: KPO (`rl.train.make_update`), Dr. MAS (`rl.multiagent` trainer step), fusion (diffusion
-policy `train_chunk`), ARS (shaping-head step), AgentOCR (GRPO step; its behaviour-cloning warm start, the
+Papers and steps: KPO (`rl.train.make_update`), Dr. MAS (`rl.multiagent` trainer step), fusion (the diffusion
+policy's `policy_trainer` step, the demonstrations as its data argument), ARS (shaping-head step), AgentOCR (GRPO step; its behaviour-cloning warm start, the
 stand-in for VLM pre-training, is `paper_steps_cases.agentocr_bc`, left out to save ~10 CPU-s), finance
 dataflow (forecaster + planner hypergradient update), robust trading (conditional GAN step and the NFSP
 trader's learning step), G-PAC/C-PAC (no gradient-trained step: the k-means + per-cluster threshold
-calibration `cpac_thresholds`, thresholds exactly equal), PiCCE (its minibatch step rebuilt from
-`jaxlab.l2d`'s public loss, experts and MLP: `make_train` keeps the step and the train set inside a closure),
-FARL (a PPO iteration of `jaxlab.farl.make_train` on a small point-mass env, the 8 envs split over the
-devices).
+calibration `cpac_thresholds`, thresholds exactly equal), PiCCE (the `jaxlab.l2d.train.l2d_trainer`
+step: one epoch of minibatch Adam, the data a jit argument, minibatches drawn inside), FARL (a PPO iteration,
+the step of `jaxlab.farl.ppo.online_trainer`, on a small point-mass env, the 8 envs split over the devices).
 
 All cases run in two subprocesses started together (8 fake devices each; the suite's XLA mode is inherited),
 so the file costs about half its CPU time in wall time on two cores.
