@@ -17,7 +17,9 @@ the state and the history are checkpointed together (orbax, async), so the same 
 
 Jitted functions are keyed by their static arguments: wrap hyperparameters with `bind(fn, hp=...)`
 (hashable by value, not identity), so rebuilding a trainer with equal hyperparameters reuses
-`jax.jit`'s own compile cache instead of a hand-keyed module-level cache.
+`jax.jit`'s own compile cache instead of a hand-keyed module-level cache. jax holds those cache
+entries weakly: the reuse lasts while one equal trainer object is alive, so a builder called once per
+unit of a study is memoised (`finance.train.dataflow_trainer` is an `lru_cache`).
 
 Multi-device: pass `mesh` (a `jax.sharding.Mesh` with a "data" axis). The state is replicated, a
 collected batch is split along its leading axis, and inside the step `sharding.constrain_batch`
