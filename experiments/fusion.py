@@ -56,7 +56,7 @@ def task_config(config, task):
         return config
     c = config.copy_and_resolve_references()
     with c.unlocked():
-        for section in ("cabinet", task) if task != "cabinet" else ("cabinet",):
+        for section in dict.fromkeys(("cabinet", task)):   # the cabinet's section, then the task's own
             for k, v in config.get(section, {}).items():
                 c[k] = v
     return c

@@ -107,6 +107,20 @@ class bind:  # noqa: N801  (reads like functools.partial)
         return f"bind({getattr(self.fn, '__name__', self.fn)}, {args})"
 
 
+def chunk_step_key(key, step, *, chunk: int, total: Optional[int] = None):
+    """The key of update ``step`` (0-based, traced ok) under the chunked schedule: updates run in chunks of
+    ``chunk`` and update i of chunk c draws split(fold_in(key, c), n_c)[i], where n_c = ``chunk`` except for a
+    shorter last chunk when ``total`` (the number of updates) is given and not a multiple of ``chunk``.
+    A trainer keeps the minibatches of a loop that split one key per chunk this way. (With JAX's partitionable
+    threefry, the default here, split(k, n)[i] does not depend on n; `total` keeps the schedule exact without it.)"""
+    c, i = step // chunk, step % chunk
+    kc = jax.random.fold_in(key, c)
+    if total is None or total % chunk == 0:
+        return jax.random.split(kc, chunk)[i]
+    last, n_last = (total - 1) // chunk, total % chunk
+    return jax.lax.cond(c == last, lambda: jax.random.split(kc, n_last)[i], lambda: jax.random.split(kc, chunk)[i])
+
+
 def _vmapped_init(keys, *, init):
     return jax.vmap(init)(keys)
 

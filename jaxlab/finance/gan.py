@@ -232,16 +232,10 @@ def _gan_generate(g_params, x_hist_btd, c_btk, key, *, hp: GanHParams, dim: int,
     return _fake(_nets(hp, dim), hp, half, g_params, x, c_btk, key)[0]
 
 
-def step_key(key, step, *, key_chunk: int):
-    """The key of update `step` (0-based) of a run keyed by `key`: split(fold_in(key, step // key_chunk),
-    key_chunk)[step % key_chunk] (the chunked schedule of the experiment: chunk i splits fold_in(key, i))."""
-    return jax.random.split(jax.random.fold_in(key, step // key_chunk), key_chunk)[step % key_chunk]
-
-
 def _gan_step(state: loop.TrainState, data: GanData, *, hp: GanHParams, dim: int, window: int, batch: int,
               key_chunk: int):
     """`loop.Trainer.step`: a minibatch of `batch` windows drawn uniformly from `data`, one `_gan_update`."""
-    k1, k2 = jax.random.split(step_key(state.key, state.step, key_chunk=key_chunk))
+    k1, k2 = jax.random.split(loop.chunk_step_key(state.key, state.step, chunk=key_chunk))
     idx = jax.random.randint(k1, (batch,), 0, data.x.shape[0])
     return _gan_update(state, data.x[idx], data.c[idx], k2, hp=hp, dim=dim, window=window)
 
@@ -249,8 +243,8 @@ def _gan_step(state: loop.TrainState, data: GanData, *, hp: GanHParams, dim: int
 def gan_trainer(hp: GanHParams, *, dim: int, macro_dim: int, window: int, batch: int = 64,
                 key_chunk: int = 200) -> loop.Trainer:
     """`loop.Trainer` of the conditional GAN: `init(key) -> loop.TrainState` and `step(state, GanData(x, c)) ->
-    (state, metrics)` (`batch` windows drawn with replacement per step; the step's key is `step_key(state.key,
-    step, key_chunk=key_chunk)`). Seeds: `loop.vmap_seeds(trainer)`; run by `loop.run(..., data=GanData(x, c))`
+    (state, metrics)` (`batch` windows drawn with replacement per step; the step's key is `loop.chunk_step_key(
+    state.key, step, chunk=key_chunk)`). Seeds: `loop.vmap_seeds(trainer)`; run by `loop.run(..., data=GanData(x, c))`
     or chunked by `loop.scan_steps`."""
     _check_window(window)
     kw = dict(hp=hp, dim=int(dim), window=int(window))

@@ -12,7 +12,7 @@ from jaxlab.fusion.encoders import (BASE_VARIANTS, FUSION_VARIANTS, AudioConditi
 from jaxlab.fusion.losses import (MINEHParams, diffusion_policy_loss, dv_bound, eps_prediction_loss, infonce_bound,
                                   infonce_loss, mine_loss)
 from jaxlab.fusion.mi import estimate_mi
-from jaxlab.fusion.policy import (PolicyConfig, PolicyNet, chunk_indices, chunk_step_key, expert_dataset,
+from jaxlab.fusion.policy import (PolicyConfig, PolicyNet, chunk_indices, expert_dataset,
                                   make_policy_fn, make_train, policy_trainer, rollout_policy, task_module, task_params, window_indices)
 from jaxlab.fusion.pour import PourParams, PourState, check_action, rollout_expert
 
@@ -20,7 +20,7 @@ __all__ = [
     "log_mel", "mel_filterbank", "mel_spectrogram", "resonance_noise", "stft_power", "BASE_VARIANTS",
     "FUSION_VARIANTS", "AudioConditionedBranch", "FusionEncoder", "LowRankFusion", "PolicyObs", "lmf",
     "lmf_full_tensor", "parse_variant", "tensor_fusion", "dv_bound", "estimate_mi", "infonce_bound",
-    "PolicyConfig", "PolicyNet", "chunk_indices", "chunk_step_key", "policy_trainer", "expert_dataset", "make_policy_fn", "make_train",
+    "PolicyConfig", "PolicyNet", "chunk_indices", "policy_trainer", "expert_dataset", "make_policy_fn", "make_train",
     "rollout_policy", "window_indices", "PourParams", "PourState", "check_action", "rollout_expert",
     "CabinetParams", "CabinetState", "task_module", "task_params",
     "MINEHParams", "diffusion_policy_loss", "eps_prediction_loss", "infonce_loss", "mine_loss",

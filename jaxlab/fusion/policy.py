@@ -204,20 +204,8 @@ def _policy_update(state: loop.TrainState, key, data, *, net: "PolicyNet", cfg: 
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1, extra={"ema": ema}), loss
 
 
-def chunk_step_key(base, step, *, chunk: int, total: int):
-    """The key of update ``step`` (traced ok): updates run in chunks of ``chunk`` (the last one shorter when
-    ``total`` is not a multiple), and update i of chunk c draws split(fold_in(base, c), n_c)[i]."""
-    c, i = step // chunk, step % chunk
-    kc = jax.random.fold_in(base, c)
-    last = (total - 1) // chunk
-    n_last = total - last * chunk
-    if n_last == chunk:
-        return jax.random.split(kc, chunk)[i]
-    return jax.lax.cond(c == last, lambda: jax.random.split(kc, n_last)[i], lambda: jax.random.split(kc, chunk)[i])
-
-
 def _policy_step(state: loop.TrainState, data, *, net: "PolicyNet", cfg: PolicyConfig, chunk: int):
-    key = chunk_step_key(state.key, state.step, chunk=chunk, total=cfg.train_steps)
+    key = loop.chunk_step_key(state.key, state.step, chunk=chunk, total=cfg.train_steps)
     state, loss = _policy_update(state, key, data, net=net, cfg=cfg)
     return state, {"loss": loss}
 
@@ -231,7 +219,7 @@ def policy_trainer(cfg: PolicyConfig, dataset, p=pour.PourParams(), *, chunk: in
 
     * ``init(keys [2, 2])``: keys[0] initialises the network, keys[1] is the state's key; the state is a
       `loop.TrainState` with ``extra = {"ema": EMA parameters}``;
-    * ``step(state, data)``: one update (`chunk_step_key` schedule: the same minibatches as `make_train`'s
+    * ``step(state, data)``: one update (`loop.chunk_step_key` schedule: the same minibatches as `make_train`'s
       ``train_chunk`` run chunk by chunk with keys fold_in(keys[1], c));
     * ``data``: the normalised dataset, a jit argument (``loop.run(..., data=data)``).
 

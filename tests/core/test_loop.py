@@ -224,3 +224,15 @@ def test_eval_at_start_and_a_log_line_per_step():
     assert [e["step"] for e in h["eval"]] == [0, 2, 4, 5] and h["eval"][0]["i"] == 0.0
     assert [s for s, _ in lines] == [1, 2, 3, 4, 5]
     np.testing.assert_allclose([x for _, x in lines], h["loss"], rtol=0)
+
+
+def test_chunk_step_key_reproduces_a_loop_that_splits_one_key_per_chunk():
+    """Update i of chunk c draws split(fold_in(key, c), n_c)[i]: n_c = chunk, and the shorter last chunk's own
+    length when `total` is given; without `total` every chunk is full."""
+    key = jax.random.PRNGKey(7)
+    total, chunk = 7, 3
+    want = [k for c, n in enumerate((3, 3, 1)) for k in jax.random.split(jax.random.fold_in(key, c), n)]
+    got = jax.jit(jax.vmap(lambda s: loop.chunk_step_key(key, s, chunk=chunk, total=total)))(jnp.arange(total))
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(jnp.stack(want)))
+    full = [loop.chunk_step_key(key, s, chunk=chunk) for s in range(6)]
+    np.testing.assert_array_equal(np.asarray(jnp.stack(full)), np.asarray(jnp.stack(want[:6])))

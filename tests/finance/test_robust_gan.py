@@ -107,7 +107,7 @@ def test_generated_volatility_follows_the_spread_and_a_shuffled_macro_generator_
 
 def test_gan_trainer_under_loop_run_with_a_resume_equals_the_update_loop(tmp_path):
     """`gan_trainer` on the training contract: `loop.run` in chunks of 2 (killed after 4 steps, resumed from its
-    checkpoint to 6) ends bitwise where six `make_gan` updates on the same minibatches and keys (`step_key`) end."""
+    checkpoint to 6) ends bitwise where six `make_gan` updates on the same minibatches and keys (`loop.chunk_step_key`) end."""
     from jaxlab.core import loop
     hp, key = G.GanHParams(hidden=4), jax.random.PRNGKey(0)
     x = jax.random.normal(jax.random.PRNGKey(1), (16, 8, 4))
@@ -119,7 +119,7 @@ def test_gan_trainer_under_loop_run_with_a_resume_equals_the_update_loop(tmp_pat
     init, update, _ = G.make_gan(hp, dim=4, macro_dim=2, window=8)
     ref, update = jax.jit(init)(key), jax.jit(update)
     for t in range(6):
-        k1, k2 = jax.random.split(G.step_key(key, t, key_chunk=3))
+        k1, k2 = jax.random.split(loop.chunk_step_key(key, t, chunk=3))
         idx = jax.random.randint(k1, (4,), 0, 16)
         ref, m = update(ref, x[idx], c[idx], k2)
     for a, b in zip(jax.tree_util.tree_leaves(st), jax.tree_util.tree_leaves(ref)):
