@@ -9,7 +9,9 @@ The arms are cells of `core.study` (config-hash-stamped, resumable).
 Run: python experiments/agentocr.py --config=experiments/configs/agentocr.py:quick --workdir=results/adhoc/agentocr
 """
 
+import contextlib
 import os
+import shutil
 
 import flax.serialization
 import jax
@@ -24,6 +26,7 @@ from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import MetricsWriter, read_json, write_json_atomic
 from jaxlab.core.summary import claim, mean_std, untestable
 
+GRPO_CHUNK = 4     # GRPO iterations between in-cell checkpoints (a killed cell resumes at the last one)
 ARMS = ("text_bc", "ocr_bc", "text_grpo", "ocr_grpo_c1", "agentocr_k5", "agentocr_k1")
 
 
@@ -135,20 +138,21 @@ def make_run_cell(config, workdir, bc_cache):
             return evaluate(params, cfg, ep, rs, config, seed, c_fixed=1.0)
         hp = atrain.GRPOHParams(lr=c["lr"], minibatch=config.minibatch, clip_eps=config.clip_eps,
                            lam=c["lam"], every_k=c["every_k"], learn_c=c["learn_c"])
-        state = atrain.grpo_init(params, hp)
-        rng = np.random.default_rng([config.train_seed, seed])
-        curve = []
-        for it in range(config.iterations):
-            tasks = rng.integers(0, 10_000, config.tasks_per_iter)
-            state, m = atrain.grpo_iteration(state, it, cfg=cfg, env_params=ep, hp=hp, task_seeds=tasks,
-                                        group_size=config.group_size, settings=rs,
-                                        sample_seed=config.train_seed + 1000 * seed + it,
-                                        c_fixed=None if c["learn_c"] else 1.0)
-            curve.append(m)
-        out = evaluate(state.params, cfg, ep, rs, config, seed, c_fixed=None if c["learn_c"] else 1.0,
-                       split=split)
-        out["train_success"] = [m["success"] for m in curve]
-        out["train_mean_c"] = [m["mean_c"] for m in curve]
+        rng = np.random.default_rng([config.train_seed, seed])     # iteration i's tasks: the stream's i-th draw
+        tasks = np.stack([rng.integers(0, 10_000, config.tasks_per_iter) for _ in range(config.iterations)])
+        c_fixed = None if c["learn_c"] else 1.0
+        trainer, collect = atrain.grpo_trainer(params, cfg, ep, hp, task_seeds=tasks, group_size=config.group_size,
+                                               sample_seed=config.train_seed + 1000 * seed, c_fixed=c_fixed,
+                                               settings=rs)
+        ckpt_dir = os.path.join(workdir, "cells", cell.id, f"run_{config_hash(c)}", f"s{seed}")
+        state, hist = loop.run(trainer, jax.random.PRNGKey(0), steps=config.iterations, chunk=GRPO_CHUNK,
+                               collect=collect, ckpt_dir=ckpt_dir, progress=f"grpo {cell.id} s{seed}")
+        out = evaluate(state.params, cfg, ep, rs, config, seed, c_fixed=c_fixed, split=split)
+        out["train_success"] = [float(x) for x in hist["success"]]
+        out["train_mean_c"] = [float(x) for x in hist["mean_c"]]
+        shutil.rmtree(ckpt_dir, ignore_errors=True)    # the study record now holds the result
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(ckpt_dir))         # the run folder, once no other seed's checkpoint is in it
         return out
     return run_cell
 

@@ -13,7 +13,8 @@ call is one jitted batched forward, each update one jitted step.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -122,14 +123,10 @@ def make_bc(cfg: policy.PolicyConfig, hp: BCHParams, data: dict) -> tuple[loop.T
 
 
 # ------------------------------------------------------------------------------------------ rollouts
-_APPLY = {}
-
-
-def _apply_fn(cfg):
-    if cfg not in _APPLY:
-        net = policy.Policy(cfg)
-        _APPLY[cfg] = jax.jit(lambda p, b: net.apply({"params": p}, b)[:2])
-    return _APPLY[cfg]
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _policy_logits(params, batch, *, cfg: policy.PolicyConfig):
+    """(action logits [B, A], compression logits [B, |C_SET|]) of one batched forward (jit's cache, keyed by cfg)."""
+    return policy.Policy(cfg).apply({"params": params}, batch)[:2]
 
 
 def _log_softmax_np(x):
@@ -159,7 +156,6 @@ def rollout(params, cfg: policy.PolicyConfig, env_params: aenv.EnvParams, seeds,
     for e, s in zip(envs, seeds):
         e.reset(int(s))
     c_prev = np.ones(n)
-    apply = _apply_fn(cfg)
     steps, tok = [], {k: [[] for _ in range(n)] for k in ("chars", "words", "visual")}
     c_used, ret, crops = [[] for _ in range(n)], np.zeros(n), 0
     last = [None] * n
@@ -173,7 +169,7 @@ def rollout(params, cfg: policy.PolicyConfig, env_params: aenv.EnvParams, seeds,
                 tok[k][i].append(info[k])
             crops += int(info["cropped"])
         batch = policy.stack_feats(last)
-        logits, c_logits = (np.asarray(x, np.float64) for x in apply(params, batch))
+        logits, c_logits = (np.asarray(x, np.float64) for x in _policy_logits(params, batch, cfg=cfg))
         lpa, lpc = _log_softmax_np(logits), _log_softmax_np(c_logits)
         if greedy:
             a_idx, c_idx = lpa.argmax(-1), lpc.argmax(-1)
@@ -247,38 +243,126 @@ def grpo_init(params, hp: GRPOHParams) -> TrainState:
     return TrainState(params=params, opt_state=optax.adam(hp.lr).init(params), step=jnp.zeros((), jnp.int32))
 
 
+_PASS = ("learn_c", "success", "mean_c")      # iteration-level fields of a `grpo_trainer` batch (not per row)
+
+
+def _grpo_iteration_step(state, batch, *, cfg, hp):
+    """One pass of PPO-clip updates over an iteration's minibatches, as one `lax.scan`.
+
+    batch: per-row fields [n_mb, mb, ...] with `valid` [n_mb, mb] (padding rows False; a minibatch with no valid
+    row is skipped: state and Adam moments untouched), `learn_c` [] (bool, traced: the arms share one compile),
+    and the rollout's `success` [] and `mean_c` [] (passed through as metrics). -> (state, metrics: the mean over
+    the real minibatches of loss and `losses.policy_loss`'s metrics, plus success and mean_c)."""
+    rows = {k: v for k, v in batch.items() if k not in _PASS}
+
+    def update(s, mb):
+        return _grpo_step(s, {**mb, "learn_c": batch["learn_c"]}, cfg=cfg, hp=hp)
+
+    def body(s, mb):
+        real = mb["valid"].any()
+        shapes = jax.eval_shape(update, s, mb)[1]
+        skip = lambda s_: (s_, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes))  # noqa: E731
+        s, m = jax.lax.cond(real, update, lambda s_, _: skip(s_), s, mb)
+        return s, (m, real)
+    state, (ms, real) = jax.lax.scan(body, state, rows)
+    w = real.astype(jnp.float32)
+    metrics = {k: jnp.sum(v * w) / jnp.maximum(w.sum(), 1.0) for k, v in ms.items()}
+    return state, {**metrics, "success": batch["success"], "mean_c": batch["mean_c"]}
+
+
+def minibatch_layout(n: int, minibatch: int, n_minibatches: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices [n_mb, mb] and validity [n_mb, mb] of one shuffled pass over n samples (permutation seeded by
+    `seed`): minibatch j holds perm[j*mb : (j+1)*mb]; the last partial one is padded with its first row (valid
+    False) and the minibatches past the data are all padding (row 0, valid False)."""
+    if n < 1 or n > minibatch * n_minibatches:
+        raise ValueError(f"n: expected 1..{minibatch * n_minibatches} samples ({n_minibatches} minibatches of "
+                         f"{minibatch}), got {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    idx = np.zeros((n_minibatches, minibatch), np.int64)
+    valid = np.zeros((n_minibatches, minibatch), bool)
+    for j, start in enumerate(range(0, n, minibatch)):
+        part = perm[start:start + minibatch]
+        idx[j, :len(part)], idx[j, len(part):] = part, part[0]
+        valid[j, :len(part)] = True
+    return idx, valid
+
+
+def _step_hp(hp: GRPOHParams) -> GRPOHParams:
+    """The update's static hyperparameters: lam / every_k act on the host (scores) and learn_c is traced, so
+    arms with the same lr, minibatch and clip_eps share one compiled update."""
+    return GRPOHParams(lr=hp.lr, minibatch=hp.minibatch, clip_eps=hp.clip_eps, lam=0.0, every_k=1, learn_c=True)
+
+
+def _iteration_batch(samples: dict, *, hp: GRPOHParams, n_minibatches: int, seed: int, success=0.0,
+                     mean_c=0.0) -> dict:
+    idx, valid = minibatch_layout(len(samples["act"]), hp.minibatch, n_minibatches, seed)
+    batch = {k: v[idx] for k, v in samples.items()}
+    batch["valid"] = valid
+    batch.update(learn_c=np.asarray(hp.learn_c), success=np.float32(success), mean_c=np.float32(mean_c))
+    return batch
+
+
 def grpo_update(state: TrainState, samples: dict, *, cfg: policy.PolicyConfig, hp: GRPOHParams, seed: int = 0):
     """One pass over the samples in shuffled minibatches of fixed size (the last one padded, valid=False)."""
-    n = len(samples["act"])
-    perm = np.random.default_rng(seed).permutation(n)
-    mb = hp.minibatch
-    step_hp = GRPOHParams(lr=hp.lr, minibatch=mb, clip_eps=hp.clip_eps, lam=0.0, every_k=1, learn_c=True)
-    flag = np.asarray(hp.learn_c)   # a traced flag: the arms share one compiled update
-    metrics = []
-    for start in range(0, n, mb):
-        idx = perm[start:start + mb]
-        pad = mb - len(idx)
-        idx_p = np.concatenate([idx, np.zeros(pad, int) + idx[0]])
-        batch = {k: v[idx_p] for k, v in samples.items()}
-        batch["valid"] = np.concatenate([np.ones(len(idx), bool), np.zeros(pad, bool)])
-        batch["learn_c"] = flag
-        state, m = grpo_step(state, batch, cfg=cfg, hp=step_hp)
-        metrics.append(jax.device_get(m))
-    return state, {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
+    n_mb = -(-len(samples["act"]) // hp.minibatch)
+    batch = _iteration_batch(samples, hp=hp, n_minibatches=n_mb, seed=seed)
+    state, m = loop.jit_step(state, batch, step=loop.bind(_grpo_iteration_step, cfg=cfg, hp=_step_hp(hp)))
+    return state, {k: float(v) for k, v in jax.device_get(m).items() if k not in ("success", "mean_c")}
 
 
-def grpo_iteration(state: TrainState, iteration: int, *, cfg, env_params, hp: GRPOHParams, task_seeds,
-                   group_size: int, sample_seed: int, c_fixed=None, settings=render.RenderSettings()):
-    """Collects G episodes for each task seed (one batched rollout), builds advantages, updates once."""
+def _iteration_samples(params, iteration: int, *, cfg, env_params, hp: GRPOHParams, task_seeds, group_size: int,
+                       sample_seed: int, c_fixed, settings) -> tuple[dict, dict]:
+    """G episodes for each task seed (one batched rollout) -> (rollout, GRPO samples with advantages)."""
     seeds = np.repeat(np.asarray(task_seeds), group_size)
-    ro = rollout(state.params, cfg, env_params, seeds, sample_seed=sample_seed, c_fixed=c_fixed,
-                 settings=settings)
+    ro = rollout(params, cfg, env_params, seeds, sample_seed=sample_seed, c_fixed=c_fixed, settings=settings)
     groups = []
     for g in range(len(task_seeds)):
         sel = set(range(g * group_size, (g + 1) * group_size))
         groups.append({"steps": [s for s in ro["steps"] if s["episode"] in sel], "ret": ro["ret"],
                        "success": ro["success"]})
-    samples = grpo_samples(groups, iteration=iteration, hp=hp)
-    state, m = grpo_update(state, samples, cfg=cfg, hp=hp, seed=sample_seed)
-    m.update(success=float(ro["success"].mean()), mean_c=float(ro["mean_c"].mean()))
-    return state, m
+    return ro, grpo_samples(groups, iteration=iteration, hp=hp)
+
+
+def grpo_trainer(params, cfg: policy.PolicyConfig, env_params: aenv.EnvParams, hp: GRPOHParams, *,
+                 task_seeds, group_size: int, sample_seed: int, c_fixed: float | None = None,
+                 settings=render.RenderSettings()) -> tuple[loop.Trainer, Callable]:
+    """GRPO fine-tuning from `params` for `loop.run`: -> (Trainer(init, step), collect); one loop step is one
+    iteration.
+
+    task_seeds: [iterations, P] ints, the task seeds of each iteration (P groups of `group_size` episodes).
+    collect(state, i): the host step of iteration i: the rollouts (Python ShelfWorld, Pillow renderer; sampling
+    seed `sample_seed + i`) and their advantages, laid out as a fixed number of minibatches (P * G * horizon
+    rows at most; `minibatch_layout` with seed `sample_seed + i`), so every iteration reuses one compile. The
+    step is `_grpo_iteration_step` (one `lax.scan` over the minibatches). init ignores its key: the state
+    starts from `params` (the behaviour-cloned policy) with a fresh Adam state. Resuming at iteration i
+    recomputes nothing before it: collect depends on (state, i) only."""
+    policy.check_config(cfg)
+    task_seeds = np.asarray(task_seeds)
+    if task_seeds.ndim != 2 or task_seeds.shape[1] < 1:
+        raise ValueError(f"task_seeds: expected [iterations, P >= 1] ints, got shape {task_seeds.shape}")
+    if group_size < 1:
+        raise ValueError(f"group_size: expected >= 1, got {group_size}")
+    n_mb = -(-task_seeds.shape[1] * group_size * env_params.horizon // hp.minibatch)
+
+    def collect(state, i):
+        ro, samples = _iteration_samples(state.params, i, cfg=cfg, env_params=env_params, hp=hp,
+                                         task_seeds=task_seeds[i], group_size=group_size,
+                                         sample_seed=sample_seed + i, c_fixed=c_fixed, settings=settings)
+        return _iteration_batch(samples, hp=hp, n_minibatches=n_mb, seed=sample_seed + i,
+                                success=ro["success"].mean(), mean_c=ro["mean_c"].mean())
+
+    def init(key):
+        del key
+        return grpo_init(params, hp)
+    return loop.Trainer(init=init, step=loop.bind(_grpo_iteration_step, cfg=cfg, hp=_step_hp(hp))), collect
+
+
+def grpo_iteration(state: TrainState, iteration: int, *, cfg, env_params, hp: GRPOHParams, task_seeds,
+                   group_size: int, sample_seed: int, c_fixed=None, settings=render.RenderSettings()):
+    """One GRPO iteration from `state` (a step of `grpo_trainer` with `task_seeds` as iteration `iteration`'s
+    tasks): G episodes for each task seed (one batched rollout), advantages, one pass of minibatch updates."""
+    trainer, collect = grpo_trainer(state.params, cfg, env_params, hp, task_seeds=np.tile(task_seeds, (iteration + 1, 1)),
+                                    group_size=group_size, sample_seed=sample_seed - iteration, c_fixed=c_fixed,
+                                    settings=settings)
+    state, m = loop.jit_step(state, collect(state, iteration), step=trainer.step)
+    return state, {k: float(v) for k, v in jax.device_get(m).items()}

@@ -149,7 +149,9 @@ def scan_steps(state: PyTree, data: PyTree = None, *, step: Callable, length: in
 
 
 @functools.partial(jax.jit, static_argnames=("step",))
-def _jit_step(state, batch, *, step):
+def jit_step(state, batch, *, step):
+    """`step(state, batch)` jitted (`step` static: a `bind` or a module-level function): one collected update,
+    compiled as `run` compiles it."""
     return step(state, batch)
 
 
@@ -358,7 +360,7 @@ def _collected_chunk(step, state, collect, start, n, mesh):
         batch = collect(state, start + i)
         if mesh is not None:
             batch = sharding_lib.shard_rows(batch, mesh)
-        state, m = _jit_step(state, batch, step=step)
+        state, m = jit_step(state, batch, step=step)
         out.append(m)
     return state, jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *out)
 

@@ -15,6 +15,20 @@ from jaxlab.core import loop
 TINY = P.PolicyConfig(kind="ocr", d=16, layers=1, heads=2, mlp=32, stem=(), canvas_h=420)
 
 
+def _assert_trees_equal(a, b):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb))
+
+
+def test_minibatch_layout_pads_and_covers_every_row_once():
+    idx, valid = T.minibatch_layout(5, 2, 4, seed=0)
+    perm = np.random.default_rng(0).permutation(5)
+    assert sorted(idx[valid].tolist()) == list(range(5)) and idx[valid].tolist() == perm.tolist()
+    assert valid.sum(1).tolist() == [2, 2, 1, 0] and idx[2, 1] == idx[2, 0]
+    with pytest.raises(ValueError, match="n: expected 1..8"):
+        T.minibatch_layout(9, 2, 4, seed=0)
+
+
 def test_canvas_mask_crop_and_width_error():
     ink = np.full((60, 150), 200, np.uint8)
     canvas, mask, cropped = P.place_on_canvas(ink, TINY)
@@ -44,7 +58,7 @@ def test_featurize_compresses_history_by_previous_c():
         assert info["words"] == len(E.words(" ".join(env.segments())))
 
 
-def test_rollout_off_by_one_bc_and_grpo_plumbing():
+def test_rollout_off_by_one_bc_and_grpo_plumbing(tmp_path):
     ep = E.EnvParams(variant="shelf", horizon=5)
     data = T.bc_dataset(ep, TINY, range(6), c_seed=0)
     assert np.isin(data["c_img"], L.C_SET).all() and (data["act_mask"].sum(1) > data["act"]).all()
@@ -73,6 +87,28 @@ def test_rollout_off_by_one_bc_and_grpo_plumbing():
     assert np.isfinite(m["loss"]) and 0.0 <= m["success"] <= 1.0
     st2, _ = T.grpo_update(st, out, cfg=TINY, hp=hp)           # non-zero advantages move the parameters
     assert any(not np.allclose(a, b) for a, b in zip(jax.tree.leaves(st.params), jax.tree.leaves(st2.params)))
+    # all-padding minibatches are skipped: two more of them change no bit of the state (Adam moments included)
+    step = loop.bind(T._grpo_iteration_step, cfg=TINY, hp=T._step_hp(hp))
+    padded = T._iteration_batch(out, hp=hp, n_minibatches=2, seed=0)    # the shape grpo_trainer uses below
+    st3, m3 = loop.jit_step(st, padded, step=step)
+    _assert_trees_equal(st2, st3)
+    assert float(m3["loss"]) == pytest.approx(_["loss"], rel=1e-6)
+    # GRPO on the training contract: loop.run over iterations = the host loop of grpo_iteration, bit for bit,
+    # also when killed after iteration 1 and resumed from its checkpoint
+    tasks = [[7, 8], [9, 10]]
+    trainer, collect = T.grpo_trainer(state.params, TINY, ep, hp, task_seeds=tasks, group_size=2, sample_seed=3)
+    ref = T.grpo_init(state.params, hp)
+    for i in range(2):
+        ref, mi = T.grpo_iteration(ref, i, cfg=TINY, env_params=ep, hp=hp, task_seeds=tasks[i], group_size=2,
+                                   sample_seed=3 + i)
+    ckpt = str(tmp_path / "grpo")
+    loop.run(trainer, jax.random.PRNGKey(0), steps=1, chunk=1, collect=collect, ckpt_dir=ckpt, progress=False)
+    res, hist = loop.run(trainer, jax.random.PRNGKey(0), steps=2, chunk=1, collect=collect, ckpt_dir=ckpt,
+                         progress=False)
+    _assert_trees_equal(ref, res)
+    assert hist["step"] == [1, 2] and hist["success"][-1] == mi["success"]
+    with pytest.raises(ValueError, match="task_seeds"):
+        T.grpo_trainer(state.params, TINY, ep, hp, task_seeds=[7, 8], group_size=2, sample_seed=3)
     # evaluation temperature: a tiny temperature acts like greedy; a non-positive one is an error
     g = T.rollout(state.params, TINY, ep, [1, 2, 3], greedy=True)
     cold = T.rollout(state.params, TINY, ep, [1, 2, 3], sample_seed=5, temperature=1e-6)

@@ -194,7 +194,7 @@ def agentocr_grpo():
     trainer, collect = T.make_bc(cfg, T.BCHParams(batch=B), data)
     st = jax.jit(lambda k: T.grpo_init(trainer.init(k).params, hp))(jax.random.PRNGKey(0))
     b = dict(collect(st, 1))
-    logits, c_logits = T._apply_fn(cfg)(st.params, b)
+    logits, c_logits = T._policy_logits(st.params, b, cfg=cfg)
     r = _rng(7)
     lpa = jnp.take_along_axis(jax.nn.log_softmax(logits), jnp.asarray(b["act"])[:, None], 1)[:, 0]
     lpc = jnp.take_along_axis(jax.nn.log_softmax(c_logits), jnp.asarray(b["c"])[:, None], 1)[:, 0]

@@ -29,7 +29,7 @@ def _host_loop(tr, prep, key, method):
     code, B = T._POLICY[method], HP.batch_size
     trainer = tr.trainer(method)
     state = jax.jit(trainer.init)(key)
-    step = functools.partial(loop._jit_step, step=trainer.step)     # the same compiled update as loop.run's
+    step = functools.partial(loop.jit_step, step=trainer.step)     # the same compiled update as loop.run's
     rng = np.random.default_rng(provenance.key_data(jax.random.split(key)[1])[-1])
     rng.choice(len(prep.x_tr), min(256, len(prep.x_tr)), replace=False)     # the monitor rows
     reward, es, last_es, best, records = 0.1, 0, 0, np.inf, []
