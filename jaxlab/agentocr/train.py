@@ -249,11 +249,12 @@ _PASS = ("learn_c", "success", "mean_c")      # iteration-level fields of a `grp
 def _grpo_iteration_step(state, batch, *, cfg, hp):
     """One pass of PPO-clip updates over an iteration's minibatches, as one `lax.scan`.
 
-    batch: per-row fields [n_mb, mb, ...] with `valid` [n_mb, mb] (padding rows False; a minibatch with no valid
-    row is skipped: state and Adam moments untouched), `learn_c` [] (bool, traced: the arms share one compile),
+    batch: per-row fields [mb, n_mb, ...] (rows first, so a `data` mesh splits every minibatch's rows over the
+    devices: `sharding.shard_rows`) with `valid` [mb, n_mb] (padding rows False; a minibatch with no valid row
+    is skipped: state and Adam moments untouched), `learn_c` [] (bool, traced: the arms share one compile),
     and the rollout's `success` [] and `mean_c` [] (passed through as metrics). -> (state, metrics: the mean over
     the real minibatches of loss and `losses.policy_loss`'s metrics, plus success and mean_c)."""
-    rows = {k: v for k, v in batch.items() if k not in _PASS}
+    rows = {k: jnp.moveaxis(v, 1, 0) for k, v in batch.items() if k not in _PASS}     # [n_mb, mb, ...]
 
     def update(s, mb):
         return _grpo_step(s, {**mb, "learn_c": batch["learn_c"]}, cfg=cfg, hp=hp)
@@ -296,8 +297,8 @@ def _step_hp(hp: GRPOHParams) -> GRPOHParams:
 def _iteration_batch(samples: dict, *, hp: GRPOHParams, n_minibatches: int, seed: int, success=0.0,
                      mean_c=0.0) -> dict:
     idx, valid = minibatch_layout(len(samples["act"]), hp.minibatch, n_minibatches, seed)
-    batch = {k: v[idx] for k, v in samples.items()}
-    batch["valid"] = valid
+    batch = {k: v[idx.T] for k, v in samples.items()}       # [mb, n_mb, ...]: rows first
+    batch["valid"] = valid.T
     batch.update(learn_c=np.asarray(hp.learn_c), success=np.float32(success), mean_c=np.float32(mean_c))
     return batch
 
@@ -331,7 +332,7 @@ def grpo_trainer(params, cfg: policy.PolicyConfig, env_params: aenv.EnvParams, h
 
     task_seeds: [iterations, P] ints, the task seeds of each iteration (P groups of `group_size` episodes).
     collect(state, i): the host step of iteration i: the rollouts (Python ShelfWorld, Pillow renderer; sampling
-    seed `sample_seed + i`) and their advantages, laid out as a fixed number of minibatches (P * G * horizon
+    seed `sample_seed + i`) and their advantages, laid out as a fixed number of minibatches [mb, n_mb, ...] (P * G * horizon
     rows at most; `minibatch_layout` with seed `sample_seed + i`), so every iteration reuses one compile. The
     step is `_grpo_iteration_step` (one `lax.scan` over the minibatches). init ignores its key: the state
     starts from `params` (the behaviour-cloned policy) with a fresh Adam state. Resuming at iteration i

@@ -186,8 +186,8 @@ def agentocr_bc():
 
 
 def agentocr_grpo():
-    """AgentOCR GRPO: `grpo_step` (PPO-clip on the action and compression log-probs) on a fake rollout batch
-    of BC features with behaviour log-probs of the initial policy plus noise and random advantages."""
+    """AgentOCR GRPO: one iteration step of `grpo_trainer` (PPO-clip on the action and compression log-probs,
+    a scan over minibatches) on a fake rollout batch of BC features with behaviour log-probs of the initial policy plus noise and random advantages."""
     from jaxlab.agentocr import train as T
     cfg, data = _ocr_data()
     hp = T.GRPOHParams(lr=3e-3, minibatch=B)
@@ -201,12 +201,19 @@ def agentocr_grpo():
     b.update(old_logp_act=np.asarray(lpa) + 0.2 * r.standard_normal(B).astype(np.float32),
              old_logp_c=np.asarray(lpc) + 0.2 * r.standard_normal(B).astype(np.float32),
              adv=r.standard_normal(B).astype(np.float32), valid=np.ones(B, bool))
-    keep = T.FEATURE_KEYS + ("act", "c", "old_logp_act", "old_logp_c", "adv", "valid")
+    keep = T.FEATURE_KEYS + ("act", "c", "old_logp_act", "old_logp_c", "adv")
     b = {key: v for key, v in b.items() if key in keep}
+    # one GRPO iteration as `grpo_trainer` lays it out: rows first [mb = 8, 3 minibatches] (the third all
+    # padding, skipped), so the mesh splits each minibatch's rows over the 8 devices
+    hp = hp._replace(minibatch=B // 2)
+    batch = T._iteration_batch(b, hp=hp, n_minibatches=3, seed=0)
+    rows = {k: v for k, v in batch.items() if k not in T._PASS}     # the scalars enter the step as constants
+    scalars = {k: batch[k] for k in T._PASS}
+    step_hp = T._step_hp(hp)
 
-    def step(state, batch):
-        return T.grpo_step(state, dict(batch, learn_c=np.asarray(True)), cfg=cfg, hp=hp)
-    return Case(step, st, b, lambda s: s.params, skip=_NOISE_ONLY)
+    def step(state, rows):
+        return T._grpo_iteration_step(state, {**rows, **scalars}, cfg=cfg, hp=step_hp)
+    return Case(step, st, rows, lambda s: s.params, skip=_NOISE_ONLY)
 
 
 # --------------------------------------------------------------------------------------------- finance

@@ -29,7 +29,7 @@ import pytest
 
 from jaxlab.core.testing import run_with_fake_devices
 
-# two groups of about equal CPU cost (measured per case: finance 13, fusion 14, AgentOCR 11, FARL 9, Dr. MAS 8,
+# two groups of about equal CPU cost (measured per case: finance 13, fusion 14, AgentOCR 18 (an iteration of two minibatches since session 10), FARL 9, Dr. MAS 8,
 # GAN 8, trader 8, KPO 7, G-PAC 4, ARS 3, PiCCE 2 CPU-s with most XLA optimisations off, as `make test` runs)
 GROUPS = (("finance_dataflow", "kpo", "drmas", "robust_gan", "ars", "picce"),
           ("fusion", "agentocr", "farl", "robust_trader", "gpac"))
