@@ -17,7 +17,6 @@ units and a changed hyperparameter recomputes the units it touches (and nothing 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -27,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxlab.core import plots, study
+from jaxlab.core import loop, plots, study
 from jaxlab.core.metrics import MetricsWriter
 from jaxlab.core.summary import claim, combine_claims, mean_std
 from jaxlab.finance import data as data_lib
@@ -72,26 +71,17 @@ def rl_units(config):
     return [(ds, seed) for ds in config.datasets for seed in config.seeds]
 
 
-def _dqn(config):
-    return _dqn_fns(int(config.rl.window), int(config.rl.num_envs), int(config.rl.buffer_size),
-                    int(config.rl.eps_decay_iters), int(config.rl.target_every), float(config.rl.lr),
-                    float(config.rl.gamma))
-
-
-@functools.lru_cache(maxsize=4)
-def _dqn_fns(window, num_envs, buffer_size, eps_decay_iters, target_every, lr, gamma):
-    """The DQN's jitted (init, chunk over arms, eval over arms), keyed by every hyperparameter it closes over."""
-    init, train_chunk, _, evaluate = dqn_lib.make_dqn(
-        window=window, num_envs=num_envs, buffer_size=buffer_size, eps_decay_iters=eps_decay_iters,
-        target_every=target_every, lr=lr, gamma=gamma)
-    arms_chunk = jax.jit(jax.vmap(train_chunk, in_axes=(0, 0, 0, None, None)), static_argnums=4)
-    arms_eval = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None, None, None)))
-    return init, arms_chunk, arms_eval
+def _dqn_hparams(config) -> dqn_lib.DQNHParams:
+    """The DQN section of the config -> its typed hyperparameters (the library boundary)."""
+    r = config.rl
+    return dqn_lib.DQNHParams(window=int(r.window), num_envs=int(r.num_envs), buffer_size=int(r.buffer_size),
+                              eps_decay_iters=int(r.eps_decay_iters), target_every=int(r.target_every),
+                              lr=float(r.lr), gamma=float(r.gamma))
 
 
 def run_rl(config, prep, tr, out_ours, seed):
     """DQN without / with random / with the planner's augmentation; returns [3 arms, len(R_KEYS)] and B&H."""
-    init, arms_chunk, arms_eval = _dqn(config)
+    hp = _dqn_hparams(config)
     rng = np.random.default_rng(1000 + seed)
     n = min(config.rl.bank_size, len(prep.x_tr))
     n -= n % config.batch_size
@@ -108,16 +98,16 @@ def run_rl(config, prep, tr, out_ours, seed):
     stacked = [dqn_lib.concat_banks(orig, dqn_lib.bank_from_windows(banks[arm], fmu, fsd)) for arm in ARMS]
     bank = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *stacked)
     alphas = jnp.array([0.0, config.rl.alpha, config.rl.alpha])
-    s0 = init(jax.random.fold_in(key, 0), stacked[0])                  # identical start for every arm
-    state = jax.tree_util.tree_map(lambda v: jnp.stack([v] * len(ARMS)), s0)
-    for _ in range(config.rl.iters // config.rl.chunk):
-        state, _ = arms_chunk(state, bank, alphas, n, config.rl.chunk)
+    chunk = int(config.rl.chunk)                                       # identical start for every arm
+    state, _ = loop.run(dqn_lib.arms_trainer(hp, len(ARMS)), jax.random.fold_in(key, 0),
+                        steps=(int(config.rl.iters) // chunk) * chunk, chunk=chunk,
+                        data=dqn_lib.DQNBatch(bank, alphas, n), progress=False)
     S = prep.num_assets
     L1 = prep.x_te.shape[1]
     xte, yte = prep.x_te.reshape(-1, S, L1, 5), prep.y_te.reshape(-1, S)
     xva, yva = prep.x_va.reshape(-1, S, L1, 5), prep.y_va.reshape(-1, S)
-    mt, _ = arms_eval(state.params, xte, yte, fmu, fsd)
-    mv, _ = arms_eval(state.params, xva, yva, fmu, fsd)
+    mt, _ = dqn_lib.arms_evaluate(state.params, xte, yte, fmu, fsd, hp=hp)
+    mv, _ = dqn_lib.arms_evaluate(state.params, xva, yva, fmu, fsd, hp=hp)
     res = np.stack([np.asarray(mt[k]) if k != "val_sharpe" else np.asarray(mv["sharpe"]) for k in R_KEYS], -1)
     bh = dqn_lib.strategy_metrics(jnp.asarray(yte.mean(1)))
     return res, {k: float(v) for k, v in bh.items()}

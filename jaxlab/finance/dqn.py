@@ -200,6 +200,34 @@ def dqn_trainer(hp: DQNHParams) -> loop.Trainer:
     return loop.Trainer(init=loop.bind(_dqn_init, hp=hp), step=loop.bind(_dqn_step, hp=hp))
 
 
+def _arms_init(key, *, init, n_arms: int):
+    s0 = init(key)
+    return jax.tree_util.tree_map(lambda v: jnp.stack([v] * n_arms), s0)
+
+
+def _arms_step(state, batch, *, step):
+    return jax.vmap(step, in_axes=(0, DQNBatch(0, 0, None)))(state, batch)
+
+
+def arms_trainer(hp: DQNHParams, n_arms: int) -> loop.Trainer:
+    """`n_arms` DQN traders trained side by side from one identical start (the arms of an augmentation
+    ablation): `init(key)` -> `dqn_trainer(hp).init(key)` stacked [A, ...]; `step(state, DQNBatch(bank [A, ...],
+    alpha [A], offset []))` -> (state, {"loss" [A]}): arm a learns from its own bank and alpha. One compile."""
+    if n_arms < 1:
+        raise ValueError(f"n_arms: expected >= 1, got {n_arms}")
+    trainer = dqn_trainer(hp)
+    return loop.Trainer(init=loop.bind(_arms_init, init=trainer.init, n_arms=n_arms),
+                        step=loop.bind(_arms_step, step=trainer.step))
+
+
+@functools.partial(jax.jit, static_argnames=("hp",))
+def arms_evaluate(params, x_dstf, y_ds, fmu, fsd, *, hp: DQNHParams):
+    """`evaluate_greedy` of every arm's Q-network: params [A, ...] -> (strategy metrics [A], actions [A, D, S])."""
+    act = loop.bind(_greedy, hidden=hp.hidden)
+    return jax.vmap(lambda p: evaluate_greedy(act, p, x_dstf, y_ds, fmu, fsd, window=hp.window, cost=hp.cost,
+                                              cost_mode=hp.cost_mode))(params)
+
+
 @functools.partial(jax.jit, static_argnames=("step", "iters"))
 def _scan_mean_loss(state, batch, *, step, iters: int):
     state, m = loop.scan_steps(state, batch, step=step, length=iters)

@@ -88,6 +88,20 @@ def test_training_chunks_are_resumable_and_alpha_picks_the_augmented_half(tmp_pa
     for a, c in zip(jax.tree_util.tree_leaves(st), jax.tree_util.tree_leaves(one)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
     assert hist["step"] == list(range(1, 61)) and max(hist["loss"]) > 0
+    # arms side by side (the dataflow experiment's DQN ablation): arm a with its own bank and alpha = that arm
+    # trained alone, from the identical start
+    hp = dqn.DQNHParams(window=5, num_envs=4, buffer_size=256, learning_starts=16)
+    bank2 = dqn.concat_banks(b, dqn.bank_from_windows(x[::-1].copy(), fmu, fsd))
+    banks = jax.tree_util.tree_map(lambda u, v: jnp.stack([u, v]), bank, bank2)
+    arms, _ = loop.run(dqn.arms_trainer(hp, 2), jax.random.PRNGKey(3), steps=60, chunk=60,
+                       data=dqn.DQNBatch(banks, jnp.array([1.0, 0.5]), 64), progress=False)
+    alone, _ = loop.run(trainer, jax.random.PRNGKey(3), steps=60, chunk=60, data=dqn.DQNBatch(bank2, 0.5, 64),
+                        progress=False)
+    for i, ref in ((0, st), (1, alone)):
+        for a, c in zip(jax.tree_util.tree_leaves(arms), jax.tree_util.tree_leaves(ref)):
+            np.testing.assert_allclose(np.asarray(a)[i], np.asarray(c), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="n_arms"):
+        dqn.arms_trainer(hp, 0)
 
 
 def test_observation_matches_env_and_is_causal():
