@@ -7,8 +7,10 @@ variant, once the code is in the history).
 
 GRPO: groups = task seeds, G episodes per seed; every step is one sample whose score is the episode return
 plus lambda ln(c_t) on successful episodes on the K schedule; mean/std across all steps of the group; PPO
-clip 0.2 on the (action, c) log-probs; no KL. The env loop is host Python (Pillow renderer); each policy
-call is one jitted batched forward, each update one jitted step.
+clip 0.2 on the (action, c) log-probs; no KL. `grpo_trainer` puts it on the training contract: one `loop.run`
+step is one iteration, whose host part (`collect`: the ShelfWorld episodes in Python with the Pillow renderer,
+each policy call one jitted batched forward) hands a fixed-shape batch of minibatches to one jitted step (a
+`lax.scan` of PPO-clip updates).
 """
 
 from __future__ import annotations
