@@ -17,7 +17,7 @@ The trainer is a `jaxlab.core.loop.Trainer` (`rl_trainer`: a `loop.TrainState` w
 buffer and runs the update, skipped by `lax.cond` when no group has a non-zero advantage) run by `loop.run`
 with steps 1-2 (sampler and verifier, Python) as its host `collect` step.
 
-`make_train(RLHParams(...) or config, init_params=..., train_problems=..., eval_problems=...) -> train(key)`;
+`make_train(RLHParams(...), init_params=..., train_problems=..., eval_problems=...) -> train(key)`;
 the hyperparameters are typed (`RLHParams`, one default each; `rl_hparams` converts a config section once).
 """
 
@@ -444,7 +444,7 @@ def _train_rl(run: _RLRun, key):
     return state.params, _rl_history(h, time.perf_counter() - t0)
 
 
-def make_train(config, *, cfg: LMConfig, init_params,
+def make_train(rl: RLHParams, *, cfg: LMConfig, init_params,
                train_problems: Sequence, eval_problems: Sequence,
                advantage_fn: Optional[Callable] = None, reward_fn: Optional[Callable] = None,
                loss_fn: Optional[Callable] = None, ckpt_dir: Optional[str] = None,
@@ -452,8 +452,8 @@ def make_train(config, *, cfg: LMConfig, init_params,
     """Returns `train(key) -> (params, history)`.
 
     Args:
-      config: an `RLHParams`, or a ConfigDict with an `rl` section (`default_rl_config()` keys), converted
-        once by `rl_hparams` (an unknown or unset key is a ValueError naming it).
+      rl: the typed hyperparameters (`rl_hparams(config.rl)` is the experiment's one conversion of its config
+        section; an unknown or unset key is a ValueError naming it). A ConfigDict here is a TypeError.
       cfg: the LM's static config; init_params: warm-start parameters (the SFT model).
       train_problems / eval_problems: `jaxlab.lm.Problem`s (disjoint splits).
       advantage_fn: rewards [P, G] -> advantages [P, G] (default `ADVANTAGE_FNS[rl.advantage]`).
@@ -469,7 +469,9 @@ def make_train(config, *, cfg: LMConfig, init_params,
       "switch_filt", "runlen_raw", "runlen_filt", "lowfreq_raw", "lowfreq_filt", "entropy",
       "grad_norms" (all mu pre-clip norms)), and "eval": list of {step, greedy_acc, avg@k, pass@k}.
     """
-    rl = config if isinstance(config, RLHParams) else rl_hparams(config.rl)
+    if not isinstance(rl, RLHParams):
+        raise TypeError(f"rl: expected an RLHParams (convert a config's rl section once with rl_hparams), got "
+                        f"{type(rl).__name__}")
     tok = CharTokenizer()
     Pn, G, N = rl.n_prompts, rl.group_size, rl.max_new_tokens
     plen = _checked_prompt_len(rl, cfg, tok, list(train_problems) + list(eval_problems))

@@ -18,7 +18,7 @@ import pytest
 from jaxlab.core.config import load_config
 from jaxlab.lm import CharTokenizer, cache, tasks
 from jaxlab.lm.train import model_config
-from jaxlab.rl.train import default_rl_config, evaluate_policy, make_train
+from jaxlab.rl.train import default_rl_config, evaluate_policy, make_train, rl_hparams
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MARGIN = 0.01          # every seed must gain more than this (validation gains: >= 0.023)
@@ -44,7 +44,7 @@ def test_grpo_raises_heldout_accuracy_of_the_quick_sft_model_on_three_seeds(sft)
     c.rl.update(method="grpo", n_prompts=32, group_size=8, max_new_tokens=40, lr=5e-5,
                 n_minibatches=2, epochs=1, steps=40, eval_every=1000, eval_samples=0,
                 eval_batch=128)
-    train = make_train(c, cfg=cfg, init_params=params, train_problems=train_p,
+    train = make_train(rl_hparams(c.rl), cfg=cfg, init_params=params, train_problems=train_p,
                        eval_problems=test_p[:8])
     ev = lambda p: evaluate_policy(p, test_p, cfg=cfg, tok=tok, key=jax.random.PRNGKey(77),
                                    n_samples=8, max_new_tokens=40, prompt_len=train.prompt_len,

@@ -10,7 +10,7 @@ from jaxlab.lm import LMConfig, CharTokenizer, init, sample, sequences, tasks
 from jaxlab.lm.evaluate import prompts_of
 from jaxlab.rl.losses import get_policy_loss
 from jaxlab.rl.train import (default_rl_config, loss_hparams, make_train, make_update,
-                             mismatch_noise, response_logprobs_entropy)
+                             mismatch_noise, response_logprobs_entropy, rl_hparams)
 
 import ml_collections
 
@@ -24,7 +24,7 @@ def _config(**rl):
     c.rl.update(dict(n_prompts=2, group_size=4, max_new_tokens=12, steps=2, eval_every=2,
                      eval_samples=0, eval_batch=8, ckpt_every=1, n_minibatches=1, epochs=1))
     c.rl.update(rl)
-    return c
+    return rl_hparams(c.rl)       # the one conversion, as an experiment does it
 
 
 def _problems():
@@ -52,7 +52,7 @@ def test_on_policy_update_is_identical_for_every_method():
              "adv": jnp.array([1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 0.0, 0.0])}
     leaves = {}
     for method in ("grpo", "gspo", "gmpo", "kpo", "kpo_tr"):
-        rl = _config(method=method).rl
+        rl = _config(method=method)
         loss_fn = get_policy_loss(method, **loss_hparams(rl, N))
         tx, update = make_update(CFG, rl, P=P, N=N, rows=2 * G, loss_fn=loss_fn)
         p1, _, met = update(params, tx.init(params), batch, jax.random.PRNGKey(2))
@@ -109,6 +109,9 @@ def test_bad_trainer_config_raises():
         make_train(_config(n_minibatches=3), **kw)
     with pytest.raises(ValueError, match="rl.method"):
         make_train(_config(method="ppo"), **kw)
+    c = ml_collections.ConfigDict({"rl": default_rl_config()})
+    with pytest.raises(TypeError, match="rl: expected an RLHParams"):   # the experiment converts, never the library
+        make_train(c, **kw)
 
 
 def test_one_update_moves_logprobs_in_the_advantage_direction():
@@ -116,7 +119,7 @@ def test_one_update_moves_logprobs_in_the_advantage_direction():
     adv = jnp.array([1.0, -1.0, 1.0, -1.0, -1.0, 1.0, -1.0, 1.0])
     batch = {"seq": seq, "mask": mask, "old_logp": out.logprobs.reshape(-1, N), "adv": adv}
     for method in ("grpo", "kpo_clipped"):
-        rl = _config(method=method, lr=1e-3).rl
+        rl = _config(method=method, lr=1e-3)
         tx, update = make_update(CFG, rl, P=P, N=N, rows=2 * G,
                                  loss_fn=get_policy_loss(method, **loss_hparams(rl, N)))
         p1, _, _ = update(params, tx.init(params), batch, jax.random.PRNGKey(2))
