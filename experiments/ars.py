@@ -47,12 +47,12 @@ def load_lm(config):
     a missing model is a clear error instead of an hour of SFT inside this experiment."""
     lmc = load_config(config.lm.config, config.lm.size)
     if config.lm.get("allow_train", True):
-        params, info = cache.load_or_train(lmc, config.lm.seed)
+        params, info = cache.load_or_train(lm.sft_spec(lmc), config.lm.seed)
     else:
-        hit = cache.load(lmc, config.lm.seed)
+        hit = cache.load(lm.sft_spec(lmc), config.lm.seed)
         if hit is None:
             raise ValueError(f"lm: the {config.lm.size} SFT model (seed {config.lm.seed}, cache key "
-                             f"{cache.model_key(lmc, config.lm.seed)}) is not in {cache.cache_root()}; train it "
+                             f"{cache.model_key(lm.sft_spec(lmc), config.lm.seed)}) is not in {cache.cache_root()}; train it "
                              f"first: python -m jaxlab.reproduce --suite={config.lm.size} --only=lm_sft")
         params, info = hit
     tok = lm.CharTokenizer()

@@ -23,7 +23,7 @@ from jaxlab.core.metrics import MetricsWriter
 from jaxlab.core.summary import claim, mean_std, untestable
 from jaxlab.lm import cache, tasks
 from jaxlab.lm.tokenizer import NO, YES, CharTokenizer
-from jaxlab.lm.train import model_config
+from jaxlab.lm.train import model_config, sft_spec
 from jaxlab.rl import multiagent as ma
 from jaxlab.rl import orchestra as orc
 from jaxlab.rl.drmas import spike_stats
@@ -76,10 +76,10 @@ def role_recipe(config) -> dict:
 
 def warm_start(config):
     """(params, info) of the role-SFT model: stock quick SFT model -> fine-tuned on role rows (cached)."""
-    base, _ = cache.load_or_train(config.sft, config.sft_seed)
-    return cache.load_or_train(role_sft_config(config), config.sft_seed, rows=role_rows(config),
+    base, _ = cache.load_or_train(sft_spec(config.sft), config.sft_seed)
+    return cache.load_or_train(sft_spec(role_sft_config(config)), config.sft_seed, rows=role_rows(config),
                                recipe=role_recipe(config), init_params=base,
-                               init_key=cache.model_key(config.sft, config.sft_seed))
+                               init_key=cache.model_key(sft_spec(config.sft), config.sft_seed))
 
 
 def hparams(config, *, mode: str, regime: str, shared: bool) -> ma.MAHParams:

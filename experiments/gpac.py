@@ -70,7 +70,7 @@ def lm_population(config, model_seed: int, workdir: str) -> dict:
     from jaxlab.pac import lm_data
 
     sft = load_config("experiments/configs/lm_sft.py", config.lm.sft_size)
-    key = lm.model_key(sft, model_seed)
+    key = lm.model_key(lm.sft_spec(sft), model_seed)
     fams = {k: int(v) for k, v in config.lm.families.items()}
     tag = f"{key}_{'-'.join(f'{k}{v}' for k, v in fams.items())}_{config.lm.max_per_family}"
     path = os.path.join(workdir, "lm_data", tag + ".npz")
@@ -83,7 +83,7 @@ def lm_population(config, model_seed: int, workdir: str) -> dict:
             if not config.lm.train_if_missing:
                 raise ValueError(f"lm.model_seeds: the {config.lm.sft_size} SFT model seed {model_seed} is not in "
                                  f"the model cache; run `make full PAPER=lm_sft` or set lm.train_if_missing")
-            hit = lm.load_or_train(sft, model_seed)
+            hit = lm.load_or_train(lm.sft_spec(sft), model_seed)
         params = hit[0]
         problems = lm_data.family_population(fams, max_per_family=config.lm.max_per_family)
         d = lm_data.answer_both_modes(params, problems, cfg=lm.model_config(sft), batch_size=config.lm.batch_size)

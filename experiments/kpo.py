@@ -25,7 +25,7 @@ from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import MetricsWriter
 from jaxlab.core.summary import claim, mean_std
 from jaxlab.lm import cache, tasks
-from jaxlab.lm.train import model_config
+from jaxlab.lm.train import model_config, sft_spec
 from jaxlab.lm.tokenizer import CharTokenizer
 from jaxlab.rl import diagnostics as dg
 from jaxlab.rl.train import make_train, rl_hparams
@@ -220,7 +220,7 @@ def run(config, workdir: str) -> dict:
     # "study": the SFT start is trained by this code into <workdir>/models (a fresh clone reproduces it);
     # "shared": the machine's model cache (quick runs)
     root = os.path.join(workdir, "models") if config.sft_cache == "study" else None
-    sft_params, sft_info = cache.load_or_train(config.sft, config.sft_seed, root=root)
+    sft_params, sft_info = cache.load_or_train(sft_spec(config.sft), config.sft_seed, root=root)
     digest = params_digest(sft_params)
     train_p, eval_p = problems(config)
     seeds = list(config.seeds)

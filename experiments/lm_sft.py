@@ -20,7 +20,7 @@ from jaxlab.core.summary import claim, mean_std
 from jaxlab.lm import cache, tasks
 from jaxlab.lm.evaluate import evaluate, generate_answers
 from jaxlab.lm.model import init, num_params
-from jaxlab.lm.train import build_train_problems, model_config
+from jaxlab.lm.train import build_train_problems, sft_spec
 from jaxlab.lm.tokenizer import CharTokenizer
 
 MODES = ("cot", "direct")
@@ -55,17 +55,18 @@ def make_eval_fn(config, tok, cfg):
 
 def run(config, workdir: str) -> dict:
     tok = CharTokenizer()
-    cfg = model_config(config, tok)
+    spec = sft_spec(config, tok)          # the one conversion of the config into the typed SFT run
+    cfg = spec.model
     fams = sorted(config.data.weights)
     multi = [f for f in fams if f != "add1"]
     per_seed, hists = [], []
-    train_problems = build_train_problems(config)
+    train_problems = build_train_problems(spec.data)
     with MetricsWriter(os.path.join(workdir, "metrics.jsonl")) as mw:
         for seed in config.seeds:
             test = held_out_problems(config, seed)
             tasks.check_disjoint(train_problems, test)          # raises on any overlap
             log = lambda step, **s: mw.write(step, seed=seed, **s)
-            params, info = cache.load_or_train(config, seed, eval_fn=make_eval_fn(config, tok, cfg),
+            params, info = cache.load_or_train(spec, seed, eval_fn=make_eval_fn(config, tok, cfg),
                                                log_fn=log, use_cache=config.cache,
                                                progress=f"lm_sft seed {seed}")
             hists.append(info["history"])

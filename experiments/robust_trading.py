@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxlab.core import plots
 from jaxlab.core import loop
+from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import MetricsWriter
 from jaxlab.core import summary as summary_lib
 from jaxlab.finance import gan as gan_lib
@@ -81,7 +82,7 @@ def train_gans(config, wa, keys, ckpt_dir=None):
     def run_chunk(st, i):
         st, m = loop.scan_steps(st, data, step=trainer.step, length=n)                 # m: [n, S] per metric
         return st, {k: np.ascontiguousarray(np.asarray(v).T).mean(-1) for k, v in m.items()}
-    st, hist = loop.resumable_chunks(ckpt_dir, config, st, max(config.gan.steps // n, 1), run_chunk)
+    st, hist = loop.resumable_chunks(ckpt_dir, config_hash(config), st, max(config.gan.steps // n, 1), run_chunk)
     return st.params["g"], generate, [{k: np.asarray(v) for k, v in h.items()} for h in hist]
 
 
@@ -135,7 +136,7 @@ def train_traders(config, name, wa, generate, g_params, keys, log, ck):
     n_chunks = max(config.trader.iters // config.trader.chunk, 1)
     kind = _kind("trader", name)
     st, _ = loop.resumable_chunks(
-        ck("trader"), config, st, n_chunks,
+        ck("trader"), config_hash(config), st, n_chunks,
         lambda st, i: rt.scan_chunk(st, batch, step=grid.step, iters=config.trader.chunk),
         on_start=lambda i0: log.truncate_after(i0 * config.trader.chunk, kind=kind),
         on_chunk=lambda i, m: log.write((i + 1) * config.trader.chunk, kind=kind, **{

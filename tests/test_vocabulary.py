@@ -126,3 +126,34 @@ def test_one_train_state():
                 if opt and f"{_rel(path)}:{node.name}" not in STATE_ALLOW:
                     bad.append(f"{_rel(path)}:{node.lineno} `{node.name}` ({', '.join(sorted(opt))})")
     assert not bad, "\n".join(bad)
+
+
+# The one conversion of each config section into typed hyperparameters (the experiment calls it once); only
+# these and the config/app layer (core/config.py, core/app.py) take a ConfigDict.
+CONVERTERS = {"jaxlab/lm/train.py": {"model_config", "sft_hparams", "sft_spec"},
+              "jaxlab/rl/train.py": {"rl_hparams"},
+              "jaxlab/finance/train.py": {"from_config"}}
+_CONFIG_LAYER = ("jaxlab/core/config.py", "jaxlab/core/app.py")
+_CONFIG_NAMES = ("config", "section", "cfg_dict", "conf")
+
+
+def test_no_library_function_receives_a_config_dict():
+    """Issue 12 item 4: outside the converters, no function in jaxlab/ has a parameter annotated as a ConfigDict,
+    nor an unannotated parameter with a config's name (a typed NamedTuple named `config` is fine)."""
+    bad = []
+    for path in LIB:
+        rel = _rel(path).replace(os.sep, "/")
+        if rel in _CONFIG_LAYER:
+            continue
+        for node in ast.walk(_parse(path)):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            if node.name in CONVERTERS.get(rel, ()):
+                continue
+            a = node.args
+            for arg in a.posonlyargs + a.args + a.kwonlyargs:
+                ann = ast.unparse(arg.annotation) if arg.annotation is not None else ""
+                if "ConfigDict" in ann or (arg.arg in _CONFIG_NAMES and not ann):
+                    bad.append(f"{rel}:{node.lineno} {node.name}({arg.arg}: {ann or '?'})")
+    assert not bad, "library functions receiving a ConfigDict (type them or convert in the experiment):\n" + \
+        "\n".join(bad)

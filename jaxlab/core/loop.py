@@ -365,13 +365,17 @@ def _collected_chunk(step, state, collect, start, n, mesh):
     return state, jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *out)
 
 
-def resumable_chunks(ckpt_dir, config, state, n_chunks: int, run_chunk, on_chunk=None, on_start=None):
+def resumable_chunks(ckpt_dir, stamp: str, state, n_chunks: int, run_chunk, on_chunk=None, on_start=None):
     """Host-driven chunks with resume, for loops that are not one `Trainer` (e.g. a chunk that is a whole
     jitted scan over arms x seeds). Runs chunks i = 0..n_chunks-1 of run_chunk(state, i) -> (state, metrics
     of arrays), checkpointing (state, history) after each one in ckpt_dir (None: no checkpoints), stamped
-    with the config hash. A rerun resumes after the last saved chunk; a checkpoint of another config is refused with one clear error.
+    with `stamp` (the hash of the config that produced them: `core.config.config_hash(config)`). A rerun resumes
+    after the last saved chunk; a checkpoint with another stamp is refused with one clear error.
     on_start(first chunk index of this call) runs first (e.g. to drop log records past the restored chunk);
     on_chunk(i, metrics) runs only for chunks computed in this call. -> (state, [metrics per chunk] as lists)."""
+    if not isinstance(stamp, str):
+        raise TypeError(f"stamp: expected the config's hash as a str (core.config.config_hash(config)), got "
+                        f"{type(stamp).__name__}")
     if ckpt_dir is None:
         if on_start is not None:
             on_start(0)
@@ -383,8 +387,7 @@ def resumable_chunks(ckpt_dir, config, state, n_chunks: int, run_chunk, on_chunk
                 on_chunk(i, m)
         return state, hist
     from jaxlab.core.checkpoint import Checkpointer
-    from jaxlab.core.config import config_hash
-    h = config_hash(config)
+    h = stamp
     ck = Checkpointer(ckpt_dir, save_every=1, keep=1, metadata={"config_hash": h})
     start, hist = 0, []
     try:

@@ -1,7 +1,8 @@
 """A cache of trained LM parameters keyed by a hash of the config that determines them.
 
-Later experiments (KPO, Dr. MAS, G-PAC, ARS, AgentOCR) call `load_or_train(config, seed)` with the
-same SFT config and get the stored parameters instead of retraining. Location:
+Later experiments (KPO, Dr. MAS, G-PAC, ARS, AgentOCR) call `load_or_train(sft_spec(config), seed)` with the
+same SFT config and get the stored parameters instead of retraining (the functions here take the typed
+`train.SFTSpec`; `sft_spec` is the experiment's one conversion of its lm_sft ConfigDict). Location:
 `$JAXLAB_CACHE_DIR/models` (default `~/.cache/jaxlab/models`), one folder per (hash, seed):
 `lm_<hash>_s<seed>/` holding an orbax checkpoint (`ckpt/`) and `info.json` (written last, so a
 folder without it is incomplete and is trained again; training itself resumes from `ckpt/`).
@@ -13,18 +14,15 @@ import hashlib
 import os
 from typing import Callable, Optional
 
+import json
+
 import jax
-import ml_collections
 
 from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import read_json, write_json_atomic
 from jaxlab.lm.model import init
 from jaxlab.core.loop import check_params_finite
-from jaxlab.lm.train import make_train, model_config
-
-# Config sections that determine the trained parameters (not evaluation or device count).
-KEY_SECTIONS = ("model", "data", "optim")
-KEY_TRAIN_FIELDS = ("target_acc", "target_family", "target_mode", "eval_n", "eval_every")
+from jaxlab.lm.train import KEY_SECTIONS, KEY_TRAIN_FIELDS, SFTSpec, make_train  # noqa: F401  (re-exported)
 
 
 def cache_root() -> str:
@@ -43,15 +41,21 @@ def rows_digest(rows) -> str:
     return h.hexdigest()
 
 
-def model_key(config: ml_collections.ConfigDict, seed: int, *, recipe: Optional[dict] = None) -> str:
-    """'lm_<12-hex hash of model/data/optim and early-stopping fields>_s<seed>'.
+def _check_spec(spec) -> None:
+    if not isinstance(spec, SFTSpec):
+        raise TypeError(f"spec: expected an SFTSpec (convert an lm_sft config once with lm.sft_spec), got "
+                        f"{type(spec).__name__}")
+
+
+def model_key(spec: SFTSpec, seed: int, *, recipe: Optional[dict] = None) -> str:
+    """'lm_<12-hex hash of model/data/optim and early-stopping fields>_s<seed>' (`spec.key_material`).
 
     recipe: optional JSON-able description of custom SFT data (rows, warm start); it enters the
     hash, so a model SFT'd on custom rows never shares the stock model's key. None keeps the stock
     key unchanged.
     """
-    d = {k: config[k].to_dict() for k in KEY_SECTIONS}
-    d["train"] = {k: config.train[k] for k in KEY_TRAIN_FIELDS}
+    _check_spec(spec)
+    d = json.loads(spec.key_material)
     if recipe is not None:
         d["recipe"] = recipe
     return f"lm_{config_hash(d)}_s{int(seed)}"
@@ -68,18 +72,18 @@ def _recipe(rows, recipe, init_key):
             "init": init_key}
 
 
-def load(config: ml_collections.ConfigDict, seed: int, *, root: Optional[str] = None,
+def load(spec: SFTSpec, seed: int, *, root: Optional[str] = None,
          rows=None, recipe: Optional[dict] = None, init_key: Optional[str] = None):
     """Returns (params, info) from the cache, or None if absent or incomplete.
 
     Raises ValueError naming the folder when the stored parameters are not finite (a model cached before
     training checked for NaN): such an entry is never used."""
     folder = os.path.join(root or cache_root(),
-                          model_key(config, seed, recipe=_recipe(rows, recipe, init_key)))
+                          model_key(spec, seed, recipe=_recipe(rows, recipe, init_key)))
     if not os.path.exists(os.path.join(folder, "info.json")):
         return None
     from jaxlab.core.checkpoint import Checkpointer
-    target = init(jax.random.PRNGKey(0), model_config(config))
+    target = init(jax.random.PRNGKey(0), spec.model)
     ckpt = Checkpointer(os.path.join(folder, "params"), save_every=1, keep=1)
     _, params = ckpt.restore(target)
     ckpt.close()
@@ -91,11 +95,11 @@ def load(config: ml_collections.ConfigDict, seed: int, *, root: Optional[str] = 
     return params, read_json(os.path.join(folder, "info.json"))
 
 
-def load_or_train(config: ml_collections.ConfigDict, seed: int, *, root: Optional[str] = None,
+def load_or_train(spec: SFTSpec, seed: int, *, root: Optional[str] = None,
                   eval_fn: Optional[Callable] = None, log_fn: Optional[Callable] = None,
                   use_cache: bool = True, rows=None, recipe: Optional[dict] = None,
                   init_params=None, init_key: Optional[str] = None, progress: bool | str = True):
-    """Loads params for (config, seed) or trains them with `make_train(config)` and stores them.
+    """Loads params for (spec, seed) or trains them with `make_train(spec)` and stores them.
 
     Custom SFT data: `rows` ((prompt, completion) text pairs) with a JSON-able `recipe` (required)
     and optionally warm-start `init_params` named by `init_key` (e.g. the stock model's cache key).
@@ -112,19 +116,19 @@ def load_or_train(config: ml_collections.ConfigDict, seed: int, *, root: Optiona
     if init_params is not None and init_key is None:
         raise ValueError("init_key: warm-start init_params need a name (init_key) for the cache key")
     rec = _recipe(rows, recipe, init_key)
-    key = model_key(config, seed, recipe=rec)
+    key = model_key(spec, seed, recipe=rec)
     folder = os.path.join(root or cache_root(), key)
     if use_cache:
-        hit = load(config, seed, root=root, rows=rows, recipe=recipe, init_key=init_key)
+        hit = load(spec, seed, root=root, rows=rows, recipe=recipe, init_key=init_key)
         if hit is not None:
             params, info = hit
             return params, {**info, "cached": True}
-    train = make_train(config, ckpt_dir=os.path.join(folder, "ckpt") if use_cache else None,
+    train = make_train(spec, ckpt_dir=os.path.join(folder, "ckpt") if use_cache else None,
                        eval_fn=eval_fn, log_fn=log_fn, rows=rows, init_params=init_params,
                        progress=f"sft {key}" if progress is True else progress)
     params, hist = train(jax.random.PRNGKey(seed))   # raises NonFiniteError on a NaN loss or NaN params
     check_params_finite(params, step=int(hist["steps_done"]))
-    info = {"key": key, "seed": int(seed), "history": hist, "config": config.to_dict()}
+    info = {"key": key, "seed": int(seed), "history": hist, "config": json.loads(spec.key_material)}
     if rec is not None:
         info["recipe"] = rec
     if use_cache:

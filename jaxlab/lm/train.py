@@ -5,13 +5,15 @@ The trainer is a `jaxlab.core.loop.Trainer` (`sft_trainer(cfg, hp)`: `init(key) 
 `loop.run`: each jitted chunk is a `lax.scan` of AdamW steps, the whole training set is a jit argument
 (`data=`), each step's rows are split over the `data` mesh axis (GSPMD inserts the gradient all-reduce),
 and between chunks `loop.run` checkpoints (orbax), evaluates on a cadence and stops early on a target.
-`make_train(config)` is the front door of the experiments and the model cache: it converts an lm_sft
-ConfigDict once (`sft_hparams`, `model_config`) and returns `train(key) -> (params, history)`.
+`make_train(spec)` is the front door of the experiments and the model cache: it takes the typed `SFTSpec`
+(`sft_spec(config)` is the experiment's one conversion of an lm_sft ConfigDict) and returns
+`train(key) -> (params, history)`.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import time
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -163,6 +165,53 @@ def sft_hparams(config) -> SFTHParams:
                       n_devices=int(t.n_devices), eval_every=int(t.eval_every), target_acc=float(t.target_acc))
 
 
+class SFTDataHParams(NamedTuple):
+    """What the SFT rows are made of (an lm_sft config's `data` section, typed): the training mix of
+    `tasks.generate_mix` (family weights and digits as (family, value) pairs, `detail`, `n_train`, `seed`), the
+    row length, the share of direct-form rows, and per-token loss weights as (token, weight) pairs (empty: the
+    plain token mean; `token_weights_array`)."""
+    weights: tuple = ()
+    digits: tuple = ()
+    detail: str = "columns"
+    n_train: int = 0
+    seq_len: int = 96
+    direct_frac: float = 0.0
+    seed: int = 0
+    token_weights: tuple = ()
+
+
+# lm_sft config sections that determine the trained parameters (not evaluation or device count): the model
+# cache's key (`cache.model_key`) is the hash of these.
+KEY_SECTIONS = ("model", "data", "optim")
+KEY_TRAIN_FIELDS = ("target_acc", "target_family", "target_mode", "eval_n", "eval_every")
+
+
+class SFTSpec(NamedTuple):
+    """Everything an SFT run's parameters depend on, typed; `sft_spec(config)` is the one conversion of an
+    lm_sft ConfigDict. key_material: the sorted JSON of the config sections the model cache keys on
+    (`KEY_SECTIONS`, `KEY_TRAIN_FIELDS`), fixed at the conversion, so a key never depends on how the typed
+    fields are spelled (the cache keys of the configs before the typed spec are unchanged)."""
+    model: LMConfig
+    data: SFTDataHParams
+    hp: SFTHParams
+    key_material: str
+
+
+def sft_spec(config: ml_collections.ConfigDict, tok: Optional[CharTokenizer] = None) -> SFTSpec:
+    """The one conversion of an lm_sft ConfigDict (`model`, `data`, `optim`, `train` sections) into an
+    `SFTSpec` (the experiment's side of the library boundary)."""
+    d = config.data
+    tw = d.get("token_weights", None)
+    data = SFTDataHParams(weights=tuple(dict(d.weights).items()), digits=tuple(dict(d.digits).items()),
+                          detail=d.detail, n_train=int(d.n_train), seq_len=int(d.seq_len),
+                          direct_frac=float(d.direct_frac), seed=int(d.seed),
+                          token_weights=tuple(dict(tw).items()) if tw else ())
+    key = {k: config[k].to_dict() for k in KEY_SECTIONS}
+    key["train"] = {k: config.train[k] for k in KEY_TRAIN_FIELDS}
+    return SFTSpec(model=model_config(config, tok), data=data, hp=sft_hparams(config),
+                   key_material=json.dumps(key, sort_keys=True))
+
+
 def make_optimizer(optim: OptimHParams) -> optax.GradientTransformation:
     """The SFT optimiser of `optim` (an OptimHParams)."""
     o = optim
@@ -172,22 +221,21 @@ def make_optimizer(optim: OptimHParams) -> optax.GradientTransformation:
                        optax.adamw(sched, b1=0.9, b2=o.b2, weight_decay=o.weight_decay))
 
 
-def build_train_problems(config) -> list:
-    d = config.data
-    return tasks.generate_mix(dict(d.weights), d.n_train, seed=d.seed, split="train",
-                              digits=dict(d.digits), detail=d.detail)
+def build_train_problems(data: SFTDataHParams) -> list:
+    """The SFT training problems of `data` (its mix, size and seed)."""
+    return tasks.generate_mix(dict(data.weights), data.n_train, seed=data.seed, split="train",
+                              digits=dict(data.digits), detail=data.detail)
 
 
-def _sft_data(config, tok, problems, rows) -> tuple[np.ndarray, np.ndarray]:
+def _sft_data(data: SFTDataHParams, tok, problems, rows) -> tuple[np.ndarray, np.ndarray]:
     """Token and loss-mask arrays [N, seq_len] of the SFT rows: `rows` ((prompt, completion) pairs) or
-    `problems` (default: generated from `config.data`), never both."""
+    `problems` (default: generated from `data`), never both."""
     if rows is not None:
         if problems is not None:
             raise ValueError("rows: give either rows or problems, not both")
-        return rows_arrays(rows, tok, seq_len=config.data.seq_len)
-    problems = build_train_problems(config) if problems is None else problems
-    return sft_arrays(problems, tok, seq_len=config.data.seq_len, direct_frac=config.data.direct_frac,
-                      seed=config.data.seed)
+        return rows_arrays(rows, tok, seq_len=data.seq_len)
+    problems = build_train_problems(data) if problems is None else problems
+    return sft_arrays(problems, tok, seq_len=data.seq_len, direct_frac=data.direct_frac, seed=data.seed)
 
 
 def _sft_init(key, *, cfg: LMConfig, optim: OptimHParams, init_params: loop.Static):
@@ -283,16 +331,16 @@ def _train_sft(run: _SFTRun, key):
     return state.params, _sft_history(history, hp.chunk, steps_run, dt)
 
 
-def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = None,
+def make_train(spec: SFTSpec, *, ckpt_dir: Optional[str] = None,
                eval_fn: Optional[Callable] = None, log_fn: Optional[Callable] = None,
                problems=None, rows=None, init_params=None, progress: bool | str = True) -> Callable:
     """Returns `train(key) -> (params, metrics)`.
 
     Args:
-      config: ConfigDict with `model`, `data`, `optim`, `train` (see experiments/configs/lm_sft.py).
-        Optional `data.token_weights` ({token: weight}, e.g. {"<yes>": 10, "<no>": 10}): per-token
-        loss weights of the targets (`token_weights_array`, `sft_loss(weights_bt=)`); absent or
-        empty trains with the plain token mean, exactly as without the knob.
+      spec: the typed run (`sft_spec(config)` converts an lm_sft ConfigDict, experiments/configs/lm_sft.py,
+        once; a ConfigDict here is a TypeError). `spec.data.token_weights` ((token, weight) pairs, e.g.
+        from `data.token_weights = {"<yes>": 10, "<no>": 10}`): per-token loss weights of the targets
+        (`token_weights_array`, `sft_loss(weights_bt=)`); empty trains with the plain token mean.
       ckpt_dir: if given, orbax checkpoints every chunk there and resume from the latest.
       eval_fn: optional `eval_fn(params) -> float` (e.g. validation greedy accuracy); called every
         `config.train.eval_every` steps; training stops once it is >= `config.train.target_acc`
@@ -313,11 +361,13 @@ def make_train(config: ml_collections.ConfigDict, *, ckpt_dir: Optional[str] = N
       NonFiniteError (a ValueError) naming the step and the quantity as soon as a step's loss or the
       parameters are NaN/inf, before that state is checkpointed.
     """
+    if not isinstance(spec, SFTSpec):
+        raise TypeError(f"spec: expected an SFTSpec (convert an lm_sft config once with sft_spec), got "
+                        f"{type(spec).__name__}")
     tok = CharTokenizer()
-    cfg = model_config(config, tok)
-    toks_np, mask_np = _sft_data(config, tok, problems, rows)
-    weights_np = token_weights_array(toks_np, mask_np, config.data.get("token_weights", None), tok)
-    hp = sft_hparams(config)
+    cfg, hp = spec.model, spec.hp
+    toks_np, mask_np = _sft_data(spec.data, tok, problems, rows)
+    weights_np = token_weights_array(toks_np, mask_np, dict(spec.data.token_weights), tok)
     mesh = sharding.make_mesh(hp.n_devices or None)
     if hp.optim.batch_size % mesh.size:
         raise ValueError(f"optim.batch_size: {hp.optim.batch_size} is not divisible by {mesh.size} devices")

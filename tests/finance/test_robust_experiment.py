@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jaxlab.core import loop
+from jaxlab.core.config import config_hash
 
 
 def _chunk(state, i):
@@ -20,7 +21,7 @@ def _cfg(lr=0.1):
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     s0 = {"w": jnp.ones(3), "n": jnp.zeros((), jnp.int32)}
-    ref, ref_hist = loop.resumable_chunks(str(tmp_path / "a"), _cfg(), s0, 5, _chunk)
+    ref, ref_hist = loop.resumable_chunks(str(tmp_path / "a"), config_hash(_cfg()), s0, 5, _chunk)
     seen = []
 
     def dies_at_3(state, i):
@@ -28,28 +29,28 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
             raise KeyboardInterrupt
         return _chunk(state, i)
     with pytest.raises(KeyboardInterrupt):
-        loop.resumable_chunks(str(tmp_path / "b"), _cfg(), s0, 5, dies_at_3)
+        loop.resumable_chunks(str(tmp_path / "b"), config_hash(_cfg()), s0, 5, dies_at_3)
     starts = []
-    out, hist = loop.resumable_chunks(str(tmp_path / "b"), _cfg(), s0, 5, _chunk,
+    out, hist = loop.resumable_chunks(str(tmp_path / "b"), config_hash(_cfg()), s0, 5, _chunk,
                                    on_chunk=lambda i, m: seen.append(i), on_start=starts.append)
     assert starts == [3] and seen == [3, 4]                   # only the missing chunks are computed
     np.testing.assert_array_equal(out["w"], ref["w"])
     assert int(out["n"]) == 5 and hist == ref_hist and hist[4] == {"loss": [4.0, 8.0]}
     # a finished run is read back without recomputing anything
-    again, _ = loop.resumable_chunks(str(tmp_path / "b"), _cfg(), s0, 5, lambda s, i: pytest.fail("recomputed"))
+    again, _ = loop.resumable_chunks(str(tmp_path / "b"), config_hash(_cfg()), s0, 5, lambda s, i: pytest.fail("recomputed"))
     np.testing.assert_array_equal(again["w"], ref["w"])
 
 
 def test_a_checkpoint_of_another_config_is_refused(tmp_path):
     s0 = {"w": jnp.ones(3), "n": jnp.zeros((), jnp.int32)}
-    loop.resumable_chunks(str(tmp_path / "c"), _cfg(0.1), s0, 2, _chunk)
+    loop.resumable_chunks(str(tmp_path / "c"), config_hash(_cfg(0.1)), s0, 2, _chunk)
     with pytest.raises(ValueError, match="another config"):
-        loop.resumable_chunks(str(tmp_path / "c"), _cfg(0.2), s0, 2, _chunk)
+        loop.resumable_chunks(str(tmp_path / "c"), config_hash(_cfg(0.2)), s0, 2, _chunk)
 
 
 def test_without_a_checkpoint_dir_every_chunk_runs():
     s0 = {"w": jnp.ones(3), "n": jnp.zeros((), jnp.int32)}
-    out, hist = loop.resumable_chunks(None, _cfg(), s0, 3, _chunk)
+    out, hist = loop.resumable_chunks(None, config_hash(_cfg()), s0, 3, _chunk)
     assert int(out["n"]) == 3 and len(hist) == 3
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from experiments.configs.lm_sft import get_config
 from jaxlab.core.testing import run_with_fake_devices
-from jaxlab.lm import all_add1, apply, generate_answers, init, make_train, rows_arrays, sft_arrays, sft_loss
+from jaxlab.lm import (all_add1, apply, generate_answers, init, make_train, rows_arrays, sft_arrays, sft_loss,
+                       sft_spec)
 from jaxlab.lm import cache
 from jaxlab.lm.train import token_weights_array
 
@@ -99,27 +100,27 @@ def test_token_weights_knob_changes_training_and_the_cache_key():
             for a in range(10) for b in range(10)]
 
     def run(cfg):
-        p, _ = make_train(cfg, rows=rows, progress=False)(jax.random.PRNGKey(0))
+        p, _ = make_train(sft_spec(cfg), rows=rows, progress=False)(jax.random.PRNGKey(0))
         return [np.asarray(x) for x in jax.tree_util.tree_leaves(p)]
 
-    stock_key = cache.model_key(c, 0)
+    stock_key = cache.model_key(sft_spec(c), 0)
     plain = run(c)
     c_empty = c.copy_and_resolve_references()
     c_empty.data.token_weights = {}
     assert all(np.array_equal(a, b) for a, b in zip(plain, run(c_empty)))
     c_w = c.copy_and_resolve_references()
     c_w.data.token_weights = {"<yes>": 10.0, "<no>": 10.0}
-    assert make_train(c_w, rows=rows, progress=False).weights is not None
+    assert make_train(sft_spec(c_w), rows=rows, progress=False).weights is not None
     assert not all(np.array_equal(a, b) for a, b in zip(plain, run(c_w)))
-    assert cache.model_key(c_w, 0) != stock_key
+    assert cache.model_key(sft_spec(c_w), 0) != stock_key
     c_w.data.token_weights = {"<yes>": 20.0, "<no>": 10.0}
-    assert cache.model_key(c_w, 0) not in (stock_key, cache.model_key(c_empty, 0))
+    assert cache.model_key(sft_spec(c_w), 0) not in (stock_key, cache.model_key(sft_spec(c_empty), 0))
 
 
 def test_learns_one_digit_addition_with_cot():
     """Learning check: >= 90% greedy CoT accuracy on the 100 one-digit facts (chance ~ 5%)."""
     c = tiny_config()
-    train = make_train(c)
+    train = make_train(sft_spec(c))
     params, hist = train(jax.random.PRNGKey(0))
     assert hist["loss"][-1] < hist["loss"][0] / 3
     r = generate_answers(params, all_add1(), cfg=train.cfg, tok=train.tokenizer, mode="cot",
@@ -130,15 +131,15 @@ def test_learns_one_digit_addition_with_cot():
 def test_model_cache_round_trip(tmp_path):
     c = tiny_config(steps=20)
     c.model.update(d_model=16, d_ff=32)
-    assert cache.model_key(c, 0) != cache.model_key(c, 1)
+    assert cache.model_key(sft_spec(c), 0) != cache.model_key(sft_spec(c), 1)
     c2 = tiny_config(steps=21)
-    assert cache.model_key(c, 0) != cache.model_key(c2, 0)
+    assert cache.model_key(sft_spec(c), 0) != cache.model_key(sft_spec(c2), 0)
     c3 = tiny_config(steps=20)
     c3.model.update(d_model=16, d_ff=32)
     c3.train.n_devices = 1                              # device count does not change the key
-    assert cache.model_key(c, 0) == cache.model_key(c3, 0)
-    p1, info1 = cache.load_or_train(c, 0, root=str(tmp_path))
-    p2, info2 = cache.load_or_train(c, 0, root=str(tmp_path))
+    assert cache.model_key(sft_spec(c), 0) == cache.model_key(sft_spec(c3), 0)
+    p1, info1 = cache.load_or_train(sft_spec(c), 0, root=str(tmp_path))
+    p2, info2 = cache.load_or_train(sft_spec(c), 0, root=str(tmp_path))
     assert not info1["cached"] and info2["cached"]
     for a, b in zip(jax.tree_util.tree_leaves(p1), jax.tree_util.tree_leaves(p2)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -148,7 +149,7 @@ def test_sft_on_8_fake_devices_matches_one_device():
     code = r"""
 import json, jax, numpy as np
 from tests.lm.test_train import tiny_config
-from jaxlab.lm import make_train
+from jaxlab.lm import make_train, sft_spec
 assert jax.device_count() == 8
 out = {}
 for n in (8, 1):
@@ -156,7 +157,7 @@ for n in (8, 1):
     c.model.update(d_model=16, d_ff=32, num_layers=1)
     c.optim.batch_size = 16
     c.train.update(chunk=3, n_devices=n)
-    p, h = make_train(c)(jax.random.PRNGKey(0))
+    p, h = make_train(sft_spec(c))(jax.random.PRNGKey(0))
     out[n] = (p, h["loss"])
 diff = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
            zip(jax.tree_util.tree_leaves(out[8][0]), jax.tree_util.tree_leaves(out[1][0])))
@@ -186,10 +187,10 @@ def test_non_finite_training_stops_at_once_and_caches_nothing(tmp_path, lr):
     from jaxlab.core.loop import NonFiniteError
     c = _nano_config(lr=lr, warmup=1)
     with pytest.raises(NonFiniteError, match=r"non-finite .* at step \d+"):
-        cache.load_or_train(c, 0, root=str(tmp_path), progress=False)
-    folder = tmp_path / cache.model_key(c, 0)
+        cache.load_or_train(sft_spec(c), 0, root=str(tmp_path), progress=False)
+    folder = tmp_path / cache.model_key(sft_spec(c), 0)
     assert not (folder / "info.json").exists() and not (folder / "params").exists()
-    assert cache.load(c, 0, root=str(tmp_path)) is None
+    assert cache.load(sft_spec(c), 0, root=str(tmp_path)) is None
 
 
 def test_cached_nan_model_is_refused(tmp_path):
@@ -200,13 +201,13 @@ def test_cached_nan_model_is_refused(tmp_path):
     from jaxlab.lm.train import model_config
     c = _nano_config()
     params = init(jax.random.PRNGKey(0), model_config(c))
-    folder = tmp_path / cache.model_key(c, 1)
+    folder = tmp_path / cache.model_key(sft_spec(c), 1)
     ckpt = Checkpointer(str(folder / "params"), save_every=1, keep=1)
     ckpt.maybe_save(1, jax.tree_util.tree_map(lambda x: x * np.nan, params), force=True)
     ckpt.close()
     write_json_atomic(folder / "info.json", {"key": folder.name})
     with pytest.raises(ValueError, match="non-finite parameters"):
-        cache.load(c, 1, root=str(tmp_path))
+        cache.load(sft_spec(c), 1, root=str(tmp_path))
 
 
 def test_history_survives_a_resume_whole(tmp_path):
@@ -221,9 +222,9 @@ def test_history_survives_a_resume_whole(tmp_path):
         if len(logged) == 2:
             raise KeyboardInterrupt          # before chunk 2 is checkpointed: resumes from step 5
     with pytest.raises(KeyboardInterrupt):
-        make_train(c, ckpt_dir=str(tmp_path / "ckpt"), log_fn=stop_after_two_chunks,
+        make_train(sft_spec(c), ckpt_dir=str(tmp_path / "ckpt"), log_fn=stop_after_two_chunks,
                    progress=False)(jax.random.PRNGKey(0))
-    _, hist = make_train(c, ckpt_dir=str(tmp_path / "ckpt"), progress=False)(jax.random.PRNGKey(0))
+    _, hist = make_train(sft_spec(c), ckpt_dir=str(tmp_path / "ckpt"), progress=False)(jax.random.PRNGKey(0))
     assert hist["step"] == [5, 10, 15, 20] and hist["steps_done"] == 20
     np.testing.assert_allclose(hist["loss"][:2], [x for _, x in logged], rtol=1e-5)
     assert all(np.isfinite(hist["loss"]))
@@ -234,7 +235,7 @@ def test_sft_prints_progress_with_rate_and_eta():
     import contextlib
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        make_train(_nano_config(), progress="sft test")(jax.random.PRNGKey(0))
+        make_train(sft_spec(_nano_config()), progress="sft test")(jax.random.PRNGKey(0))
     lines = [ln for ln in err.getvalue().splitlines() if ln.startswith("sft test:")]
     assert lines and "it/s" in lines[-1] and "ETA" in lines[-1] and "20/20" in lines[-1]
 
@@ -263,7 +264,8 @@ def test_lm_sft_cli_with_diverging_lr_is_one_error_line(tmp_path):
 
 def test_sft_trainer_on_loop_run_is_make_train():
     """The typed front door: `sft_hparams` converts the config once, and `loop.run(sft_trainer(...),
-    data=...)` gives bit for bit the parameters of `make_train(config)` (same warm start, same key)."""
+    data=...)` gives bit for bit the parameters of `make_train(sft_spec(config))` (same warm start, same key).
+    The library takes the typed spec only, and the spec keeps the model cache's keys of the configs."""
     from jaxlab.core import loop
     from jaxlab.lm import OptimHParams, sft_hparams, sft_trainer
     from jaxlab.lm.train import model_config
@@ -273,8 +275,18 @@ def test_sft_trainer_on_loop_run_is_make_train():
     assert (hp.chunk, hp.eval_every, hp.target_acc) == (c.train.chunk, c.train.eval_every, c.train.target_acc)
     cfg = model_config(c)
     p0 = init(jax.random.PRNGKey(5), cfg)
-    p_make, hist = make_train(c, init_params=p0, progress=False)(jax.random.PRNGKey(1))
-    train = make_train(c, progress=False)
+    with pytest.raises(TypeError, match="spec: expected an SFTSpec"):
+        make_train(c)
+    with pytest.raises(TypeError, match="spec: expected an SFTSpec"):
+        cache.model_key(c, 0)
+    from jaxlab.core.config import config_hash, load_config
+    for size in ("quick", "full"):     # the key = the hash of the sections, as before the typed spec
+        lc = load_config("experiments/configs/lm_sft.py", size)
+        d = {k: lc[k].to_dict() for k in ("model", "data", "optim")}
+        d["train"] = {k: lc.train[k] for k in ("target_acc", "target_family", "target_mode", "eval_n", "eval_every")}
+        assert cache.model_key(sft_spec(lc), 3) == f"lm_{config_hash(d)}_s3"
+    p_make, hist = make_train(sft_spec(c), init_params=p0, progress=False)(jax.random.PRNGKey(1))
+    train = make_train(sft_spec(c), progress=False)
     toks, mask = train.data
     state, h = loop.run(sft_trainer(cfg, hp, init_params=p0), jax.random.PRNGKey(1), steps=hp.optim.steps,
                         chunk=hp.chunk, data=(jnp.asarray(toks), jnp.asarray(mask), None), progress=False)

@@ -9,7 +9,7 @@ import pytest
 
 from experiments.configs.lm_sft import get_config
 from jaxlab.lm import CharTokenizer, cache, init, rows_arrays
-from jaxlab.lm.train import model_config
+from jaxlab.lm.train import model_config, sft_spec
 from jaxlab.rl import orchestra as orc
 from jaxlab.lm import Problem
 
@@ -39,16 +39,16 @@ def test_rows_arrays_mask_exactly_the_completion():
 
 def test_recipe_enters_the_cache_key_and_the_stock_key_is_unchanged(tmp_path):
     c = tiny_config()
-    stock = cache.model_key(c, 0)
-    assert cache.model_key(c, 0, recipe=None) == stock
-    assert cache.model_key(c, 0, recipe={"name": "roles"}) != stock
-    assert cache.model_key(c, 0, recipe={"name": "roles"}) != cache.model_key(c, 0, recipe={"name": "x"})
+    stock = cache.model_key(sft_spec(c), 0)
+    assert cache.model_key(sft_spec(c), 0, recipe=None) == stock
+    assert cache.model_key(sft_spec(c), 0, recipe={"name": "roles"}) != stock
+    assert cache.model_key(sft_spec(c), 0, recipe={"name": "roles"}) != cache.model_key(sft_spec(c), 0, recipe={"name": "x"})
     rows = orc.sft_rows([P1] * 4, seed=0)
     assert cache.rows_digest(rows) != cache.rows_digest(rows[::-1])
     with pytest.raises(ValueError, match="recipe"):
-        cache.load_or_train(c, 0, root=str(tmp_path), rows=rows)
+        cache.load_or_train(sft_spec(c), 0, root=str(tmp_path), rows=rows)
     with pytest.raises(ValueError, match="init_key"):
-        cache.load_or_train(c, 0, root=str(tmp_path), rows=rows, recipe={"name": "roles"},
+        cache.load_or_train(sft_spec(c), 0, root=str(tmp_path), rows=rows, recipe={"name": "roles"},
                             init_params={})
 
 
@@ -58,17 +58,17 @@ def test_rows_sft_warm_starts_and_is_cached_under_its_own_key(tmp_path):
     rows = orc.sft_rows([P1] * 4, seed=0)
     kw = dict(root=str(tmp_path), rows=rows, recipe={"name": "roles"}, init_params=base,
               init_key="stock")
-    p1, info1 = cache.load_or_train(c, 0, **kw)
-    assert not info1["cached"] and info1["key"] != cache.model_key(c, 0)
+    p1, info1 = cache.load_or_train(sft_spec(c), 0, **kw)
+    assert not info1["cached"] and info1["key"] != cache.model_key(sft_spec(c), 0)
     assert info1["recipe"]["rows_digest"] == cache.rows_digest(rows)
     # lr = 0: the warm start is returned unchanged (the rows' SFT starts from init_params)
     for a, b in zip(jax.tree_util.tree_leaves(p1), jax.tree_util.tree_leaves(base)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    p2, info2 = cache.load_or_train(c, 0, **kw)
+    p2, info2 = cache.load_or_train(sft_spec(c), 0, **kw)
     assert info2["cached"] and info2["key"] == info1["key"]
-    assert not os.path.exists(os.path.join(str(tmp_path), cache.model_key(c, 0)))
+    assert not os.path.exists(os.path.join(str(tmp_path), cache.model_key(sft_spec(c), 0)))
     # other rows -> another key (never the cached entry of these rows)
-    assert cache.load(c, 0, root=str(tmp_path), rows=rows[:-1], recipe={"name": "roles"},
+    assert cache.load(sft_spec(c), 0, root=str(tmp_path), rows=rows[:-1], recipe={"name": "roles"},
                       init_key="stock") is None
 
 
@@ -81,7 +81,7 @@ def test_role_sft_knobs_enter_the_recipe_and_the_sft_config():
     c.role_sft.n_problems = 20
 
     def key(cfg):
-        return cache.model_key(ex.role_sft_config(cfg), 0,
+        return cache.model_key(sft_spec(ex.role_sft_config(cfg)), 0,
                                recipe={**ex.role_recipe(cfg),
                                        "rows_digest": cache.rows_digest(ex.role_rows(cfg))})
 

@@ -17,7 +17,7 @@ import pytest
 
 from jaxlab.core.config import load_config
 from jaxlab.lm import CharTokenizer, cache, tasks
-from jaxlab.lm.train import model_config
+from jaxlab.lm.train import model_config, sft_spec
 from jaxlab.rl.train import default_rl_config, evaluate_policy, make_train, rl_hparams
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,7 +27,7 @@ MARGIN = 0.01          # every seed must gain more than this (validation gains: 
 @pytest.fixture(scope="module")
 def sft():
     c = load_config(os.path.join(ROOT, "experiments", "configs", "lm_sft.py"), "quick")
-    params, _ = cache.load_or_train(c, 0)        # shared model cache; trains (~2 min) when absent
+    params, _ = cache.load_or_train(sft_spec(c), 0)        # shared model cache; trains (~2 min) when absent
     return c, params
 
 
