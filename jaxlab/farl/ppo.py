@@ -22,9 +22,10 @@ An *arm* is a pytree of scalars so that every arm shares one compiled program:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -305,6 +306,21 @@ def _nest_trace(metrics: dict) -> dict:
     return out
 
 
+@dataclasses.dataclass(frozen=True, eq=False)   # a callable jax.jit can weak-reference (a NamedTuple cannot)
+class OnlineTrain:
+    """What `make_train` returns: callable as `train(key, arm, pre) -> (loop.TrainState, metrics [iterations])`
+    (one `lax.scan`; jit/vmap it), with `init(key, pre) -> state`, `iteration(state, arm, pre) -> (state,
+    metrics)` (one PPO iteration), `evaluate(key, arm, pre, pi_params) -> dict of scalars` and the `hparams`."""
+    run: Callable
+    init: Callable
+    iteration: Callable
+    evaluate: Callable
+    hparams: Any
+
+    def __call__(self, key, arm, pre):
+        return self.run(key, arm, pre)
+
+
 def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs: int = 4,
                minibatches: int = 4, lr: float = 3e-4, gamma: float = 0.99, gae_lambda: float = 0.95,
                clip_eps: float = 0.2, horizon: int = 5, gamma_risk: float = 0.9, cost_budget: float = 0.0,
@@ -339,11 +355,8 @@ def make_train(env, *, num_envs: int, rollout_len: int, iterations: int, epochs:
         state, metrics = loop.scan_steps(init(key, pre), (arm, pre), step=step, length=iterations)
         return state, _nest_trace(metrics)
 
-    train.init = init
-    train.iteration = iteration
-    train.evaluate = _make_evaluate(env, hp, eval_iterations)
-    train.hparams = hp
-    return train
+    return OnlineTrain(run=train, init=init, iteration=iteration, evaluate=_make_evaluate(env, hp, eval_iterations),
+                       hparams=hp)
 
 
 _EVAL_KEYS = ("cost", "done", "flag", "ep_done_return", "ep_success")

@@ -22,8 +22,9 @@ serves all five ("ours_no_mixup", the "w/o mixup" ablation, has its own).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -471,17 +472,35 @@ def _train_run(run: _Run, trainer: loop.Trainer, key, *, log_path, monitor: bool
             "best_theta": ep.best_theta, "steps": hist}
 
 
-def make_train(config: TrainHParams, prepared: Prepared):
-    """`train(key, method="ours", log_path=None, monitor=False, on_epoch=None)` for one fold (`prepared`) ->
-    dict(metrics of the best-validation epoch (`evaluate_fold`), history (one record per epoch), state (the final
-    `loop.TrainState`), best_theta, steps (`loop.run`'s per-step history)).
+@dataclasses.dataclass(frozen=True, eq=False)   # a callable jax.jit can weak-reference (a NamedTuple cannot)
+class DataflowTrain:
+    """What `make_train` returns for one fold: callable as `train(key, method="ours", log_path=None,
+    monitor=False, on_epoch=None)` -> dict(metrics of the best-validation epoch (`evaluate_fold`), history (one
+    record per epoch), state (the final `loop.TrainState`), best_theta, steps (`loop.run`'s per-step history)),
+    with the fold's pieces as typed fields: `trainer(method)` (the `loop.Trainer` a method runs), `init(key)`
+    (its init, jitted), `augment` (the replayable manipulation), `plan`, `evaluate(theta, test=True)`, `stats`,
+    `core_augment`."""
+    run: Callable
+    trainer: Callable
+    init: Callable
+    augment: Callable
+    plan: Callable
+    evaluate: Callable
+    stats: Any
+    core_augment: Callable
 
-    config: `TrainHParams` (an experiment converts its config once with `TrainHParams.from_config`; any other
-    container is converted here, for old callers). The returned function also carries `augment` (the replayable
-    manipulation), `plan`, `init` (the trainer's init), `evaluate(theta, test=True)`, `stats`, `core_augment`
-    and `trainer(method)` (the `loop.Trainer` a method runs)."""
+    def __call__(self, key, method="ours", log_path=None, monitor=False, on_epoch=None):
+        return self.run(key, method, log_path=log_path, monitor=monitor, on_epoch=on_epoch)
+
+
+def make_train(config: TrainHParams, prepared: Prepared) -> DataflowTrain:
+    """The forecaster + planner training of one fold (`prepared`) -> `DataflowTrain` (call it with a key).
+
+    config: `TrainHParams` (an experiment converts its config once with `TrainHParams.from_config`; anything
+    else is a TypeError)."""
     if not isinstance(config, TrainHParams):
-        config = TrainHParams.from_config(config)
+        raise TypeError(f"config: expected a TrainHParams (convert a config once with TrainHParams.from_config), "
+                        f"got {type(config).__name__}")
     hp = StepHParams.from_config(config)
     fns = _step_fns(hp)
     stats = fold_stats(prepared)
@@ -509,11 +528,6 @@ def make_train(config: TrainHParams, prepared: Prepared):
                    make_augment(prepared, **aug, no_mix=True) if no_mix else augment, evaluate, stats)
         return _train_run(run, trainer(method), key, log_path=log_path, monitor=monitor, on_epoch=on_epoch)
 
-    train.augment = augment
-    train.plan = plan
-    train.init = lambda key: jax.jit(trainer().init)(key)
-    train.evaluate = evaluate
-    train.stats = stats
-    train.core_augment = _augment_fn(config.st_all, config.k_targets, config.b_max)
-    train.trainer = trainer
-    return train
+    return DataflowTrain(run=train, trainer=trainer, init=lambda key: jax.jit(trainer().init)(key),
+                         augment=augment, plan=plan, evaluate=evaluate, stats=stats,
+                         core_augment=_augment_fn(config.st_all, config.k_targets, config.b_max))

@@ -12,7 +12,7 @@ and between chunks `loop.run` checkpoints (orbax), evaluates on a cadence and st
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 import time
 from typing import Any, Callable, NamedTuple, Optional
@@ -331,9 +331,24 @@ def _train_sft(run: _SFTRun, key):
     return state.params, _sft_history(history, hp.chunk, steps_run, dt)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)   # a callable jax.jit can weak-reference (a NamedTuple cannot)
+class SFTTrain:
+    """What `make_train` returns: callable as `train(key) -> (params, history)`, with the model config `cfg`,
+    the `tokenizer`, the SFT rows `data` = (tokens [N, T], mask [N, T]) and their loss `weights` ([N, T] or
+    None)."""
+    run: Any            # the `_SFTRun` of the call
+    cfg: LMConfig
+    tokenizer: CharTokenizer
+    data: tuple
+    weights: Optional[np.ndarray]
+
+    def __call__(self, key):
+        return _train_sft(self.run, key)
+
+
 def make_train(spec: SFTSpec, *, ckpt_dir: Optional[str] = None,
                eval_fn: Optional[Callable] = None, log_fn: Optional[Callable] = None,
-               problems=None, rows=None, init_params=None, progress: bool | str = True) -> Callable:
+               problems=None, rows=None, init_params=None, progress: bool | str = True) -> SFTTrain:
     """Returns `train(key) -> (params, metrics)`.
 
     Args:
@@ -372,10 +387,5 @@ def make_train(spec: SFTSpec, *, ckpt_dir: Optional[str] = None,
     if hp.optim.batch_size % mesh.size:
         raise ValueError(f"optim.batch_size: {hp.optim.batch_size} is not divisible by {mesh.size} devices")
     data = (jnp.asarray(toks_np), jnp.asarray(mask_np), None if weights_np is None else jnp.asarray(weights_np))
-    train = functools.partial(_train_sft, _SFTRun(cfg, hp, init_params, data, mesh, ckpt_dir, eval_fn, log_fn,
-                                                  progress))
-    train.cfg = cfg
-    train.tokenizer = tok
-    train.data = (toks_np, mask_np)
-    train.weights = weights_np
-    return train
+    return SFTTrain(run=_SFTRun(cfg, hp, init_params, data, mesh, ckpt_dir, eval_fn, log_fn, progress), cfg=cfg,
+                    tokenizer=tok, data=(toks_np, mask_np), weights=weights_np)

@@ -23,6 +23,7 @@ the hyperparameters are typed (`RLHParams`, one default each; `rl_hparams` conve
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -444,11 +445,22 @@ def _train_rl(run: _RLRun, key):
     return state.params, _rl_history(h, time.perf_counter() - t0)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)   # a callable jax.jit can weak-reference (a NamedTuple cannot)
+class RLTrain:
+    """What `make_train` returns: callable as `train(key) -> (params, history)`, with the padded prompt length
+    `prompt_len` its rollouts use."""
+    run: Any            # the `_RLRun` of the call
+    prompt_len: int
+
+    def __call__(self, key):
+        return _train_rl(self.run, key)
+
+
 def make_train(rl: RLHParams, *, cfg: LMConfig, init_params,
                train_problems: Sequence, eval_problems: Sequence,
                advantage_fn: Optional[Callable] = None, reward_fn: Optional[Callable] = None,
                loss_fn: Optional[Callable] = None, ckpt_dir: Optional[str] = None,
-               log_fn: Optional[Callable] = None, progress: Optional[Callable] = None, mesh=None) -> Callable:
+               log_fn: Optional[Callable] = None, progress: Optional[Callable] = None, mesh=None) -> RLTrain:
     """Returns `train(key) -> (params, history)`.
 
     Args:
@@ -485,8 +497,5 @@ def make_train(rl: RLHParams, *, cfg: LMConfig, init_params,
     answers = np.array([p.answer for p in train_problems])
     adv_jit = jax.jit(advantage_fn)
 
-    train = functools.partial(_train_rl, _RLRun(rl, cfg, tok, init_params, tx, update, train_prompts, answers,
-                                                eval_problems, plen, reward_fn, adv_jit, ckpt_dir, log_fn,
-                                                progress, mesh))
-    train.prompt_len = plen
-    return train
+    return RLTrain(run=_RLRun(rl, cfg, tok, init_params, tx, update, train_prompts, answers, eval_problems, plen,
+                              reward_fn, adv_jit, ckpt_dir, log_fn, progress, mesh), prompt_len=plen)

@@ -118,7 +118,7 @@ def small_run(tmp_path_factory):
     panel, _ = data.synthetic_universe(2, num_assets=4, num_days=200)
     a, b = data.chronological_split(200)
     prep = T.prepare(panel, 12, a, b, 200)
-    tr = T.make_train(_small_config(), prep)
+    tr = T.make_train(T.TrainHParams.from_config(_small_config()), prep)
     path = str(tmp_path_factory.mktemp("prov") / "prov.jsonl")
     out = tr(jax.random.PRNGKey(0), "adaaug", log_path=path)
     return prep, tr, path, out
