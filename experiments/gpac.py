@@ -78,7 +78,7 @@ def lm_population(config, model_seed: int, workdir: str) -> dict:
         with np.load(path) as f:
             d = {k: f[k] for k in f.files}
     else:
-        hit = lm.load(sft, model_seed)
+        hit = lm.load(lm.sft_spec(sft), model_seed)
         if hit is None:
             if not config.lm.train_if_missing:
                 raise ValueError(f"lm.model_seeds: the {config.lm.sft_size} SFT model seed {model_seed} is not in "

@@ -157,3 +157,23 @@ def test_no_library_function_receives_a_config_dict():
                     bad.append(f"{rel}:{node.lineno} {node.name}({arg.arg}: {ann or '?'})")
     assert not bad, "library functions receiving a ConfigDict (type them or convert in the experiment):\n" + \
         "\n".join(bad)
+
+
+def test_experiments_hand_the_model_cache_a_typed_spec():
+    """Every call of the LM model cache or SFT front door in experiments/ (`lm.` / `cache.` load, load_or_train,
+    model_key, make_train) passes `sft_spec(...)` or a variable named `spec`: a ConfigDict there is a TypeError
+    at run time, on paths (the G-PAC LM half) that no quick test reaches."""
+    root = os.path.join(os.path.dirname(__file__), "..", "experiments")
+    bad = []
+    for path in sorted(glob.glob(os.path.join(root, "*.py"))):
+        for node in ast.walk(_parse(path)):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in ("lm", "cache")
+                    and node.func.attr in ("load", "load_or_train", "model_key", "make_train") and node.args):
+                continue
+            a = node.args[0]
+            ok = (isinstance(a, ast.Name) and a.id == "spec") or (
+                isinstance(a, ast.Call) and ast.unparse(a.func).split(".")[-1] == "sft_spec")
+            if not ok:
+                bad.append(f"{os.path.basename(path)}:{node.lineno} {ast.unparse(node)[:80]}")
+    assert not bad, "\n".join(bad)
