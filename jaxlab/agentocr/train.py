@@ -238,9 +238,6 @@ def _grpo_step(state, batch, *, cfg, hp):
         {"loss": loss, **m}
 
 
-grpo_step = jax.jit(_grpo_step, static_argnames=("cfg", "hp"))
-
-
 def grpo_init(params, hp: GRPOHParams) -> TrainState:
     return TrainState(params=params, opt_state=optax.adam(hp.lr).init(params), step=jnp.zeros((), jnp.int32))
 
@@ -296,6 +293,11 @@ def _step_hp(hp: GRPOHParams) -> GRPOHParams:
     return GRPOHParams(lr=hp.lr, minibatch=hp.minibatch, clip_eps=hp.clip_eps, lam=0.0, every_k=1, learn_c=True)
 
 
+def _iteration_step(cfg: policy.PolicyConfig, hp: GRPOHParams) -> loop.bind:
+    """The jitted-by-`loop` step of one iteration (static cfg and `_step_hp(hp)`, so arms share its compile)."""
+    return loop.bind(_grpo_iteration_step, cfg=cfg, hp=_step_hp(hp))
+
+
 def _iteration_batch(samples: dict, *, hp: GRPOHParams, n_minibatches: int, seed: int, success=0.0,
                      mean_c=0.0) -> dict:
     idx, valid = minibatch_layout(len(samples["act"]), hp.minibatch, n_minibatches, seed)
@@ -309,13 +311,15 @@ def grpo_update(state: TrainState, samples: dict, *, cfg: policy.PolicyConfig, h
     """One pass over the samples in shuffled minibatches of fixed size (the last one padded, valid=False)."""
     n_mb = -(-len(samples["act"]) // hp.minibatch)
     batch = _iteration_batch(samples, hp=hp, n_minibatches=n_mb, seed=seed)
-    state, m = loop.jit_step(state, batch, step=loop.bind(_grpo_iteration_step, cfg=cfg, hp=_step_hp(hp)))
+    state, m = loop.jit_step(state, batch, step=_iteration_step(cfg, hp))
     return state, {k: float(v) for k, v in jax.device_get(m).items() if k not in ("success", "mean_c")}
 
 
-def _iteration_samples(params, iteration: int, *, cfg, env_params, hp: GRPOHParams, task_seeds, group_size: int,
-                       sample_seed: int, c_fixed, settings) -> tuple[dict, dict]:
-    """G episodes for each task seed (one batched rollout) -> (rollout, GRPO samples with advantages)."""
+def _collect_iteration(params, iteration: int, *, cfg, env_params, hp: GRPOHParams, task_seeds, group_size: int,
+                       sample_seed: int, c_fixed, settings) -> dict:
+    """The host part of one iteration: G episodes for each task seed (one batched rollout, sampling seed
+    `sample_seed`), their GRPO samples with advantages, laid out by `_iteration_batch` in the fixed number of
+    minibatches P * G * horizon rows need (permutation seed `sample_seed`)."""
     seeds = np.repeat(np.asarray(task_seeds), group_size)
     ro = rollout(params, cfg, env_params, seeds, sample_seed=sample_seed, c_fixed=c_fixed, settings=settings)
     groups = []
@@ -323,7 +327,10 @@ def _iteration_samples(params, iteration: int, *, cfg, env_params, hp: GRPOHPara
         sel = set(range(g * group_size, (g + 1) * group_size))
         groups.append({"steps": [s for s in ro["steps"] if s["episode"] in sel], "ret": ro["ret"],
                        "success": ro["success"]})
-    return ro, grpo_samples(groups, iteration=iteration, hp=hp)
+    samples = grpo_samples(groups, iteration=iteration, hp=hp)
+    n_mb = -(-len(task_seeds) * group_size * env_params.horizon // hp.minibatch)
+    return _iteration_batch(samples, hp=hp, n_minibatches=n_mb, seed=sample_seed, success=ro["success"].mean(),
+                            mean_c=ro["mean_c"].mean())
 
 
 def grpo_trainer(params, cfg: policy.PolicyConfig, env_params: aenv.EnvParams, hp: GRPOHParams, *,
@@ -345,27 +352,24 @@ def grpo_trainer(params, cfg: policy.PolicyConfig, env_params: aenv.EnvParams, h
         raise ValueError(f"task_seeds: expected [iterations, P >= 1] ints, got shape {task_seeds.shape}")
     if group_size < 1:
         raise ValueError(f"group_size: expected >= 1, got {group_size}")
-    n_mb = -(-task_seeds.shape[1] * group_size * env_params.horizon // hp.minibatch)
 
     def collect(state, i):
-        ro, samples = _iteration_samples(state.params, i, cfg=cfg, env_params=env_params, hp=hp,
-                                         task_seeds=task_seeds[i], group_size=group_size,
-                                         sample_seed=sample_seed + i, c_fixed=c_fixed, settings=settings)
-        return _iteration_batch(samples, hp=hp, n_minibatches=n_mb, seed=sample_seed + i,
-                                success=ro["success"].mean(), mean_c=ro["mean_c"].mean())
+        return _collect_iteration(state.params, i, cfg=cfg, env_params=env_params, hp=hp, task_seeds=task_seeds[i],
+                                  group_size=group_size, sample_seed=sample_seed + i, c_fixed=c_fixed,
+                                  settings=settings)
 
     def init(key):
         del key
         return grpo_init(params, hp)
-    return loop.Trainer(init=init, step=loop.bind(_grpo_iteration_step, cfg=cfg, hp=_step_hp(hp))), collect
+    return loop.Trainer(init=init, step=_iteration_step(cfg, hp)), collect
 
 
 def grpo_iteration(state: TrainState, iteration: int, *, cfg, env_params, hp: GRPOHParams, task_seeds,
                    group_size: int, sample_seed: int, c_fixed=None, settings=render.RenderSettings()):
     """One GRPO iteration from `state` (a step of `grpo_trainer` with `task_seeds` as iteration `iteration`'s
     tasks): G episodes for each task seed (one batched rollout), advantages, one pass of minibatch updates."""
-    trainer, collect = grpo_trainer(state.params, cfg, env_params, hp, task_seeds=np.tile(task_seeds, (iteration + 1, 1)),
-                                    group_size=group_size, sample_seed=sample_seed - iteration, c_fixed=c_fixed,
-                                    settings=settings)
-    state, m = loop.jit_step(state, collect(state, iteration), step=trainer.step)
+    batch = _collect_iteration(state.params, iteration, cfg=cfg, env_params=env_params, hp=hp,
+                               task_seeds=task_seeds, group_size=group_size, sample_seed=sample_seed,
+                               c_fixed=c_fixed, settings=settings)
+    state, m = loop.jit_step(state, batch, step=_iteration_step(cfg, hp))
     return state, {k: float(v) for k, v in jax.device_get(m).items()}

@@ -387,15 +387,14 @@ def resumable_chunks(ckpt_dir, stamp: str, state, n_chunks: int, run_chunk, on_c
                 on_chunk(i, m)
         return state, hist
     from jaxlab.core.checkpoint import Checkpointer
-    h = stamp
-    ck = Checkpointer(ckpt_dir, save_every=1, keep=1, metadata={"config_hash": h})
+    ck = Checkpointer(ckpt_dir, save_every=1, keep=1, metadata={"config_hash": stamp})
     start, hist = 0, []
     try:
         if ck.latest_step() is not None:
             meta = ck.restore_metadata()
-            if meta.get("config_hash") != h:
+            if meta.get("config_hash") != stamp:
                 raise ValueError(f"workdir: {ckpt_dir} holds a checkpoint of another config ({meta.get('config_hash')} "
-                                 f"!= {h}); use a new --workdir or delete that folder")
+                                 f"!= {stamp}); use a new --workdir or delete that folder")
             start, state = ck.restore(state)
             hist = list(meta["hist"])
         if on_start is not None:

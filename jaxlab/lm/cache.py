@@ -22,7 +22,7 @@ from jaxlab.core.config import config_hash
 from jaxlab.core.metrics import read_json, write_json_atomic
 from jaxlab.lm.model import init
 from jaxlab.core.loop import check_params_finite
-from jaxlab.lm.train import KEY_SECTIONS, KEY_TRAIN_FIELDS, SFTSpec, make_train  # noqa: F401  (re-exported)
+from jaxlab.lm.train import KEY_SECTIONS, KEY_TRAIN_FIELDS, SFTSpec, check_spec, make_train  # noqa: F401
 
 
 def cache_root() -> str:
@@ -41,12 +41,6 @@ def rows_digest(rows) -> str:
     return h.hexdigest()
 
 
-def _check_spec(spec) -> None:
-    if not isinstance(spec, SFTSpec):
-        raise TypeError(f"spec: expected an SFTSpec (convert an lm_sft config once with lm.sft_spec), got "
-                        f"{type(spec).__name__}")
-
-
 def model_key(spec: SFTSpec, seed: int, *, recipe: Optional[dict] = None) -> str:
     """'lm_<12-hex hash of model/data/optim and early-stopping fields>_s<seed>' (`spec.key_material`).
 
@@ -54,7 +48,7 @@ def model_key(spec: SFTSpec, seed: int, *, recipe: Optional[dict] = None) -> str
     hash, so a model SFT'd on custom rows never shares the stock model's key. None keeps the stock
     key unchanged.
     """
-    _check_spec(spec)
+    check_spec(spec)
     d = json.loads(spec.key_material)
     if recipe is not None:
         d["recipe"] = recipe

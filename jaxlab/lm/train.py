@@ -197,6 +197,13 @@ class SFTSpec(NamedTuple):
     key_material: str
 
 
+def check_spec(spec) -> None:
+    """TypeError unless `spec` is an `SFTSpec` (the library takes the typed spec, never a ConfigDict)."""
+    if not isinstance(spec, SFTSpec):
+        raise TypeError(f"spec: expected an SFTSpec (convert an lm_sft config once with lm.sft_spec), got "
+                        f"{type(spec).__name__}")
+
+
 def sft_spec(config: ml_collections.ConfigDict, tok: Optional[CharTokenizer] = None) -> SFTSpec:
     """The one conversion of an lm_sft ConfigDict (`model`, `data`, `optim`, `train` sections) into an
     `SFTSpec` (the experiment's side of the library boundary)."""
@@ -358,10 +365,10 @@ def make_train(spec: SFTSpec, *, ckpt_dir: Optional[str] = None,
         (`token_weights_array`, `sft_loss(weights_bt=)`); empty trains with the plain token mean.
       ckpt_dir: if given, orbax checkpoints every chunk there and resume from the latest.
       eval_fn: optional `eval_fn(params) -> float` (e.g. validation greedy accuracy); called every
-        `config.train.eval_every` steps; training stops once it is >= `config.train.target_acc`
+        `spec.hp.eval_every` steps; training stops once it is >= `spec.hp.target_acc`
         (when target_acc > 0).
       log_fn: optional `log_fn(step, **scalars)` (e.g. MetricsWriter.write).
-      problems: training problems (default: generated from `config.data`).
+      problems: training problems (default: generated from `spec.data`).
       rows: optional (prompt, completion) text pairs (`rows_arrays`) used INSTEAD of problems
         (e.g. role-token data of a multi-agent system); cache such a model with
         `cache.load_or_train(..., rows=rows, recipe=...)` so it gets its own key.
@@ -376,9 +383,7 @@ def make_train(spec: SFTSpec, *, ckpt_dir: Optional[str] = None,
       NonFiniteError (a ValueError) naming the step and the quantity as soon as a step's loss or the
       parameters are NaN/inf, before that state is checkpointed.
     """
-    if not isinstance(spec, SFTSpec):
-        raise TypeError(f"spec: expected an SFTSpec (convert an lm_sft config once with sft_spec), got "
-                        f"{type(spec).__name__}")
+    check_spec(spec)
     tok = CharTokenizer()
     cfg, hp = spec.model, spec.hp
     toks_np, mask_np = _sft_data(spec.data, tok, problems, rows)
