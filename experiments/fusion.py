@@ -104,7 +104,7 @@ def _train_lr(config, variant, data, run_dir, writer, task, lr, ev_fn):
     best_path = os.path.join(run_dir, "best.json")
     best = {"val": -np.inf, "chunk": -1, "ema": None}
     if best_ckpt.latest_step() is not None and os.path.exists(best_path):
-        target = jax.jit(trainer.init)(keys).extra["ema"]
+        target = loop.jit_init(keys, init=trainer.init).extra["ema"]
         best.update(read_json(best_path), ema=best_ckpt.restore(target)[1])
 
     def eval_fn(state):

@@ -74,11 +74,18 @@ class NonFiniteError(ValueError):
 
 
 class Static:
-    """A value (e.g. warm-start parameters) given to `bind` as a keyword: hashed and compared by identity,
-    so a trainer's `init` can close over arrays without hashing them. Read it back as `.value`."""
+    """A value (e.g. warm-start parameters) given to `bind` as a keyword: hashed and compared by the identity
+    of the value, so a trainer's `init` can close over arrays without hashing them, and two trainers built
+    around the same arrays share one `jax.jit` cache entry. Read it back as `.value`."""
 
     def __init__(self, value):
         self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Static) and other.value is self.value
 
 
 class bind:  # noqa: N801  (reads like functools.partial)
@@ -146,6 +153,13 @@ def scan_steps(state: PyTree, data: PyTree = None, *, step: Callable, length: in
     def body(s, _):
         return step(s, data)
     return jax.lax.scan(body, state, None, length=length)
+
+
+@functools.partial(jax.jit, static_argnames=("init",))
+def jit_init(key, *, init):
+    """`init(key)` jitted (`init` static: a `bind` or a module-level function), so trainers built with equal
+    hyperparameters (and `Static` values) share one compile of their init, as `jit_step` does for the step."""
+    return init(key)
 
 
 @functools.partial(jax.jit, static_argnames=("step",))
@@ -261,7 +275,7 @@ def run(trainer: Trainer, key: jax.Array, *, steps: int, chunk: int,
     _check_run_args(steps, chunk, eval_every)
     ckpt = None
     with _mesh_context(mesh):
-        state = jax.jit(trainer.init)(key)
+        state = jit_init(key, init=trainer.init)
         if mesh is not None:
             state = sharding_lib.replicate(state, mesh)
             data = None if data is None else sharding_lib.replicate(data, mesh)

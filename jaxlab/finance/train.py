@@ -528,6 +528,6 @@ def make_train(config: TrainHParams, prepared: Prepared) -> DataflowTrain:
                    make_augment(prepared, **aug, no_mix=True) if no_mix else augment, evaluate, stats)
         return _train_run(run, trainer(method), key, log_path=log_path, monitor=monitor, on_epoch=on_epoch)
 
-    return DataflowTrain(run=train, trainer=trainer, init=lambda key: jax.jit(trainer().init)(key),
+    return DataflowTrain(run=train, trainer=trainer, init=lambda key: loop.jit_init(key, init=trainer().init),
                          augment=augment, plan=plan, evaluate=evaluate, stats=stats,
                          core_augment=_augment_fn(config.st_all, config.k_targets, config.b_max))

@@ -110,6 +110,35 @@ def test_equal_hyperparameters_reuse_one_compile_and_bad_arguments():
         loop.run(make_trainer(HP), jax.random.key(0), steps=-1, chunk=1)
 
 
+def _weak_init(key, *, w0):
+    return {"w": w0.value + jax.random.normal(key, (3,)), "t": 0.0}          # "t": a weakly typed scalar
+
+
+def _weak_step(state, _):
+    return {"w": state["w"] * 0.5, "t": state["t"] + 1.0}, {"loss": jnp.sum(state["w"] ** 2)}
+
+
+def test_a_resumed_run_reuses_the_compiled_chunk_and_init(tmp_path):
+    """Orbax restores committed, strongly typed arrays; `Checkpointer.restore` gives them the fresh state's
+    placement and weak types, so the resumed run compiles neither its chunk nor its init again (a trainer rebuilt
+    around the same `Static` arrays is equal to the first one), and ends where the uninterrupted run ends."""
+    w0 = jnp.arange(3.0)
+    make = lambda: loop.Trainer(init=loop.bind(_weak_init, w0=loop.Static(w0)), step=_weak_step)  # noqa: E731
+    assert make() == make() and loop.Static(w0) != loop.Static(jnp.arange(3.0))
+    ck = str(tmp_path / "ckpt")
+    loop.run(make(), jax.random.key(0), steps=2, chunk=2, ckpt_dir=ck, progress=False)
+    sizes = loop.scan_steps._cache_size(), loop.jit_init._cache_size()
+    fresh = loop.jit_init(jax.random.key(0), init=make().init)
+    _, restored = Checkpointer(ck, save_every=1).restore(fresh)
+    for a, b in zip(jax.tree.leaves(fresh), jax.tree.leaves(restored)):
+        assert (a.dtype, a.weak_type, a.committed) == (b.dtype, b.weak_type, b.committed)
+    state, _ = loop.run(make(), jax.random.key(0), steps=4, chunk=2, ckpt_dir=ck, progress=False)
+    assert (loop.scan_steps._cache_size(), loop.jit_init._cache_size()) == sizes
+    ref, _ = loop.run(make(), jax.random.key(0), steps=4, chunk=4, progress=False)
+    np.testing.assert_array_equal(np.asarray(state["w"]), np.asarray(ref["w"]))
+    assert float(state["t"]) == 4.0 and state["t"].weak_type
+
+
 def test_eight_fake_devices_give_the_same_parameters_as_one():
     code = """
 import jax, numpy as np

@@ -107,7 +107,10 @@ def test_generated_volatility_follows_the_spread_and_a_shuffled_macro_generator_
 
 def test_gan_trainer_under_loop_run_with_a_resume_equals_the_update_loop(tmp_path):
     """`gan_trainer` on the training contract: `loop.run` in chunks of 2 (killed after 4 steps, resumed from its
-    checkpoint to 6) ends bitwise where six `make_gan` updates on the same minibatches and keys (`loop.chunk_step_key`) end."""
+    checkpoint to 6) ends where six `make_gan` updates on the same minibatches and keys (`loop.chunk_step_key`)
+    end, to float32 round-off: the scanned chunk and the single jitted update are two XLA programs, which need not
+    round alike (with XLA's older CPU emitters, as `make test` compiles, one weight differs by 2e-9). A wrong key
+    schedule or minibatch moves every leaf by orders of magnitude more."""
     from jaxlab.core import loop
     hp, key = G.GanHParams(hidden=4), jax.random.PRNGKey(0)
     x = jax.random.normal(jax.random.PRNGKey(1), (16, 8, 4))
@@ -117,12 +120,15 @@ def test_gan_trainer_under_loop_run_with_a_resume_equals_the_update_loop(tmp_pat
     loop.run(trainer, key, steps=4, chunk=2, data=G.GanData(x, c), ckpt_dir=ckpt, progress=False)
     st, hist = loop.run(trainer, key, steps=6, chunk=2, data=G.GanData(x, c), ckpt_dir=ckpt, progress=False)
     init, update, _ = G.make_gan(hp, dim=4, macro_dim=2, window=8)
-    ref, update = jax.jit(init)(key), jax.jit(update)
+    start, update = jax.jit(init)(key), jax.jit(update)
+    ref = start
     for t in range(6):
         k1, k2 = jax.random.split(loop.chunk_step_key(key, t, chunk=3))
         idx = jax.random.randint(k1, (4,), 0, 16)
         ref, m = update(ref, x[idx], c[idx], k2)
     for a, b in zip(jax.tree_util.tree_leaves(st), jax.tree_util.tree_leaves(ref)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    assert max(float(np.abs(np.asarray(a) - np.asarray(b)).max())                  # the updates moved far more
+               for a, b in zip(jax.tree_util.tree_leaves(st.params), jax.tree_util.tree_leaves(start.params))) > 1e-4
     assert int(st.step) == 6 and hist["step"] == list(range(1, 7))
     np.testing.assert_allclose(hist["g_loss"][-1], float(m["g_loss"]), rtol=1e-5)

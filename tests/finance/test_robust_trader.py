@@ -145,7 +145,7 @@ def test_loop_run_with_a_resume_equals_one_straight_chunk(world, tmp_path):
     loop.run(trainer, key, steps=16, chunk=8, data=batch, ckpt_dir=ckpt, progress=False)
     st, hist = loop.run(trainer, key, steps=24, chunk=8, data=batch, ckpt_dir=ckpt, progress=False)
     init, chunk, _ = rt.make_trader(hp, **kw)
-    ref, m = chunk(jax.jit(init)(key), flags, world.data, {}, 24)
+    ref, m = chunk(loop.jit_init(key, init=init), flags, world.data, {}, 24)
     assert int(st.step) == 24 and hist["step"] == list(range(1, 25))
     for a, b in zip(jax.tree_util.tree_leaves(st), jax.tree_util.tree_leaves(ref)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
