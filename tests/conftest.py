@@ -8,7 +8,8 @@ JAX flags:
   on. `make test` sets `fast` (measured: 49 -> 33 CPU-s on two compile-bound tests, 1,137 CPU-s for the whole
   suite); `JAXLAB_TEST_XLA=optimized` (the default outside make) leaves XLA alone. An explicit `JAX_DISABLE_MOST_OPTIMIZATIONS`
   from the user is respected either way. `fast` also compiles CPU fusions with XLA's older elemental emitters
-  (`--xla_cpu_use_fusion_emitters=false` appended to XLA_FLAGS, unless XLA_FLAGS already sets it): on this
+  (`jaxlab.core.testing.FAST_COMPILE_XLA_FLAG`, `--xla_cpu_use_fusion_emitters=false`, appended to XLA_FLAGS
+  unless XLA_FLAGS already sets it): on this
   compile-bound suite they compile about 40% faster (measured on the finance + l2d tests: 416 -> 267 CPU-s). The
   flag is process-wide, so `xla_optimized` tests keep it too.
 - `jax_threefry_partitionable=True` (the default of current JAX; pinned so keys do not depend on it).
@@ -27,8 +28,9 @@ if _XLA_MODE not in ("fast", "optimized"):
     raise ValueError(f"JAXLAB_TEST_XLA: expected 'fast' or 'optimized', got {_XLA_MODE!r}")
 if _XLA_MODE == "fast":
     os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")     # before jax is imported (workers too)
-    if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):   # XLA reads it at backend start
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
+    from jaxlab.core.testing import FAST_COMPILE_XLA_FLAG     # no jax import there
+    if FAST_COMPILE_XLA_FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):   # XLA reads it at backend start
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAST_COMPILE_XLA_FLAG).strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -52,7 +52,8 @@ def test_notebook_runs_in_smoke_mode(path, monkeypatch, tmp_path):
     monkeypatch.setenv("JAXLAB_SMOKE", "1")
     if nb.metadata.get("jaxlab", {}).get("smoke_optimized", False):
         monkeypatch.delenv("JAX_DISABLE_MOST_OPTIMIZATIONS", raising=False)
-        flags = os.environ.get("XLA_FLAGS", "").replace("--xla_cpu_use_fusion_emitters=false", "").strip()
+        from jaxlab.core.testing import FAST_COMPILE_XLA_FLAG
+        flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE_XLA_FLAG, "").strip()
         monkeypatch.setenv("XLA_FLAGS", flags)        # and XLA's default CPU emitters (tests/conftest.py)
     else:
         monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")

@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+# The XLA flag `make test` adds (tests/conftest.py, JAXLAB_TEST_XLA=fast): CPU fusions compiled by XLA's older
+# emitters, which compile faster; a notebook that executes more than it compiles takes it out again (test_colabs).
+FAST_COMPILE_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
+
 
 def run_with_fake_devices(code: str, n: int = 8, timeout: float = 600) -> subprocess.CompletedProcess:
     """Runs `python -c code` with XLA_FLAGS=--xla_force_host_platform_device_count=n (CPU only).
