@@ -1,5 +1,8 @@
 """Env-steps/s of FailureBench rollouts: Python loop of jitted single steps vs jit(vmap(step)) loop vs
-jit(lax.scan(vmap(step))) at 16/64/256 envs, plus one whole PPO iteration. Writes results/bench/brax_rollout.json.
+jit(lax.scan(vmap(step))) at 16/64/256/1024 envs, plus one whole PPO iteration. Writes results/bench/brax_rollout.json.
+The scan also runs in child processes (`CHILD_CONFIGS`): split over 2 XLA host devices by `shard_map`, and with
+single-threaded Eigen and no YNN fusions on 1 and 2 devices; each child's 16-env rollout must match the default
+one within 1e-4 (the flags change the summation order only).
 
 The limit of every rollout row is native MuJoCo on the same `MjModel` (`env.sys.mj_model`, the same timestep and
 n_frames physics steps per env step, the same constant control): `mujoco.rollout` over the same number of envs with
@@ -46,14 +49,27 @@ def native_steps_per_s(env, n: int, T: int, action, nthread: int, reps: int) -> 
     return n * T / med, util
 
 
-def sharded_scan_rows(size: str, devices: int) -> list:
-    """In a fresh process with `devices` XLA host devices (the flag must precede jax's import): the scan of
-    vmapped steps with the envs split over the devices by `shard_map` (each device one core's thread pool)
-    -> rows {num_envs, env_steps_per_s, cpu_per_wall, compile_s}."""
+# XLA:CPU settings of the rollout rows run in child processes (flags must precede jax's import). MJX's step is
+# hundreds of tiny ops (nv = 4, 4 constraint rows per env): Eigen's thread pool splits each small batched dot over
+# both cores and the sync costs more than the dot, and the YNNPACK fusions are slower than XLA's own loops at these
+# sizes. Both change the summation order only (rollouts agree with the default to ~1e-6 over 200 steps).
+SINGLE_THREAD_EIGEN = "--xla_cpu_multi_thread_eigen=false --xla_cpu_experimental_ynn_fusion_type="
+CHILD_CONFIGS = (  # (devices, extra XLA flags, label)
+    (2, "", "on 2 host devices"),
+    (1, SINGLE_THREAD_EIGEN, "on 1 host device, single-threaded Eigen, no YNN fusions"),
+    (2, SINGLE_THREAD_EIGEN, "on 2 host devices, single-threaded Eigen, no YNN fusions"),
+)
+
+
+def sharded_scan_rows(size: str, devices: int, flags: str = "") -> dict:
+    """In a fresh process with `devices` XLA host devices and the extra XLA `flags`: the scan of vmapped steps with
+    the envs split over the devices by `shard_map` (each device one core's thread pool) -> {"rows": [{num_envs,
+    env_steps_per_s, cpu_per_wall, compile_s}], "obs16": the final observations of the 16-env rollout}."""
     import json
     import subprocess
     import sys
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    xla = f"--xla_force_host_platform_device_count={devices} {flags}".strip()
+    env = dict(os.environ, XLA_FLAGS=xla)
     out = subprocess.run([sys.executable, __file__, f"--size={size}", f"--sharded_child={devices}"], env=env,
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -72,18 +88,24 @@ def _sharded_child(size: str, devices: int) -> None:
     env = make_env("bounded_push")
     T, reps = (20, 2) if size == "tiny" else (100, 5)
     mesh = Mesh(np.array(jax.devices()[:devices]), ("data",))
-    rows = []
-    for n in ([16] if size == "tiny" else [16, 64, 256]):
+    rows, obs16 = [], None
+    for n in _sizes(size):
         a = jnp.tile(jnp.array([0.5, 0.1]), (n // devices, 1))
         roll = lambda x: jax.lax.scan(lambda c, _: (jax.vmap(env.step)(c, a), None), x, None, length=T)[0].obs
         s = jax.device_put(jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), n)),
                            NamedSharding(mesh, PartitionSpec("data")))
         f = jax.jit(shard_map(roll, mesh=mesh, in_specs=PartitionSpec("data"), out_specs=PartitionSpec("data"), **kw))
         comp = fresh_compile_s(f, s)
-        jax.block_until_ready(f(s))
+        o = jax.block_until_ready(f(s))
+        if n == 16:
+            obs16 = np.asarray(o).tolist()
         med, util = _cpu_util(lambda: f(s), reps)
         rows.append({"num_envs": n, "env_steps_per_s": n * T / med, "cpu_per_wall": util, "compile_s": comp})
-    print(json.dumps(rows))
+    print(json.dumps({"rows": rows, "obs16": obs16}))
+
+
+def _sizes(size: str) -> list:
+    return [16] if size == "tiny" else [16, 64, 256, 1024]
 
 
 def _cpu_util(fn, reps):
@@ -97,7 +119,7 @@ def main(size):
     env = make_env("bounded_push")
     T = 20 if size == "tiny" else 100
     reps = 2 if size == "tiny" else 5
-    sizes = [16] if size == "tiny" else [16, 64, 256]
+    sizes = _sizes(size)
     a1 = jnp.array([0.5, 0.1])
     step1 = jax.jit(env.step)
     # the single env starts where env 0 of the first vmapped batch starts (parity check below)
@@ -145,16 +167,26 @@ def main(size):
                          "baseline_env_steps_per_s": 1.0 / base, "speedup": base * n * T / med, "compile_s": comp,
                          "cpu_per_wall": util, **limit, "ratio_to_native_1core": (n * T / med) / nat1,
                          "ratio_to_native_2core": (n * T / med) / nat2})
-    # the same scan with the envs split over 2 XLA host devices (both cores), in a child process
+    # the same scan in child processes: envs split over 2 XLA host devices, and the XLA:CPU settings above
     by_n = {r["case"]["num_envs"]: r for r in rows if r["impl"] == "jit(lax.scan(vmap(step)))"}
-    for sr in sharded_scan_rows(size, 2):
-        ref = by_n[sr["num_envs"]]
-        rows.append({**ref, "impl": "jit(shard_map(lax.scan(vmap(step)))) on 2 host devices",
-                     "median_s": sr["num_envs"] * T / sr["env_steps_per_s"], "env_steps_per_s": sr["env_steps_per_s"],
-                     "speedup": ref["baseline_median_s"] / (sr["num_envs"] * T / sr["env_steps_per_s"]),
-                     "compile_s": sr["compile_s"], "cpu_per_wall": sr["cpu_per_wall"],
-                     "ratio_to_native_1core": sr["env_steps_per_s"] / ref["native_1core_env_steps_per_s"],
-                     "ratio_to_native_2core": sr["env_steps_per_s"] / ref["native_2core_env_steps_per_s"]})
+    s16 = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), 16))
+    a16 = jnp.tile(a1, (16, 1))
+    ref16 = np.asarray(jax.jit(lambda x: jax.lax.scan(lambda c, _: (jax.vmap(env.step)(c, a16), None), x, None,
+                                                     length=T)[0].obs)(s16))
+    for devices, flags, label in CHILD_CONFIGS:
+        child = sharded_scan_rows(size, devices, flags)
+        # parity: the same rollout as the default single-device scan (summation order only)
+        np.testing.assert_allclose(np.asarray(child["obs16"]), ref16, atol=1e-4)
+        for sr in child["rows"]:
+            ref = by_n[sr["num_envs"]]
+            rows.append({**ref, "impl": f"jit(shard_map(lax.scan(vmap(step)))) {label}", "xla_flags": flags,
+                         "devices": devices, "max_abs_obs_diff_vs_default_16envs":
+                             float(np.abs(np.asarray(child["obs16"]) - ref16).max()),
+                         "median_s": sr["num_envs"] * T / sr["env_steps_per_s"], "env_steps_per_s": sr["env_steps_per_s"],
+                         "speedup": ref["baseline_median_s"] / (sr["num_envs"] * T / sr["env_steps_per_s"]),
+                         "compile_s": sr["compile_s"], "cpu_per_wall": sr["cpu_per_wall"],
+                         "ratio_to_native_1core": sr["env_steps_per_s"] / ref["native_1core_env_steps_per_s"],
+                         "ratio_to_native_2core": sr["env_steps_per_s"] / ref["native_2core_env_steps_per_s"]})
     # one whole PPO iteration (FARL arm: the world-model critic is queried every step)
     n, L = 16, 64
     train = make_train(env, num_envs=n, rollout_len=L, iterations=1)

@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from typing import Any
 
@@ -83,6 +84,7 @@ class MetricsWriter:
     schema for every experiment: the tag is `<seed/cell/method prefix>/<key>`, the step is `step`.
     Opening an existing file drops a last line that was cut mid-write. After a resume from step S,
     `truncate_after(S, seed=0)` removes that run's records past S, so no step appears twice.
+    Thread-safe: an experiment may run independent parts in threads (fusion runs its tasks concurrently).
     """
 
     PREFIX_KEYS = ("cell", "method", "arm", "task", "seed")
@@ -96,6 +98,7 @@ class MetricsWriter:
             if cut:
                 self._rewrite(records)
         self._f = open(path, "a")
+        self._lock = threading.Lock()
         self._tb = None
         if tensorboard:
             try:
@@ -109,6 +112,11 @@ class MetricsWriter:
 
     def write(self, step: int, **scalars: Any) -> None:
         record = {"step": int(step), **to_builtin(scalars)}
+        with self._lock:
+            self._write(record)
+
+    def _write(self, record: dict) -> None:
+        step = record["step"]
         self._f.write(json.dumps(record) + "\n")
         self._f.flush()
         if self._tb is not None:
@@ -121,6 +129,10 @@ class MetricsWriter:
 
     def truncate_after(self, step: int, **match: Any) -> int:
         """Drops records with `step` > step whose fields equal `match` (e.g. seed=0); returns how many."""
+        with self._lock:
+            return self._truncate_after(step, match)
+
+    def _truncate_after(self, step: int, match: dict) -> int:
         self._f.flush()
         records, _ = _read_records(self.path)
         keep = [r for r in records
@@ -132,11 +144,12 @@ class MetricsWriter:
         return len(records) - len(keep)
 
     def close(self) -> None:
-        if not self._f.closed:
-            self._f.close()
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        with self._lock:
+            if not self._f.closed:
+                self._f.close()
+            if self._tb is not None:
+                self._tb.close()
+                self._tb = None
 
     def __enter__(self) -> "MetricsWriter":
         return self

@@ -123,3 +123,38 @@ def test_lr_grid_is_a_cell_setting_and_shared_fields_are_recorded(fake, tmp_path
     c.lr_grid = [1e-3, 2e-3]
     fusion.run(c, str(tmp_path))
     assert len(fake) == 4 and fake[-1][2] == (1e-3, 2e-3)
+
+
+def test_tasks_run_concurrently_in_task_order_and_match_a_sequential_run(fake, tmp_path, monkeypatch):
+    """`run_tasks` runs pour and cabinet in two threads: pour's first training waits until cabinet's has
+    started (a sequential run would time out here). The results come back in task order and equal those of the
+    tasks run one at a time; an error in one task is raised after both have stopped."""
+    import threading
+    c = fcfg.get_config("quick")
+    c.variants, c.mi_variants, c.cabinet.variants = ["havp"], [], ["havp"]
+    started = {"pour": threading.Event(), "cabinet": threading.Event()}
+    inner = fusion.train_and_eval
+
+    def train_and_eval(config, variant, data, run_dir, writer, task="pour"):
+        started[task].set()
+        if task == "pour":
+            assert started["cabinet"].wait(timeout=60), "the cabinet task did not start while pour ran"
+        return inner(config, variant, data, run_dir, writer, task)
+
+    monkeypatch.setattr(fusion, "train_and_eval", train_and_eval)
+    with fusion.MetricsWriter(tmp_path / "m.jsonl") as w:
+        configs, both = fusion.run_tasks(c, str(tmp_path / "a"), ["pour", "cabinet"], w)
+    assert [tc.train_steps for tc in configs] == [c.train_steps, c.cabinet.train_steps] and c.train_steps != c.cabinet.train_steps
+    with fusion.MetricsWriter(tmp_path / "m2.jsonl") as w:
+        alone = [fusion.run_tasks(c, str(tmp_path / "b"), [t], w)[1][0] for t in ("pour", "cabinet")]
+    assert _dump(both) == _dump(alone)
+
+    def broken(config, variant, data, run_dir, writer, task="pour"):
+        if task == "cabinet":
+            raise RuntimeError("cabinet broke")
+        return inner(config, variant, data, run_dir, writer, task)
+
+    monkeypatch.setattr(fusion, "train_and_eval", broken)
+    with fusion.MetricsWriter(tmp_path / "m3.jsonl") as w, pytest.raises(RuntimeError, match="cabinet broke"):
+        fusion.run_tasks(c, str(tmp_path / "c"), ["pour", "cabinet"], w)
+    assert (tmp_path / "c" / "cells" / "havp" / "s0.json").exists()      # pour finished and kept its records
