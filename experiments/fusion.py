@@ -432,7 +432,6 @@ def run_tasks(config, workdir, tasks, writer):
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(2, max(1, len(tasks)))) as pool:
         futures = [pool.submit(one, i) for i in range(len(tasks))]
-        concurrent.futures.wait(futures)
     return configs, [f.result() for f in futures]
 
 

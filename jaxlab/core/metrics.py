@@ -113,35 +113,28 @@ class MetricsWriter:
     def write(self, step: int, **scalars: Any) -> None:
         record = {"step": int(step), **to_builtin(scalars)}
         with self._lock:
-            self._write(record)
-
-    def _write(self, record: dict) -> None:
-        step = record["step"]
-        self._f.write(json.dumps(record) + "\n")
-        self._f.flush()
-        if self._tb is not None:
-            prefix = "/".join(f"{k}{record[k]}" if k == "seed" else str(record[k])
-                              for k in self.PREFIX_KEYS if k in record)
-            for k, v in record.items():
-                if k != "step" and k not in self.PREFIX_KEYS and isinstance(v, (int, float)) \
-                        and not isinstance(v, bool):
-                    self._tb.add_scalar(f"{prefix}/{k}" if prefix else k, v, int(step))
+            self._f.write(json.dumps(record) + "\n")
+            self._f.flush()
+            if self._tb is not None:
+                prefix = "/".join(f"{k}{record[k]}" if k == "seed" else str(record[k])
+                                  for k in self.PREFIX_KEYS if k in record)
+                for k, v in record.items():
+                    if k != "step" and k not in self.PREFIX_KEYS and isinstance(v, (int, float)) \
+                            and not isinstance(v, bool):
+                        self._tb.add_scalar(f"{prefix}/{k}" if prefix else k, v, int(step))
 
     def truncate_after(self, step: int, **match: Any) -> int:
         """Drops records with `step` > step whose fields equal `match` (e.g. seed=0); returns how many."""
         with self._lock:
-            return self._truncate_after(step, match)
-
-    def _truncate_after(self, step: int, match: dict) -> int:
-        self._f.flush()
-        records, _ = _read_records(self.path)
-        keep = [r for r in records
-                if not (r.get("step", -1) > step and all(r.get(k) == v for k, v in match.items()))]
-        if len(keep) != len(records):
-            self._f.close()
-            self._rewrite(keep)
-            self._f = open(self.path, "a")
-        return len(records) - len(keep)
+            self._f.flush()
+            records, _ = _read_records(self.path)
+            keep = [r for r in records
+                    if not (r.get("step", -1) > step and all(r.get(k) == v for k, v in match.items()))]
+            if len(keep) != len(records):
+                self._f.close()
+                self._rewrite(keep)
+                self._f = open(self.path, "a")
+            return len(records) - len(keep)
 
     def close(self) -> None:
         with self._lock:

@@ -144,7 +144,8 @@ def test_tasks_run_concurrently_in_task_order_and_match_a_sequential_run(fake, t
     monkeypatch.setattr(fusion, "train_and_eval", train_and_eval)
     with fusion.MetricsWriter(tmp_path / "m.jsonl") as w:
         configs, both = fusion.run_tasks(c, str(tmp_path / "a"), ["pour", "cabinet"], w)
-    assert [tc.train_steps for tc in configs] == [c.train_steps, c.cabinet.train_steps] and c.train_steps != c.cabinet.train_steps
+    assert [tc.train_steps for tc in configs] == [c.train_steps, c.cabinet.train_steps]
+    assert c.train_steps != c.cabinet.train_steps
     with fusion.MetricsWriter(tmp_path / "m2.jsonl") as w:
         alone = [fusion.run_tasks(c, str(tmp_path / "b"), [t], w)[1][0] for t in ("pour", "cabinet")]
     assert _dump(both) == _dump(alone)
