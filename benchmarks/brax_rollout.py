@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlab.core.bench import fresh_compile_s, median_time
+from jaxlab.core.bench import SINGLE_THREAD_EIGEN, child_json, fresh_compile_s, median_time
 from jaxlab.core.metrics import write_json_atomic
 from jaxlab.farl.envs import make_env
 from jaxlab.farl.ppo import POLICY, TWIN, VALUE, WM_MEMBER, make_arm, make_train
@@ -49,11 +49,9 @@ def native_steps_per_s(env, n: int, T: int, action, nthread: int, reps: int) -> 
     return n * T / med, util
 
 
-# XLA:CPU settings of the rollout rows run in child processes (flags must precede jax's import). MJX's step is
-# hundreds of tiny ops (nv = 4, 4 constraint rows per env): Eigen's thread pool splits each small batched dot over
-# both cores and the sync costs more than the dot, and the YNNPACK fusions are slower than XLA's own loops at these
-# sizes. Both change the summation order only (rollouts agree with the default to ~1e-6 over 200 steps).
-SINGLE_THREAD_EIGEN = "--xla_cpu_multi_thread_eigen=false --xla_cpu_experimental_ynn_fusion_type="
+# The rollout rows also run in child processes under other XLA:CPU settings (`SINGLE_THREAD_EIGEN`, see
+# jaxlab.core.bench). MJX's step is hundreds of tiny ops (nv = 4, 4 constraint rows per env), so both settings pay
+# off here; rollouts agree with the default to ~1e-6 over 200 steps.
 CHILD_CONFIGS = (  # (devices, extra XLA flags, label)
     (2, "", "on 2 host devices"),
     (1, SINGLE_THREAD_EIGEN, "on 1 host device, single-threaded Eigen, no YNN fusions"),
@@ -65,14 +63,7 @@ def sharded_scan_rows(size: str, devices: int, flags: str = "") -> dict:
     """In a fresh process with `devices` XLA host devices and the extra XLA `flags`: the scan of vmapped steps with
     the envs split over the devices by `shard_map` (each device one core's thread pool) -> {"rows": [{num_envs,
     env_steps_per_s, cpu_per_wall, compile_s}], "obs16": the final observations of the 16-env rollout}."""
-    import json
-    import subprocess
-    import sys
-    xla = f"--xla_force_host_platform_device_count={devices} {flags}".strip()
-    env = dict(os.environ, XLA_FLAGS=xla)
-    out = subprocess.run([sys.executable, __file__, f"--size={size}", f"--sharded_child={devices}"], env=env,
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return child_json(__file__, [f"--size={size}", f"--sharded_child={devices}"], devices, flags)
 
 
 def _sharded_child(size: str, devices: int) -> None:

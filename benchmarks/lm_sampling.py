@@ -11,6 +11,14 @@ median of repeated `block_until_ready` calls is reported. Every row carries the 
   `matmul_peak_flops` (a jitted 2048³ matmul).
 The summary names the recompute baseline's best batch, so the KV cache is also compared at that batch.
 
+The cached decoder also runs with its speed options (issue 19), each row against today's decoder (one block of
+all rows, one length segment) at the same batch in the same process (`ratio_to_default`):
+- `row_block="auto"` and `segments=3` (`FAST`), in this process;
+- in a child process with 2 XLA host devices and `SINGLE_THREAD_EIGEN` (jaxlab.core.bench), the rows split
+  over the devices by `shard_map`, with today's decoder and with `FAST`.
+Greedy tokens must equal today's (asserted); the largest log-prob difference is recorded. The bytes a row
+must read count only the cache slots its segments attend over.
+
     python benchmarks/lm_sampling.py --size=full   # 0.8M model, B in {8, 32, 64, 128} x 96 new tokens
     python benchmarks/lm_sampling.py --size=tiny   # seconds; used by the tests for parity
 """
@@ -22,19 +30,26 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))
 
+import json  # noqa: E402
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxlab.core.bench import cli, matmul_peak_flops, record, stream_read_bytes_per_s, timed  # noqa: E402
+from jaxlab.core.bench import (SINGLE_THREAD_EIGEN, child_json, cli, matmul_peak_flops, record,  # noqa: E402
+                               stream_read_bytes_per_s, timed)
 from jaxlab.lm import CharTokenizer, LMConfig, generate, init, sample  # noqa: E402
+from jaxlab.lm.sampler import decode_segments  # noqa: E402
 from jaxlab.lm.evaluate import prompts_of  # noqa: E402
 
 SIZES = {
-    "tiny": dict(d_model=32, num_layers=2, num_heads=4, d_ff=64, batches=(4,), N=8, repeats=1, limits=False),
+    "tiny": dict(d_model=32, num_layers=2, num_heads=4, d_ff=64, batches=(4,), N=8, repeats=1, limits=False,
+                 child_configs=((2, SINGLE_THREAD_EIGEN, "fast"),)),
     "full": dict(d_model=128, num_layers=4, num_heads=4, d_ff=512, batches=(8, 32, 64, 128), N=96, repeats=3,
-                 limits=True),
+                 limits=True, child_configs=((2, SINGLE_THREAD_EIGEN, "default"), (2, SINGLE_THREAD_EIGEN, "fast"))),
 }
+DECODERS = {"default": dict(), "fast": dict(row_block="auto", segments=3)}   # sample() options
+FAST = DECODERS["fast"]
 
 
 def _model(s, B_max):
@@ -60,14 +75,29 @@ def _parity(params, prompts, cfg, N):
     return same, max_diff
 
 
-def _work_per_step(params, cfg, B, P, N):
-    """(lower bound of bytes read, FLOPs) of one cached decoding step of B rows."""
+def _work_per_step(params, cfg, B, P, N, segments=1):
+    """(lower bound of bytes read, FLOPs) of one cached decoding step of B rows, averaged over the N steps: the
+    cache slots the step's length segment attends over (all P + N with one segment) and every parameter once."""
     leaves = jax.tree_util.tree_leaves(params)
     param_bytes = sum(x.size * x.dtype.itemsize for x in leaves)
     matmul_params = sum(x.size for x in leaves if x.ndim == 2)
-    cache_bytes = 2 * cfg.num_layers * B * (P + N) * cfg.d_model * 4
-    flops = B * (2 * matmul_params + 4 * cfg.num_layers * (P + N) * cfg.d_model)
+    ends = decode_segments(P, N, segments)
+    slots = sum((e - s) * (P + e) for s, e in zip((0,) + ends[:-1], ends)) / N      # mean slots per step
+    cache_bytes = 2 * cfg.num_layers * B * slots * cfg.d_model * 4
+    flops = B * (2 * matmul_params + 4 * cfg.num_layers * slots * cfg.d_model)
     return cache_bytes + param_bytes, flops
+
+
+def _limits(params, cfg, B, P, N, t, segments, stream, peak):
+    bytes_step, flops_step = _work_per_step(params, cfg, B, P, N, segments)
+    return dict(limit="stream_read_bytes_per_s, matmul_peak_flops", read_bytes_per_s=bytes_step * N / t,
+                stream_read_bytes_per_s=stream, bandwidth_fraction=bytes_step * N / t / stream,
+                flops_per_s=flops_step * N / t, matmul_peak_flops=peak, peak_fraction=flops_step * N / t / peak)
+
+
+def _greedy(params, prompts, cfg, N, **opts):
+    out = sample(params, None, prompts, cfg=cfg, max_new_tokens=N, greedy=True, **opts)
+    return out.tokens, out.model_logprobs
 
 
 def run(size: str = "tiny", out_path: str | None = None) -> dict:
@@ -78,7 +108,7 @@ def run(size: str = "tiny", out_path: str | None = None) -> dict:
     stream = stream_read_bytes_per_s() if s["limits"] else None
     peak = matmul_peak_flops() if s["limits"] else None
     kw = dict(cfg=cfg, max_new_tokens=N, greedy=True, return_logits=size == "tiny")   # tiny: reuse the parity compile
-    rows = []
+    rows, today = [], {}
     for B in s["batches"]:
         prompts = prompts_all[:B]
         _, c_cache, t_cache = timed(lambda: sample(params, None, prompts, use_cache=True, **kw).tokens, s["repeats"])
@@ -90,21 +120,67 @@ def run(size: str = "tiny", out_path: str | None = None) -> dict:
                "tokens_per_s": B * N / t_cache, "baseline_tokens_per_s": B * N / t_full,
                "same_tokens": same, "max_logit_diff": max_diff}
         if s["limits"]:
-            bytes_step, flops_step = _work_per_step(params, cfg, B, P, N)
-            row.update(limit="stream_read_bytes_per_s, matmul_peak_flops",
-                       read_bytes_per_s=bytes_step * N / t_cache, stream_read_bytes_per_s=stream,
-                       bandwidth_fraction=bytes_step * N / t_cache / stream,
-                       flops_per_s=flops_step * N / t_cache, matmul_peak_flops=peak,
-                       peak_fraction=flops_step * N / t_cache / peak)
+            row.update(_limits(params, cfg, B, P, N, t_cache, 1, stream, peak))
         rows.append(row)
-    best = max(rows, key=lambda r: r["baseline_tokens_per_s"])
+        today[B] = (row, *map(np.asarray, _greedy(params, prompts, cfg, N)))
+        (tok, lp), c_fast, t_fast = timed(lambda: _greedy(params, prompts, cfg, N, **FAST), s["repeats"])
+        rows.append(_option_row(row, today[B], "kv_cache " + json.dumps(FAST), tok, lp, t_fast, c_fast, 1, "",
+                                params, cfg, FAST["segments"], stream, peak))
+    for devices, flags, decoder in s["child_configs"]:
+        child = child_json(__file__, [f"--size={size}", f"--child={decoder}"], devices, flags)
+        for B, c in child.items():
+            rows.append(_option_row(today[int(B)][0], today[int(B)], f"kv_cache {json.dumps(DECODERS[decoder])} on "
+                                    f"{devices} host devices (shard_map over rows)", c["tokens"], c["model_logprobs"],
+                                    c["median_s"], c["compile_s"], devices, flags, params, cfg,
+                                    DECODERS[decoder].get("segments", 1), stream, peak))
+    best = max((r for r in rows if r["impl"] == "kv_cache"), key=lambda r: r["baseline_tokens_per_s"])
     return record("lm_sampling", size, rows, out_path,
                   baseline_best_batch=best["case"]["B"], baseline_best_tokens_per_s=best["baseline_tokens_per_s"],
                   kv_cache_tokens_per_s_at_that_batch=best["tokens_per_s"],
                   speedup_at_baseline_best_batch=best["tokens_per_s"] / best["baseline_tokens_per_s"])
 
 
+def _option_row(ref, today, impl, tok, lp, t, compile_s, devices, flags, params, cfg, segments, stream, peak):
+    """A row of the cached decoder with speed options, against today's decoder (`ref`, same batch and process)."""
+    _, tok0, lp0 = today
+    tok, lp = np.asarray(tok), np.asarray(lp)
+    if not np.array_equal(tok, tok0):
+        raise AssertionError(f"{impl}: greedy tokens differ from today's decoder at B={ref['case']['B']}")
+    B, P, N = ref["case"]["B"], ref["case"]["P"], ref["case"]["N"]
+    row = {"case": ref["case"], "impl": impl, "baseline": "kv_cache (today's decoder, same batch, this process)",
+           "xla_flags": flags, "devices": devices, "median_s": t, "baseline_median_s": ref["median_s"],
+           "compile_s": compile_s, "tokens_per_s": B * N / t, "baseline_tokens_per_s": ref["tokens_per_s"],
+           "ratio_to_default": ref["median_s"] / t, "same_tokens": True,
+           "max_logprob_diff_vs_default": float(np.abs(lp - lp0).max())}
+    if stream is not None:
+        row.update(_limits(params, cfg, B, P, N, t, segments, stream, peak))
+    return row
+
+
+def _child(size: str, decoder: str) -> None:
+    """In a child process (2 host devices, see `child_json`): the greedy decoder with `DECODERS[decoder]`, the rows
+    split over the devices by shard_map; prints {B: {tokens, model_logprobs, median_s, compile_s}} as one line."""
+    from jax.sharding import NamedSharding, PartitionSpec
+    from jaxlab.core.sharding import make_mesh
+    s = SIZES[size]
+    cfg, params, prompts_all = _model(s, max(s["batches"]))
+    N, mesh = s["N"], make_mesh(jax.device_count())
+    f = jax.jit(jax.shard_map(lambda p: _greedy(params, p, cfg, N, **DECODERS[decoder]), mesh=mesh,
+                              in_specs=PartitionSpec("data"), out_specs=PartitionSpec("data"), check_vma=False))
+    res = {}
+    for B in s["batches"]:
+        prompts = jax.device_put(prompts_all[:B], NamedSharding(mesh, PartitionSpec("data")))
+        (tok, lp), c, t = timed(lambda: f(prompts), s["repeats"])
+        res[B] = {"tokens": np.asarray(tok).tolist(), "model_logprobs": np.asarray(lp).tolist(), "median_s": t,
+                  "compile_s": c}
+    print(json.dumps(res))
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    child = [a.split("=", 1)[1] for a in argv if a.startswith("--child=")]
+    if child:
+        return _child(next(a.split("=", 1)[1] for a in argv if a.startswith("--size=")), child[0])
     return cli("lm_sampling", run, SIZES, __doc__, argv)
 
 

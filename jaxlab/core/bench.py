@@ -102,3 +102,27 @@ def fresh_compile_s(jitted, *args, **kwargs) -> float:
     t0 = time.perf_counter()
     jitted.lower(*args, **kwargs).compile()
     return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------- child processes with other XLA:CPU settings
+# XLA flags must be set before jax is imported, so benchmark rows under other settings run in a fresh process.
+# On the 2-core CPU, small ops are faster when Eigen does not split each dot over both cores (the sync costs more
+# than the dot) and XLA's own loops replace the YNNPACK fusions; the two cores are then used as 2 host devices,
+# each running its share of a batch (`shard_map`). Both flags change the summation order only.
+SINGLE_THREAD_EIGEN = "--xla_cpu_multi_thread_eigen=false --xla_cpu_experimental_ynn_fusion_type="
+
+
+def child_json(script: str, argv: list[str], devices: int, flags: str = "") -> Any:
+    """Runs `python script *argv` in a fresh process with `devices` XLA host devices and the extra XLA `flags`
+    (replacing XLA_FLAGS) and returns the JSON of the last line the child printed. A failing child raises
+    with its stderr."""
+    import json
+    import subprocess
+    import sys
+    xla = f"--xla_force_host_platform_device_count={devices} {flags}".strip()
+    proc = subprocess.run([sys.executable, script, *argv], env=dict(os.environ, XLA_FLAGS=xla),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark child {script} {' '.join(argv)} (XLA_FLAGS={xla!r}) failed with exit "
+                           f"code {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -6,8 +6,10 @@ all shapes are fixed by (B, P, G, max_new_tokens), so one compile serves a whole
 baseline); both paths use the same keys and give the same tokens.
 
 Decoding with the cache (issue 19) is a `lax.while_loop` that stops as soon as every row has emitted
-EOS; it can also run in length segments (`decode_segments`, off by default) whose steps attend over
-the cache slots that can be filled by the segment's end only.
+EOS. Two options (off by default, so committed results stay bit for bit) make it faster on CPU:
+`row_block` decodes the rows in blocks whose KV cache stays in the CPU's cache, and `segments` runs
+length segments whose steps attend over the cache slots that can be filled by the segment's end only.
+Both keep every drawn token; log-probs move by float32 rounding.
 """
 
 from __future__ import annotations
@@ -52,8 +54,13 @@ def init_cache(cfg: LMConfig, batch: int, length: int, dtype=jnp.float32) -> tup
                  for _ in range(cfg.num_layers))
 
 
-def _policy(logits_bv, key, *, cfg, temperature, top_p, greedy):
-    """Returns (token [B], policy logp [B], model logp [B])."""
+def _policy(logits_bv, noise_bv, *, cfg, temperature, top_p, greedy):
+    """Returns (token [B], policy logp [B], model logp [B]).
+
+    noise_bv: [B, V] standard Gumbel noise (None when greedy); `argmax(lp + noise)` is exactly what
+    `jax.random.categorical(key, lp)` computes with `noise = jax.random.gumbel(key, lp.shape)`
+    (tests/lm/test_sampler.py checks the equality), so rows can be decoded in blocks that slice one
+    step's noise without changing a draw."""
     model_lp = output_log_softmax(logits_bv, cfg)
     if greedy:
         tok = jnp.argmax(model_lp, axis=-1)
@@ -68,17 +75,30 @@ def _policy(logits_bv, key, *, cfg, temperature, top_p, greedy):
             keep = jnp.zeros_like(keep_sorted).at[
                 jnp.arange(lp.shape[0])[:, None], order].set(keep_sorted)
             lp = jax.nn.log_softmax(jnp.where(keep, lp, NEG_INF), axis=-1)
-        tok = jax.random.categorical(key, lp, axis=-1)
+        tok = jnp.argmax(noise_bv + lp, axis=-1)
         pol = jnp.take_along_axis(lp, tok[:, None], axis=-1)[:, 0]
     mlp = jnp.take_along_axis(model_lp, tok[:, None], axis=-1)[:, 0]
     return tok.astype(jnp.int32), pol, mlp
 
 
+def _gumbel(key, shape):
+    return jax.random.gumbel(key, shape, jnp.float32)
+
+
+def _step_noise(key, n_steps: int, shape):
+    """[n_steps, *shape] Gumbel noise of decoding steps 0..n_steps-1: step i draws with the second half
+    of the i-th split of the running key (`key, sub = split(key)`), as the step-by-step loop did."""
+    def step(k, _):
+        k, sub = jax.random.split(k)
+        return k, _gumbel(sub, shape)
+    return jax.lax.scan(step, key, None, length=n_steps)[1]
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "num_samples", "top_p",
                                              "greedy", "use_cache", "delta_layer",
-                                             "return_logits"))
+                                             "return_logits", "segments", "row_block"))
 def _sample(params, key, prompts_bp, temperature, delta, delta_pos, *, cfg, max_new_tokens,
-            num_samples, top_p, greedy, use_cache, delta_layer, return_logits):
+            num_samples, top_p, greedy, use_cache, delta_layer, return_logits, segments, row_block):
     B, P = prompts_bp.shape
     G, N = num_samples, max_new_tokens
     valid_bp = prompts_bp != cfg.pad_id
@@ -90,7 +110,8 @@ def _sample(params, key, prompts_bp, temperature, delta, delta_pos, *, cfg, max_
     if use_cache:
         return _decode_cached(params, key, prompts_bp, valid_bp, plen_b, delta, delta_pos, module=module,
                               policy=policy, rep=rep, cfg=cfg, G=G, N=N, delta_layer=delta_layer,
-                              return_logits=return_logits)
+                              return_logits=return_logits, greedy=greedy, segments=segments,
+                              row_block=row_block)
     buf0 = jnp.concatenate([rep(prompts_bp), jnp.full((B * G, N), cfg.pad_id, jnp.int32)], 1)
 
     def step(carry, i):
@@ -100,7 +121,7 @@ def _sample(params, key, prompts_bp, temperature, delta, delta_pos, *, cfg, max_
             apply(params, state, cfg=cfg, delta=None if delta is None else rep(delta),
                   delta_pos=None if delta is None else rep(delta_pos),
                   delta_layer=delta_layer), P - 1 + i, axis=1, keepdims=False)
-        tok, pol, mlp = policy(logits_bv, sub)
+        tok, pol, mlp = policy(logits_bv, None if greedy else _gumbel(sub, logits_bv.shape))
         live = ~done
         tok = jnp.where(live, tok, cfg.pad_id)
         pol, mlp = jnp.where(live, pol, 0.0), jnp.where(live, mlp, 0.0)
@@ -131,28 +152,56 @@ def decode_segments(P: int, N: int, max_segments: int | None = None) -> tuple[in
     first P + ends[k] cache slots only: the slots after them are still empty (issue 19: ~43% of the
     cache bytes at P=16, N=96 were masked slots that every step read).
 
-    Off by default (`DECODE_SEGMENTS = 1`): with 3 segments at B=128, P=16, N=96 the decoder measured
-    0.96x the single-segment speed on the loaded 2-core CPU (the pad between segments copies the
-    cache), and shorter attention rows change the summation order, so log-probs move by ~1e-7
-    relative (tokens stay identical). Segments are kept for longer generations and accelerators."""
+    Off by default (`DECODE_SEGMENTS = 1`): shorter attention rows change the summation order, so
+    log-probs move by ~1e-7 relative (tokens stay identical), and the committed results were sampled
+    with one segment. Alone, 3 segments measured 0.96x at B=128, P=16, N=96 on the loaded 2-core CPU
+    (the pad between segments copies the cache); with `row_block="auto"` they add 1.1-1.2x
+    (BUILD_NOTES, session 13)."""
     m = DECODE_SEGMENTS if max_segments is None else max_segments
     n_seg = max(1, min(m, -(-N // 16)))
     return tuple(sorted({-(-N * (k + 1) // n_seg) for k in range(n_seg)}))
 
 
-def _decode_cached(params, key, prompts_bp, valid_bp, plen_b, delta, delta_pos, *, module, policy,
-                   rep, cfg, G, N, delta_layer, return_logits):
-    """KV-cache decoding in length segments, each a `lax.while_loop` that also stops once every row
-    has emitted EOS (not with return_logits, whose [.., N, V] logits cover every step).
+ROW_BLOCK_CACHE_BYTES = 8 << 20   # a block's KV cache on CPU: 8 MiB (2 MiB L2 per core, 32 MiB L3)
 
-    Segment k's cache holds S_k = P + ends[k] slots (grown by padding between segments), so a step
-    reads only slots that can be filled by then. Steps skipped after every row finished keep the
-    values a finished row gets anyway (PAD, log-probs 0, mask False), so tokens and log-probs are the
-    ones the full-length scan gave (tests/lm/test_sampler.py checks this against a reference scan).
+
+def default_row_block(cfg: LMConfig, rows: int, length: int, backend: str | None = None) -> int:
+    """Rows decoded together with `row_block="auto"`: on CPU, the most rows whose float32 KV cache of `length`
+    slots (2 * num_layers * length * d_model floats per row) fits `ROW_BLOCK_CACHE_BYTES`, balanced so
+    the blocks are equal; on GPU/TPU, all `rows` (one block).
+
+    Every decoding step reads the whole cache of its block. At B=128, P=16, N=96 (d 128, 4 layers) a
+    128-row cache is 59 MB, more than the L3, and each step streams it from memory; 8 blocks of 16
+    rows (7.3 MB) decode 1.3-1.4x faster on the 2-core CPU (BUILD_NOTES, session 13). Not the
+    default: a block of fewer rows moves log-probs by float32 rounding (~1e-7 of the logits' scale),
+    and the committed results were sampled with one block."""
+    if (backend or jax.default_backend()) != "cpu":
+        return rows
+    per_row = 2 * cfg.num_layers * length * cfg.d_model * 4
+    r = max(1, min(rows, ROW_BLOCK_CACHE_BYTES // per_row))
+    n_blocks = -(-rows // r)
+    return -(-rows // n_blocks)
+
+
+def _decode_cached(params, key, prompts_bp, valid_bp, plen_b, delta, delta_pos, *, module, policy,
+                   rep, cfg, G, N, delta_layer, return_logits, greedy, segments, row_block):
+    """KV-cache decoding: prefill every row at once, then decode the B*G rows in blocks of
+    `row_block` rows one after another (`lax.map`), each block in length segments.
+
+    Each segment is a `lax.while_loop` that also stops once every row of the block has emitted EOS
+    (not with return_logits, whose [.., N, V] logits cover every step). Segment k's cache holds
+    S_k = P + ends[k] slots (grown by padding between segments), so a step reads only slots that can
+    be filled by then. A block's cache is what one step reads in full, so small blocks keep it in the
+    CPU's cache (issue 19). Rows never interact and sampled rows slice the step's [B*G, V] noise, so
+    every block size draws the same tokens; log-probs move by float32 rounding only (matmuls over fewer
+    rows may sum in another order). Steps skipped after every row finished
+    keep the values a finished row gets anyway (PAD, log-probs 0, mask False), so tokens and
+    log-probs are the ones the full-length scan gave (tests/lm/test_sampler.py checks this against
+    a reference scan).
     """
     B, P = prompts_bp.shape
     BG = B * G
-    ends = decode_segments(P, N)
+    ends = decode_segments(P, N, segments)
     S0 = P + ends[0]
     pos_bp = jnp.maximum(jnp.cumsum(valid_bp, axis=1) - 1, 0)
     kvalid_bs = jnp.concatenate([valid_bp, jnp.ones((B, N), bool)], axis=1)
@@ -160,14 +209,38 @@ def _decode_cached(params, key, prompts_bp, valid_bp, plen_b, delta, delta_pos, 
     logits, _, cache = module.apply({"params": params}, prompts_bp, pos_bp, mask,
                                     init_cache(cfg, B, S0), 0, delta_bd=delta,
                                     delta_pos_b=delta_pos, delta_layer=delta_layer)
-    cache = jax.tree_util.tree_map(rep, cache)
-    kvalid = rep(kvalid_bs)
-    plen = rep(plen_b)
+    rows = (jax.tree_util.tree_map(rep, cache), rep(logits[:, -1]), rep(kvalid_bs), rep(plen_b),
+            None if greedy else jnp.swapaxes(_step_noise(key, N, (BG, cfg.vocab_size)), 0, 1))
+    decode = functools.partial(_decode_rows, params, module=module, policy=policy, cfg=cfg, P=P, N=N,
+                               ends=ends, return_logits=return_logits)
+    R = min(int(row_block), BG)
+    n_blocks = -(-BG // R)
+    if n_blocks == 1:
+        outs = decode(rows)
+    else:                           # pad to whole blocks with copies of row 0; their outputs are dropped
+        R = -(-BG // n_blocks)
+        pad = n_blocks * R - BG
+        blocks = jax.tree_util.tree_map(
+            lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]).reshape((n_blocks, R) + x.shape[1:]),
+            rows)
+        outs = jax.lax.map(decode, blocks)                                   # [n_blocks, N, R, ...]
+        outs = jax.tree_util.tree_map(
+            lambda x: jnp.swapaxes(x, 0, 1).reshape((N, n_blocks * R) + x.shape[3:])[:, :BG], outs)
+    tok, pol, mlp, live, lg = outs
+    return _finish(tok, pol, mlp, live, lg, B=B, G=G, N=N, cfg=cfg, return_logits=return_logits)
+
+
+def _decode_rows(params, rows, *, module, policy, cfg, P, N, ends, return_logits):
+    """Decodes R rows after the prefill. rows = (cache of S_0 slots, first logits [R, V], key validity
+    [R, P+N], prompt lengths [R], Gumbel noise [R, N, V] or None). Returns [N, R] step-major outputs
+    (tokens, policy log-probs, model log-probs, live mask, logits [N, R, V] or None)."""
+    cache, logits_bv, kvalid, plen, noise = rows
+    R = logits_bv.shape[0]
     f32 = jnp.float32
-    outs = (jnp.full((N, BG), cfg.pad_id, jnp.int32), jnp.zeros((N, BG), f32), jnp.zeros((N, BG), f32),
-            jnp.zeros((N, BG), bool),
-            jnp.zeros((N, BG, cfg.vocab_size), f32) if return_logits else None)
-    state = (jnp.asarray(0, jnp.int32), rep(logits[:, -1]), jnp.zeros((BG,), bool), key, outs)
+    outs = (jnp.full((N, R), cfg.pad_id, jnp.int32), jnp.zeros((N, R), f32), jnp.zeros((N, R), f32),
+            jnp.zeros((N, R), bool),
+            jnp.zeros((N, R, cfg.vocab_size), f32) if return_logits else None)
+    state = (jnp.asarray(0, jnp.int32), logits_bv, jnp.zeros((R,), bool), outs)
     for end in ends:
         Sk = P + end
         if cache[0].k.shape[2] < Sk:
@@ -177,14 +250,13 @@ def _decode_cached(params, key, prompts_bp, valid_bp, plen_b, delta, delta_pos, 
         kv_k = kvalid[:, :Sk]
 
         def cond(st, end=end):
-            i, _, done, _, _, _ = st
+            i, _, done, _, _ = st
             go = i < end
             return go if return_logits else go & ~jnp.all(done)
 
         def body(st, Sk=Sk, kv_k=kv_k):
-            i, logits_bv, done, key, outs, cache = st
-            key, sub = jax.random.split(key)
-            tok, pol, mlp = policy(logits_bv, sub)
+            i, logits_bv, done, outs, cache = st
+            tok, pol, mlp = policy(logits_bv, None if noise is None else noise[:, i])
             live = ~done
             tok = jnp.where(live, tok, cfg.pad_id)
             pol, mlp = jnp.where(live, pol, 0.0), jnp.where(live, mlp, 0.0)
@@ -193,22 +265,20 @@ def _decode_cached(params, key, prompts_bp, valid_bp, plen_b, delta, delta_pos, 
             outs = jax.tree_util.tree_map(
                 lambda buf, v: jax.lax.dynamic_update_index_in_dim(buf, v, i, axis=0), outs, new)
             w = P + i
-            mask = ((jnp.arange(Sk) <= w)[None, :] & kv_k)[:, None, :]     # [BG, 1, Sk]
+            mask = ((jnp.arange(Sk) <= w)[None, :] & kv_k)[:, None, :]     # [R, 1, Sk]
             logits, _, cache = module.apply({"params": params}, tok[:, None], (plen + i)[:, None],
                                             mask, cache, w)
-            return i + 1, logits[:, 0], done, key, outs, cache
+            return i + 1, logits[:, 0], done, outs, cache
 
-        i, logits_bv, done, key, outs, cache = jax.lax.while_loop(cond, body, state[:4] + (state[4], cache))
-        state = (i, logits_bv, done, key, outs)
-    tok, pol, mlp, live, lg = state[4]
-    B_ = prompts_bp.shape[0]
-    return _finish(tok, pol, mlp, live, lg, B=B_, G=G, N=N, cfg=cfg, return_logits=return_logits)
+        *state, cache = jax.lax.while_loop(cond, body, tuple(state) + (cache,))
+    return state[3]
 
 
 def sample(params, key: jax.Array, prompts_bp, *, cfg: LMConfig, max_new_tokens: int,
            num_samples: int = 1, temperature: float = 1.0, top_p: float = 1.0,
            greedy: bool = False, use_cache: bool = True, delta=None,
-           delta_layer: int = -1, return_logits: bool = False) -> SampleOutput:
+           delta_layer: int = -1, return_logits: bool = False, segments: int | None = None,
+           row_block: int | str | None = None) -> SampleOutput:
     """Samples continuations of left-padded prompts.
 
     Args:
@@ -227,6 +297,13 @@ def sample(params, key: jax.Array, prompts_bp, *, cfg: LMConfig, max_new_tokens:
         generated token's logits; 0..L-1: a block output, which also changes the cached keys and
         values of that position and thus every later token).
       return_logits: also return the [B, G, N, V] logits (tests, debugging).
+      segments: number of length segments of the cached decoder (default `DECODE_SEGMENTS` = 1);
+        more segments read fewer empty cache slots and move log-probs by ~1e-7 relative.
+      row_block: rows (of the B*G) decoded together in one block of the cached decoder; blocks run
+        one after another. None (default): all rows in one block, today's numbers bit for bit.
+        "auto": `default_row_block(...)`, on CPU as many rows as keep a block's KV cache within
+        `ROW_BLOCK_CACHE_BYTES` (1.3-1.4x faster at B=128, P=16, N=96). Any block size draws the
+        same tokens; log-probs move by float32 rounding (the dense layers' matmuls see fewer rows).
     Returns:
       SampleOutput with [B, G, N] tokens, logprobs, model_logprobs, mask and [B, G] lengths.
     """
@@ -254,6 +331,16 @@ def sample(params, key: jax.Array, prompts_bp, *, cfg: LMConfig, max_new_tokens:
         if not greedy:
             raise ValueError("key: a PRNG key is required unless greedy=True")
         key = jax.random.PRNGKey(0)
+    if segments is not None and int(segments) < 1:
+        raise ValueError(f"segments: expected >= 1, got {segments}")
+    rows = prompts_bp.shape[0] * int(num_samples)
+    if row_block is None:
+        row_block = rows
+    elif row_block == "auto":
+        row_block = default_row_block(cfg, rows, prompts_bp.shape[1] + max_new_tokens)
+    elif isinstance(row_block, str) or int(row_block) < 1:
+        raise ValueError(f"row_block: expected None, 'auto' or an integer >= 1, got {row_block!r}")
+    row_block = min(int(row_block), rows)
     delta_pos = None
     if delta is not None:
         delta = jnp.asarray(delta, jnp.float32)
@@ -262,7 +349,8 @@ def sample(params, key: jax.Array, prompts_bp, *, cfg: LMConfig, max_new_tokens:
     return _sample(params, key, prompts_bp, jnp.asarray(temperature, jnp.float32), delta, delta_pos, cfg=cfg,
                    max_new_tokens=int(max_new_tokens), num_samples=int(num_samples),
                    top_p=float(top_p), greedy=bool(greedy), use_cache=bool(use_cache),
-                   delta_layer=int(delta_layer), return_logits=bool(return_logits))
+                   delta_layer=int(delta_layer), return_logits=bool(return_logits),
+                   segments=DECODE_SEGMENTS if segments is None else int(segments), row_block=row_block)
 
 
 def sequences(prompts_bp, out: SampleOutput) -> tuple[jax.Array, jax.Array]:

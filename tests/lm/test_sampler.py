@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlab.lm import apply as _apply, logprobs as _logprobs, sample, sequences
+from jaxlab.lm import LMConfig, apply as _apply, logprobs as _logprobs, sample, sequences
 
 apply = jax.jit(_apply, static_argnames=("cfg", "return_hidden", "delta_layer"))
 logprobs = jax.jit(_logprobs, static_argnames=("cfg",))
@@ -166,3 +166,63 @@ def test_length_segments_give_the_same_tokens(cfg, params, prompts, tok, monkeyp
         jax.clear_caches()                               # later tests must not reuse this compile
     np.testing.assert_array_equal(np.asarray(seg.tokens), np.asarray(one.tokens))
     np.testing.assert_allclose(np.asarray(seg.model_logprobs), np.asarray(one.model_logprobs), atol=1e-5)
+
+
+def test_policy_draw_is_jax_random_categorical(cfg, params, prompts):
+    """The sampler draws argmax(lp + Gumbel noise); with the noise of `jax.random.gumbel(key, shape)` that is
+    `jax.random.categorical(key, lp)` exactly (what the step-by-step loop drew), so sliced noise keeps every draw."""
+    from jaxlab.lm.model import output_log_softmax
+    from jaxlab.lm.sampler import _gumbel, _policy
+    logits = apply(params, prompts, cfg=cfg)[:, -1] * 3.0
+    for t in (1.0, 0.7, 1.3):
+        lp = output_log_softmax(logits / t, cfg)
+        for seed in range(4):
+            key = jax.random.PRNGKey(seed)
+            tok, pol, _ = _policy(logits, _gumbel(key, logits.shape), cfg=cfg, temperature=t, top_p=1.0, greedy=False)
+            np.testing.assert_array_equal(np.asarray(tok), np.asarray(jax.random.categorical(key, lp, axis=-1)))
+            np.testing.assert_array_equal(np.asarray(pol), np.take_along_axis(np.asarray(lp), np.asarray(tok)[:, None], 1)[:, 0])
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_row_blocks_give_the_same_tokens_and_logprobs(cfg, params, prompts, tok, greedy):
+    """B*G = 12 rows decoded in blocks of 1, 5 (padded to 15) and 12 rows: identical tokens, masks and lengths,
+    log-probs equal up to float32 rounding (the dense layers' matmuls see fewer rows); rows finish at different
+    steps, so each block stops on its own."""
+    p = _eos_params(params, tok, 2.0)
+    kw = dict(cfg=cfg, max_new_tokens=40, num_samples=4, greedy=greedy, temperature=1.0, top_p=0.95)
+    key = jax.random.PRNGKey(11)
+    one = sample(p, key, prompts, **kw)
+    assert 0 < np.asarray(one.finished).mean() and np.asarray(one.lengths).min() < 40
+    if not greedy:
+        assert len(np.unique(np.asarray(one.lengths))) > 2
+    for rb in (1, 5, 12, 1000):
+        b = sample(p, key, prompts, row_block=rb, **kw)
+        for name in ("tokens", "mask", "lengths", "finished"):
+            np.testing.assert_array_equal(np.asarray(getattr(b, name)), np.asarray(getattr(one, name)), err_msg=name)
+        np.testing.assert_allclose(np.asarray(b.model_logprobs), np.asarray(one.model_logprobs), atol=2e-6, rtol=0)
+        np.testing.assert_allclose(np.asarray(b.logprobs), np.asarray(one.logprobs), atol=2e-6, rtol=0)
+    # blocks and segments together, with the full logits of every step
+    r = sample(p, key, prompts, row_block=5, segments=3, return_logits=True, **kw)
+    f = sample(p, key, prompts, return_logits=True, **kw)
+    np.testing.assert_array_equal(np.asarray(r.tokens), np.asarray(f.tokens))
+    np.testing.assert_allclose(np.asarray(r.logits), np.asarray(f.logits), atol=1e-5, rtol=0)
+
+
+def test_default_row_block_fits_the_cache_budget_in_equal_blocks():
+    from jaxlab.lm.sampler import ROW_BLOCK_CACHE_BYTES, default_row_block
+    big = LMConfig(vocab_size=40, d_model=128, num_layers=4, num_heads=4, d_ff=512, max_len=112)
+    per_row = 2 * 4 * 112 * 128 * 4                                     # 458,752 bytes of K and V per row
+    assert ROW_BLOCK_CACHE_BYTES // per_row == 18
+    assert default_row_block(big, 128, 112, backend="cpu") == 16        # 8 equal blocks of 16 (not 7 x 18 + 2)
+    assert default_row_block(big, 20, 112, backend="cpu") == 10         # 2 blocks of 10
+    assert default_row_block(big, 7, 112, backend="cpu") == 7           # one block when everything fits
+    assert default_row_block(big, 128, 112, backend="gpu") == 128       # accelerators: one block
+    assert default_row_block(LMConfig(d_model=1024, num_layers=64, max_len=4096), 8, 4096, backend="cpu") == 1
+
+
+def test_bad_decoder_options_raise(cfg, params, prompts):
+    for bad in (0, -2, "fast"):
+        with pytest.raises(ValueError, match="row_block"):
+            sample(params, None, prompts, cfg=cfg, max_new_tokens=4, greedy=True, row_block=bad)
+    with pytest.raises(ValueError, match="segments"):
+        sample(params, None, prompts, cfg=cfg, max_new_tokens=4, greedy=True, segments=0)
