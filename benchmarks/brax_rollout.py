@@ -11,7 +11,10 @@ physics (no observation, reward or termination), so it is an upper bound for the
 the process CPU seconds per wall second during its timing (how many cores it used). compile_s is a fresh
 compile (`jax.clear_caches()` first).
 
-Usage: python benchmarks/brax_rollout.py --size=tiny|full
+Usage: python benchmarks/brax_rollout.py --size=tiny|full|gpu [--out=results/bench/brax_rollout.json]
+
+`--size=gpu` (benchmarks/gpu_suite.sh, issue 19 item 7) runs 16 and 4096 envs on the default device against
+native MuJoCo on 1 thread and on every host core, without the CPU-setting children and the PPO rows.
 """
 import argparse
 import os
@@ -96,7 +99,7 @@ def _sharded_child(size: str, devices: int) -> None:
 
 
 def _sizes(size: str) -> list:
-    return [16] if size == "tiny" else [16, 64, 256, 1024]
+    return {"tiny": [16], "full": [16, 64, 256, 1024], "gpu": [16, 4096]}[size]
 
 
 def _cpu_util(fn, reps):
@@ -105,11 +108,12 @@ def _cpu_util(fn, reps):
     return med, (time.process_time() - c0) / (time.perf_counter() - t0)
 
 
-def main(size):
+def main(size, out_path="results/bench/brax_rollout.json"):
     load0 = os.getloadavg()[0]
     env = make_env("bounded_push")
     T = 20 if size == "tiny" else 100
-    reps = 2 if size == "tiny" else 5
+    reps = {"tiny": 2, "full": 5, "gpu": 3}[size]
+    ncore = os.cpu_count() if size == "gpu" else 2           # native MuJoCo on every core of the host
     sizes = _sizes(size)
     a1 = jnp.array([0.5, 0.1])
     step1 = jax.jit(env.step)
@@ -149,19 +153,19 @@ def main(size):
             np.testing.assert_allclose(np.asarray(vloop(10))[0], np.asarray(loop1(10)), atol=1e-4)
         (tv, uv), (ts_, us) = _cpu_util(vloop, reps), _cpu_util(lambda: scan(s), reps)
         nat1, u1 = native_steps_per_s(env, n, T, a1, 1, reps)
-        nat2, u2 = native_steps_per_s(env, n, T, a1, 2, reps)
+        nat2, u2 = native_steps_per_s(env, n, T, a1, ncore, reps)
         limit = {"limit": "native MuJoCo (mujoco.rollout, same MjModel and n_frames, physics only)",
                  "native_1core_env_steps_per_s": nat1, "native_1core_cpu_per_wall": u1,
-                 "native_2core_env_steps_per_s": nat2, "native_2core_cpu_per_wall": u2}
+                 f"native_{ncore}core_env_steps_per_s": nat2, f"native_{ncore}core_cpu_per_wall": u2}
         for impl, med, comp, util in (("jit(vmap(step)) loop", tv, cv, uv), ("jit(lax.scan(vmap(step)))", ts_, cs, us)):
             rows.append({"case": {"num_envs": n, "steps": T}, "impl": impl, "baseline": "python loop of jit(step)",
                          "median_s": med, "baseline_median_s": base * n * T, "env_steps_per_s": n * T / med,
                          "baseline_env_steps_per_s": 1.0 / base, "speedup": base * n * T / med, "compile_s": comp,
                          "cpu_per_wall": util, **limit, "ratio_to_native_1core": (n * T / med) / nat1,
-                         "ratio_to_native_2core": (n * T / med) / nat2})
+                         f"ratio_to_native_{ncore}core": (n * T / med) / nat2})
     # the same scan in child processes: envs split over 2 XLA host devices, and the XLA:CPU settings above
     by_n = {r["case"]["num_envs"]: r for r in rows if r["impl"] == "jit(lax.scan(vmap(step)))"}
-    for devices, flags, label in CHILD_CONFIGS:
+    for devices, flags, label in CHILD_CONFIGS if size != "gpu" else ():
         child = sharded_scan_rows(size, devices, flags)
         # parity: the same rollout as the default single-device scan (summation order only)
         diff16 = float(np.abs(np.asarray(child["obs16"]) - ref16).max())
@@ -182,7 +186,7 @@ def main(size):
     pre = {"pi": POLICY.init(ks[0], o), "v": VALUE.init(ks[1], o), "rec": POLICY.init(ks[2], o),
            "wm": jax.vmap(lambda k: WM_MEMBER.init(k, o, ac))(jax.random.split(ks[3], 5)), "q": TWIN.init(ks[4], o, ac)}
     tj = jax.jit(train)
-    for arm in ("vanilla", "farl"):
+    for arm in ("vanilla", "farl") if size != "gpu" else ():
         comp = fresh_compile_s(tj, jax.random.PRNGKey(0), make_arm(arm), pre)
         jax.block_until_ready(tj(jax.random.PRNGKey(0), make_arm(arm), pre))
         med = median_time(lambda: tj(jax.random.PRNGKey(0), make_arm(arm), pre), reps)
@@ -195,22 +199,25 @@ def main(size):
            "versions": {"jax": jax.__version__, "brax": brax.__version__, "mujoco": mujoco.__version__,
                         "python": platform.python_version()},
            "cpu_count": os.cpu_count(), "loadavg_1m_start": load0, "loadavg_1m_end": os.getloadavg()[0],
-           "note": ("2-core CPU; the load average is recorded at start and end; ratios measured in the same "
-                    "process are the signal when the machine is shared"),
+           "device_kind": jax.devices()[0].device_kind, "native_threads": [1, ncore],
+           "note": ("the load average is recorded at start and end; ratios measured in the same process are the "
+                    "signal when the machine is shared"),
            "single_step_python_loop": {"env_steps_per_s": 1.0 / base, "compile_s": c1}, "rows": rows}
-    write_json_atomic("results/bench/brax_rollout.json", out)
+    write_json_atomic(out_path, out)
     for r in rows:
-        nat = (f", native 1 core {r['native_1core_env_steps_per_s']:.0f} / 2 cores {r['native_2core_env_steps_per_s']:.0f}"
+        nat = (f", native 1 core {r['native_1core_env_steps_per_s']:.0f} / {ncore} cores "
+               f"{r[f'native_{ncore}core_env_steps_per_s']:.0f}"
                if "native_1core_env_steps_per_s" in r else "")
         print(r["case"], r["impl"], f"{r['env_steps_per_s']:.0f} steps/s, x{r['speedup']:.1f}{nat}")
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("--size", default="tiny", choices=["tiny", "full"])
+    p.add_argument("--size", default="tiny", choices=["tiny", "full", "gpu"])
+    p.add_argument("--out", default="results/bench/brax_rollout.json")
     p.add_argument("--sharded_child", type=int, default=0, help="internal: run the sharded rows on N devices")
     args = p.parse_args()
     if args.sharded_child:
         _sharded_child(args.size, args.sharded_child)
     else:
-        main(args.size)
+        main(args.size, args.out)

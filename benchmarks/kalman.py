@@ -1,6 +1,6 @@
 """Benchmark: KPO's causal Kalman filter — NumPy loop vs jit lax.scan / associative_scan / chunked.
 
-    .venv/bin/python benchmarks/kalman.py --size=tiny|full [--out=results/bench/kalman.json]
+    .venv/bin/python benchmarks/kalman.py --size=tiny|full|gpu [--out=results/bench/kalman.json]
 
 Parity first (every jit path against the float64 NumPy loop, unmasked and with a suffix-pad mask),
 compile time measured on a fresh compile (`jax.clear_caches()` first), implementations timed
@@ -28,6 +28,8 @@ SIZES = {
     "headline": dict(cases=[(256, 4096), (64, 1024), (512, 16384), (8, 256)], repeats=7),
     "full": dict(cases=[(256, 4096)] + [(b, t) for b in (1, 64, 512) for t in (256, 1024, 4096, 16384)]
                  + [(256, t) for t in (256, 1024, 16384)], repeats=7),
+    # one prepared GPU run (issue 19 item 7, benchmarks/gpu_suite.sh): absolute times up to T = 65536
+    "gpu": dict(cases=[(256, 4096), (256, 16384), (64, 65536), (256, 65536)], repeats=5),
 }
 IMPLS = ("scan", "associative", "chunked")
 

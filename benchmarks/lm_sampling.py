@@ -21,6 +21,7 @@ must read count only the cache slots its segments attend over.
 
     python benchmarks/lm_sampling.py --size=full   # 0.8M model, B in {8, 32, 64, 128} x 96 new tokens
     python benchmarks/lm_sampling.py --size=tiny   # seconds; used by the tests for parity
+    python benchmarks/lm_sampling.py --size=gpu    # B up to 512, no CPU children (benchmarks/gpu_suite.sh)
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ SIZES = {
                  child_configs=((2, SINGLE_THREAD_EIGEN, "fast"),)),
     "full": dict(d_model=128, num_layers=4, num_heads=4, d_ff=512, batches=(8, 32, 64, 128), N=96, repeats=3,
                  limits=True, child_configs=((2, SINGLE_THREAD_EIGEN, "default"), (2, SINGLE_THREAD_EIGEN, "fast"))),
+    # one prepared GPU run (issue 19 item 7, benchmarks/gpu_suite.sh); the host-device children are CPU settings
+    "gpu": dict(d_model=128, num_layers=4, num_heads=4, d_ff=512, batches=(8, 32, 128, 512), N=96, repeats=3,
+                limits=True, child_configs=()),
 }
 DECODERS = {"default": dict(), "fast": dict(row_block="auto", segments=3)}   # sample() options
 FAST = DECODERS["fast"]

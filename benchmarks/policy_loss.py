@@ -29,7 +29,9 @@ from jaxlab.rl.losses import POLICY_LOSSES  # noqa: E402
 
 SIZES = {"tiny": dict(cases=[(16, 32)], repeats=5, lm=[(32, 1, 16, 24)]),
          "full": dict(cases=[(128, 96), (256, 1024), (256, 4096)], repeats=21,
-                      lm=[(64, 3, 128, 40), (128, 4, 128, 96)])}   # (d_model, layers, rows, new tokens)
+                      lm=[(64, 3, 128, 40), (128, 4, 128, 96)]),   # (d_model, layers, rows, new tokens)
+         # one prepared GPU run (issue 19 item 7, benchmarks/gpu_suite.sh)
+         "gpu": dict(cases=[(128, 96), (256, 4096), (1024, 4096)], repeats=11, lm=[(128, 4, 128, 96)])}
 METHODS = ("grpo", "grpo_dual", "gspo", "gspo_token", "gmpo", "kpo", "kpo_clipped", "kpo_tr")
 
 
