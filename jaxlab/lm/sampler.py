@@ -85,13 +85,14 @@ def _gumbel(key, shape):
     return jax.random.gumbel(key, shape, jnp.float32)
 
 
-def _step_noise(key, n_steps: int, shape):
-    """[n_steps, *shape] Gumbel noise of decoding steps 0..n_steps-1: step i draws with the second half
-    of the i-th split of the running key (`key, sub = split(key)`), as the step-by-step loop did."""
-    def step(k, _):
-        k, sub = jax.random.split(k)
-        return k, _gumbel(sub, shape)
-    return jax.lax.scan(step, key, None, length=n_steps)[1]
+def _block_noise(key, rows: int, vocab: int, start, size: int):
+    """Rows [start, start + size) of the [rows, V] Gumbel noise `_gumbel(key, (rows, V))` of one decoding
+    step (rows past `rows` are zero: padding). With one block this is the whole noise, as before."""
+    noise = _gumbel(key, (rows, vocab))
+    if size == rows:
+        return noise
+    noise = jnp.pad(noise, ((0, size), (0, 0)))
+    return jax.lax.dynamic_slice_in_dim(noise, start, size, axis=0)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "max_new_tokens", "num_samples", "top_p",
@@ -154,9 +155,9 @@ def decode_segments(P: int, N: int, max_segments: int | None = None) -> tuple[in
 
     Off by default (`DECODE_SEGMENTS = 1`): shorter attention rows change the summation order, so
     log-probs move by ~1e-7 relative (tokens stay identical), and the committed results were sampled
-    with one segment. Alone, 3 segments measured 0.96x at B=128, P=16, N=96 on the loaded 2-core CPU
-    (the pad between segments copies the cache); with `row_block="auto"` they add 1.1-1.2x
-    (BUILD_NOTES, session 13)."""
+    with one segment. At B=128, P=16, N=96 on the 2-core CPU, 3 segments with `row_block="auto"`
+    decoded 1.2x faster than the blocks alone (1.26x today's decoder with XLA's defaults, measured
+    interleaved; BUILD_NOTES, session 13)."""
     m = DECODE_SEGMENTS if max_segments is None else max_segments
     n_seg = max(1, min(m, -(-N // 16)))
     return tuple(sorted({-(-N * (k + 1) // n_seg) for k in range(n_seg)}))
@@ -171,9 +172,10 @@ def default_row_block(cfg: LMConfig, rows: int, length: int, backend: str | None
     the blocks are equal; on GPU/TPU, all `rows` (one block).
 
     Every decoding step reads the whole cache of its block. At B=128, P=16, N=96 (d 128, 4 layers) a
-    128-row cache is 59 MB, more than the L3, and each step streams it from memory; 8 blocks of 16
-    rows (7.3 MB) decode 1.3-1.4x faster on the 2-core CPU (BUILD_NOTES, session 13). Not the
-    default: a block of fewer rows moves log-probs by float32 rounding (~1e-7 of the logits' scale),
+    128-row cache is 59 MB, more than the L3, and each step streams it from memory. With one host
+    device per core and single-threaded Eigen (each device 64 rows), blocks of 16 rows (7.3 MB)
+    decoded 1.3x faster than one block; with XLA's defaults, where Eigen splits each small matmul
+    over both cores, about 1.04x (BUILD_NOTES, session 13). Not the default: a block of fewer rows moves log-probs by float32 rounding (~1e-7 of the logits' scale),
     and the committed results were sampled with one block."""
     if (backend or jax.default_backend()) != "cpu":
         return rows
@@ -209,38 +211,39 @@ def _decode_cached(params, key, prompts_bp, valid_bp, plen_b, delta, delta_pos, 
     logits, _, cache = module.apply({"params": params}, prompts_bp, pos_bp, mask,
                                     init_cache(cfg, B, S0), 0, delta_bd=delta,
                                     delta_pos_b=delta_pos, delta_layer=delta_layer)
-    rows = (jax.tree_util.tree_map(rep, cache), rep(logits[:, -1]), rep(kvalid_bs), rep(plen_b),
-            None if greedy else jnp.swapaxes(_step_noise(key, N, (BG, cfg.vocab_size)), 0, 1))
-    decode = functools.partial(_decode_rows, params, module=module, policy=policy, cfg=cfg, P=P, N=N,
-                               ends=ends, return_logits=return_logits)
+    rows = (jax.tree_util.tree_map(rep, cache), rep(logits[:, -1]), rep(kvalid_bs), rep(plen_b))
+    decode = functools.partial(_decode_rows, params, key, module=module, policy=policy, cfg=cfg, P=P, N=N,
+                               ends=ends, return_logits=return_logits, greedy=greedy, total_rows=BG)
     R = min(int(row_block), BG)
     n_blocks = -(-BG // R)
     if n_blocks == 1:
-        outs = decode(rows)
+        outs = decode(rows, 0)
     else:                           # pad to whole blocks with copies of row 0; their outputs are dropped
         R = -(-BG // n_blocks)
         pad = n_blocks * R - BG
         blocks = jax.tree_util.tree_map(
             lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]).reshape((n_blocks, R) + x.shape[1:]),
             rows)
-        outs = jax.lax.map(decode, blocks)                                   # [n_blocks, N, R, ...]
+        outs = jax.lax.map(lambda b: decode(b[0], b[1]), (blocks, jnp.arange(n_blocks) * R))  # [n_blocks, N, R, ..]
         outs = jax.tree_util.tree_map(
             lambda x: jnp.swapaxes(x, 0, 1).reshape((N, n_blocks * R) + x.shape[3:])[:, :BG], outs)
     tok, pol, mlp, live, lg = outs
     return _finish(tok, pol, mlp, live, lg, B=B, G=G, N=N, cfg=cfg, return_logits=return_logits)
 
 
-def _decode_rows(params, rows, *, module, policy, cfg, P, N, ends, return_logits):
-    """Decodes R rows after the prefill. rows = (cache of S_0 slots, first logits [R, V], key validity
-    [R, P+N], prompt lengths [R], Gumbel noise [R, N, V] or None). Returns [N, R] step-major outputs
-    (tokens, policy log-probs, model log-probs, live mask, logits [N, R, V] or None)."""
-    cache, logits_bv, kvalid, plen, noise = rows
+def _decode_rows(params, key, rows, start, *, module, policy, cfg, P, N, ends, return_logits, greedy, total_rows):
+    """Decodes the R rows that start at row `start` of the B*G, after the prefill. rows = (cache of S_0
+    slots, first logits [R, V], key validity [R, P+N], prompt lengths [R]). Step i draws with the i-th
+    split of `key` (the same chain for every block) and this block's rows of that step's noise. Returns
+    [N, R] step-major outputs (tokens, policy log-probs, model log-probs, live mask, logits [N, R, V] or
+    None)."""
+    cache, logits_bv, kvalid, plen = rows
     R = logits_bv.shape[0]
     f32 = jnp.float32
     outs = (jnp.full((N, R), cfg.pad_id, jnp.int32), jnp.zeros((N, R), f32), jnp.zeros((N, R), f32),
             jnp.zeros((N, R), bool),
             jnp.zeros((N, R, cfg.vocab_size), f32) if return_logits else None)
-    state = (jnp.asarray(0, jnp.int32), logits_bv, jnp.zeros((R,), bool), outs)
+    state = (jnp.asarray(0, jnp.int32), logits_bv, jnp.zeros((R,), bool), key, outs)
     for end in ends:
         Sk = P + end
         if cache[0].k.shape[2] < Sk:
@@ -250,13 +253,15 @@ def _decode_rows(params, rows, *, module, policy, cfg, P, N, ends, return_logits
         kv_k = kvalid[:, :Sk]
 
         def cond(st, end=end):
-            i, _, done, _, _ = st
+            i, _, done, _, _, _ = st
             go = i < end
             return go if return_logits else go & ~jnp.all(done)
 
         def body(st, Sk=Sk, kv_k=kv_k):
-            i, logits_bv, done, outs, cache = st
-            tok, pol, mlp = policy(logits_bv, None if noise is None else noise[:, i])
+            i, logits_bv, done, key, outs, cache = st
+            key, sub = jax.random.split(key)
+            noise = None if greedy else _block_noise(sub, total_rows, logits_bv.shape[-1], start, R)
+            tok, pol, mlp = policy(logits_bv, noise)
             live = ~done
             tok = jnp.where(live, tok, cfg.pad_id)
             pol, mlp = jnp.where(live, pol, 0.0), jnp.where(live, mlp, 0.0)
@@ -268,10 +273,10 @@ def _decode_rows(params, rows, *, module, policy, cfg, P, N, ends, return_logits
             mask = ((jnp.arange(Sk) <= w)[None, :] & kv_k)[:, None, :]     # [R, 1, Sk]
             logits, _, cache = module.apply({"params": params}, tok[:, None], (plen + i)[:, None],
                                             mask, cache, w)
-            return i + 1, logits[:, 0], done, outs, cache
+            return i + 1, logits[:, 0], done, key, outs, cache
 
         *state, cache = jax.lax.while_loop(cond, body, tuple(state) + (cache,))
-    return state[3]
+    return state[4]
 
 
 def sample(params, key: jax.Array, prompts_bp, *, cfg: LMConfig, max_new_tokens: int,
@@ -302,7 +307,7 @@ def sample(params, key: jax.Array, prompts_bp, *, cfg: LMConfig, max_new_tokens:
       row_block: rows (of the B*G) decoded together in one block of the cached decoder; blocks run
         one after another. None (default): all rows in one block, today's numbers bit for bit.
         "auto": `default_row_block(...)`, on CPU as many rows as keep a block's KV cache within
-        `ROW_BLOCK_CACHE_BYTES` (1.3-1.4x faster at B=128, P=16, N=96). Any block size draws the
+        `ROW_BLOCK_CACHE_BYTES` (see there for the measured gain). Any block size draws the
         same tokens; log-probs move by float32 rounding (the dense layers' matmuls see fewer rows).
     Returns:
       SampleOutput with [B, G, N] tokens, logprobs, model_logprobs, mask and [B, G] lengths.
