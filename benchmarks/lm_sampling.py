@@ -170,7 +170,7 @@ def _child(size: str, decoder: str) -> None:
     cfg, params, prompts_all = _model(s, max(s["batches"]))
     N, mesh = s["N"], make_mesh(jax.device_count())
     f = jax.jit(jax.shard_map(lambda p: _greedy(params, p, cfg, N, **DECODERS[decoder]), mesh=mesh,
-                              in_specs=PartitionSpec("data"), out_specs=PartitionSpec("data"), check_vma=False))
+                              in_specs=PartitionSpec("data"), out_specs=PartitionSpec("data")))
     res = {}
     for B in s["batches"]:
         prompts = jax.device_put(prompts_all[:B], NamedSharding(mesh, PartitionSpec("data")))

@@ -130,7 +130,7 @@ def _sample(params, key, prompts_bp, temperature, delta, delta_pos, *, cfg, max_
         state = jax.lax.dynamic_update_slice(state, tok[:, None], (0, P + i))
         return (state, done, key), (tok, pol, mlp, live, logits_bv if return_logits else None)
 
-    carry = (buf0, jnp.zeros((B * G,), bool), key)
+    carry = (buf0, jnp.zeros_like(buf0[:, 0], bool), key)
     _, (tok, pol, mlp, live, lg) = jax.lax.scan(step, carry, jnp.arange(N))
     return _finish(tok, pol, mlp, live, lg, B=B, G=G, N=N, cfg=cfg, return_logits=return_logits)
 
@@ -240,10 +240,12 @@ def _decode_rows(params, key, rows, start, *, module, policy, cfg, P, N, ends, r
     cache, logits_bv, kvalid, plen = rows
     R = logits_bv.shape[0]
     f32 = jnp.float32
-    outs = (jnp.full((N, R), cfg.pad_id, jnp.int32), jnp.zeros((N, R), f32), jnp.zeros((N, R), f32),
-            jnp.zeros((N, R), bool),
-            jnp.zeros((N, R, cfg.vocab_size), f32) if return_logits else None)
-    state = (jnp.asarray(0, jnp.int32), logits_bv, jnp.zeros((R,), bool), key, outs)
+    # initial carries are built from the rows (`*_like`), so under `shard_map` they vary over the mesh like
+    # the values the loop writes into them (its per-device type check then passes)
+    col = lambda v, dtype: jnp.broadcast_to(jnp.full_like(plen, v, dtype), (N, R))
+    outs = (col(cfg.pad_id, jnp.int32), col(0, f32), col(0, f32), col(False, bool),
+            jnp.broadcast_to(jnp.zeros_like(logits_bv, f32), (N, R, cfg.vocab_size)) if return_logits else None)
+    state = (jnp.asarray(0, jnp.int32), logits_bv, jnp.zeros_like(plen, bool), key, outs)
     for end in ends:
         Sk = P + end
         if cache[0].k.shape[2] < Sk:

@@ -226,3 +226,18 @@ def test_bad_decoder_options_raise(cfg, params, prompts):
             sample(params, None, prompts, cfg=cfg, max_new_tokens=4, greedy=True, row_block=bad)
     with pytest.raises(ValueError, match="segments"):
         sample(params, None, prompts, cfg=cfg, max_new_tokens=4, greedy=True, segments=0)
+
+
+@pytest.mark.parametrize("opts", [dict(greedy=True), dict(greedy=True, row_block=2, segments=3),
+                                  dict(greedy=False, num_samples=2), dict(greedy=True, use_cache=False)])
+def test_sample_runs_under_shard_map_with_its_type_check(cfg, params, prompts, opts):
+    """Under `jax.shard_map` (per-device type check on) the decoder's loop carries vary over the mesh like the rows
+    they hold; greedy rows split over the mesh decode as they do unsplit."""
+    from jax.sharding import PartitionSpec as P
+    from jaxlab.core import sharding
+    mesh = sharding.make_mesh(1)
+    f = jax.jit(jax.shard_map(lambda p, k: sample(params, k, p, cfg=cfg, max_new_tokens=12, **opts),
+                              mesh=mesh, in_specs=(P("data"), P()), out_specs=P("data")))
+    key = jax.random.PRNGKey(3)
+    out, ref = f(prompts, key), sample(params, key, prompts, cfg=cfg, max_new_tokens=12, **opts)
+    np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ref.tokens))
