@@ -196,10 +196,9 @@ def _decode_cached(params, key, prompts_bp, valid_bp, plen_b, delta, delta_pos, 
     be filled by then. A block's cache is what one step reads in full, so small blocks keep it in the
     CPU's cache (issue 19). Rows never interact and sampled rows slice the step's [B*G, V] noise, so
     every block size draws the same tokens; log-probs move by float32 rounding only (matmuls over fewer
-    rows may sum in another order). Steps skipped after every row finished
-    keep the values a finished row gets anyway (PAD, log-probs 0, mask False), so tokens and
-    log-probs are the ones the full-length scan gave (tests/lm/test_sampler.py checks this against
-    a reference scan).
+    rows may sum in another order). Steps skipped after every row finished keep the values a finished
+    row gets anyway (PAD, log-probs 0, mask False), so tokens and log-probs are the ones the
+    full-length scan gave (tests/lm/test_sampler.py checks this against a reference scan).
     """
     B, P = prompts_bp.shape
     BG = B * G
