@@ -80,7 +80,7 @@ def _sharded_child(size: str, devices: int) -> None:
         from jax.experimental.shard_map import shard_map
     kw = {"check_vma": False} if "check_vma" in inspect.signature(shard_map).parameters else {"check_rep": False}
     env = make_env("bounded_push")
-    T, reps = (20, 2) if size == "tiny" else (100, 5)
+    T, reps = _steps_reps(size)
     mesh = Mesh(np.array(jax.devices()[:devices]), ("data",))
     rows, obs16 = [], None
     for n in _sizes(size):
@@ -91,7 +91,7 @@ def _sharded_child(size: str, devices: int) -> None:
         f = jax.jit(shard_map(roll, mesh=mesh, in_specs=PartitionSpec("data"), out_specs=PartitionSpec("data"), **kw))
         comp = fresh_compile_s(f, s)
         o = jax.block_until_ready(f(s))
-        if n == _sizes(size)[0]:                       # 16 envs: the parity check against the parent's scan
+        if n == 16:                                    # the parity check against the parent's 16-env scan
             obs16 = np.asarray(o).tolist()
         med, util = _cpu_util(lambda: f(s), reps)
         rows.append({"num_envs": n, "env_steps_per_s": n * T / med, "cpu_per_wall": util, "compile_s": comp})
@@ -100,6 +100,12 @@ def _sharded_child(size: str, devices: int) -> None:
 
 def _sizes(size: str) -> list:
     return {"tiny": [16], "full": [16, 64, 256, 1024], "gpu": [16, 4096]}[size]
+
+
+def _steps_reps(size: str) -> tuple[int, int]:
+    """(env steps per rollout, timing repeats): one place for the parent and the children, whose 16-env
+    rollouts must be the same rollout for the parity check."""
+    return {"tiny": (20, 2), "full": (100, 5), "gpu": (100, 3)}[size]
 
 
 def _cpu_util(fn, reps):
@@ -111,8 +117,7 @@ def _cpu_util(fn, reps):
 def main(size, out_path="results/bench/brax_rollout.json"):
     load0 = os.getloadavg()[0]
     env = make_env("bounded_push")
-    T = 20 if size == "tiny" else 100
-    reps = {"tiny": 2, "full": 5, "gpu": 3}[size]
+    T, reps = _steps_reps(size)
     ncore = os.cpu_count() if size == "gpu" else 2           # native MuJoCo on every core of the host
     sizes = _sizes(size)
     a1 = jnp.array([0.5, 0.1])
@@ -177,7 +182,8 @@ def main(size, out_path="results/bench/brax_rollout.json"):
                          "env_steps_per_s": sr["env_steps_per_s"], "speedup": ref["baseline_median_s"] / med,
                          "compile_s": sr["compile_s"], "cpu_per_wall": sr["cpu_per_wall"],
                          "ratio_to_native_1core": sr["env_steps_per_s"] / ref["native_1core_env_steps_per_s"],
-                         "ratio_to_native_2core": sr["env_steps_per_s"] / ref["native_2core_env_steps_per_s"]})
+                         f"ratio_to_native_{ncore}core":
+                             sr["env_steps_per_s"] / ref[f"native_{ncore}core_env_steps_per_s"]})
     # one whole PPO iteration (FARL arm: the world-model critic is queried every step)
     n, L = 16, 64
     train = make_train(env, num_envs=n, rollout_len=L, iterations=1)

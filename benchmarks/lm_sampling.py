@@ -112,31 +112,32 @@ def run(size: str = "tiny", out_path: str | None = None) -> dict:
     stream = stream_read_bytes_per_s() if s["limits"] else None
     peak = matmul_peak_flops() if s["limits"] else None
     kw = dict(cfg=cfg, max_new_tokens=N, greedy=True, return_logits=size == "tiny")   # tiny: reuse the parity compile
+    limits = (lambda B, t, segments: _limits(params, cfg, B, P, N, t, segments, stream, peak)) if s["limits"] \
+        else (lambda B, t, segments: {})
     rows, today = [], {}
     for B in s["batches"]:
         prompts = prompts_all[:B]
-        _, c_cache, t_cache = timed(lambda: sample(params, None, prompts, use_cache=True, **kw).tokens, s["repeats"])
+        out0, c_cache, t_cache = timed(lambda: _greedy(params, prompts, cfg, N, return_logits=kw["return_logits"]),
+                                       s["repeats"])
         _, c_full, t_full = timed(lambda: sample(params, None, prompts, use_cache=False, **kw).tokens, s["repeats"])
         row = {"case": {"B": B, "P": P, "N": N, "d_model": cfg.d_model, "num_layers": cfg.num_layers},
                "impl": "kv_cache", "baseline": "full_recompute",
                "median_s": t_cache, "baseline_median_s": t_full, "speedup": t_full / t_cache,
                "compile_s": c_cache, "baseline_compile_s": c_full,
                "tokens_per_s": B * N / t_cache, "baseline_tokens_per_s": B * N / t_full,
-               "same_tokens": same, "max_logit_diff": max_diff}
-        if s["limits"]:
-            row.update(_limits(params, cfg, B, P, N, t_cache, 1, stream, peak))
+               "same_tokens": same, "max_logit_diff": max_diff, **limits(B, t_cache, 1)}
         rows.append(row)
-        today[B] = (row, *map(np.asarray, _greedy(params, prompts, cfg, N)))
+        today[B] = (row, *map(np.asarray, out0))
         (tok, lp), c_fast, t_fast = timed(lambda: _greedy(params, prompts, cfg, N, **FAST), s["repeats"])
-        rows.append(_option_row(row, today[B], "kv_cache " + json.dumps(FAST), tok, lp, t_fast, c_fast, 1, "",
-                                params, cfg, FAST["segments"], stream, peak))
+        rows.append(_option_row(today[B], "kv_cache " + json.dumps(FAST), tok, lp, t_fast, c_fast, 1, "",
+                                limits(B, t_fast, FAST["segments"])))
     for devices, flags, decoder in s["child_configs"]:
         child = child_json(__file__, [f"--size={size}", f"--child={decoder}"], devices, flags)
         for B, c in child.items():
-            rows.append(_option_row(today[int(B)][0], today[int(B)], f"kv_cache {json.dumps(DECODERS[decoder])} on "
-                                    f"{devices} host devices (shard_map over rows)", c["tokens"], c["model_logprobs"],
-                                    c["median_s"], c["compile_s"], devices, flags, params, cfg,
-                                    DECODERS[decoder].get("segments", 1), stream, peak))
+            rows.append(_option_row(today[int(B)], f"kv_cache {json.dumps(DECODERS[decoder])} on {devices} host "
+                                    "devices (shard_map over rows)", c["tokens"], c["model_logprobs"], c["median_s"],
+                                    c["compile_s"], devices, flags,
+                                    limits(int(B), c["median_s"], DECODERS[decoder].get("segments", 1))))
     best = max((r for r in rows if r["impl"] == "kv_cache"), key=lambda r: r["baseline_tokens_per_s"])
     return record("lm_sampling", size, rows, out_path,
                   baseline_best_batch=best["case"]["B"], baseline_best_tokens_per_s=best["baseline_tokens_per_s"],
@@ -144,21 +145,19 @@ def run(size: str = "tiny", out_path: str | None = None) -> dict:
                   speedup_at_baseline_best_batch=best["tokens_per_s"] / best["baseline_tokens_per_s"])
 
 
-def _option_row(ref, today, impl, tok, lp, t, compile_s, devices, flags, params, cfg, segments, stream, peak):
-    """A row of the cached decoder with speed options, against today's decoder (`ref`, same batch and process)."""
-    _, tok0, lp0 = today
+def _option_row(today, impl, tok, lp, t, compile_s, devices, flags, limits):
+    """A row of the cached decoder with speed options, against today's decoder: today = (its row, greedy tokens,
+    model log-probs) at the same batch in this process; `limits` are the row's limit fields."""
+    ref, tok0, lp0 = today
     tok, lp = np.asarray(tok), np.asarray(lp)
     if not np.array_equal(tok, tok0):
         raise AssertionError(f"{impl}: greedy tokens differ from today's decoder at B={ref['case']['B']}")
-    B, P, N = ref["case"]["B"], ref["case"]["P"], ref["case"]["N"]
-    row = {"case": ref["case"], "impl": impl, "baseline": "kv_cache (today's decoder, same batch, this process)",
-           "xla_flags": flags, "devices": devices, "median_s": t, "baseline_median_s": ref["median_s"],
-           "compile_s": compile_s, "tokens_per_s": B * N / t, "baseline_tokens_per_s": ref["tokens_per_s"],
-           "ratio_to_default": ref["median_s"] / t, "same_tokens": True,
-           "max_logprob_diff_vs_default": float(np.abs(lp - lp0).max())}
-    if stream is not None:
-        row.update(_limits(params, cfg, B, P, N, t, segments, stream, peak))
-    return row
+    B, N = ref["case"]["B"], ref["case"]["N"]
+    return {"case": ref["case"], "impl": impl, "baseline": "kv_cache (today's decoder, same batch, this process)",
+            "xla_flags": flags, "devices": devices, "median_s": t, "baseline_median_s": ref["median_s"],
+            "compile_s": compile_s, "tokens_per_s": B * N / t, "baseline_tokens_per_s": ref["tokens_per_s"],
+            "ratio_to_default": ref["median_s"] / t, "same_tokens": True,
+            "max_logprob_diff_vs_default": float(np.abs(lp - lp0).max()), **limits}
 
 
 def _child(size: str, decoder: str) -> None:

@@ -175,8 +175,9 @@ def default_row_block(cfg: LMConfig, rows: int, length: int, backend: str | None
     128-row cache is 59 MB, more than the L3, and each step streams it from memory. With one host
     device per core and single-threaded Eigen (each device 64 rows), blocks of 16 rows (7.3 MB)
     decoded 1.3x faster than one block; with XLA's defaults, where Eigen splits each small matmul
-    over both cores, about 1.04x (BUILD_NOTES, session 13). Not the default: a block of fewer rows moves log-probs by float32 rounding (~1e-7 of the logits' scale),
-    and the committed results were sampled with one block."""
+    over both cores, about 1.04x (BUILD_NOTES, session 13). Not the default: a block of fewer rows
+    moves log-probs by float32 rounding (~1e-7 of the logits' scale), and the committed results were
+    sampled with one block."""
     if (backend or jax.default_backend()) != "cpu":
         return rows
     per_row = 2 * cfg.num_layers * length * cfg.d_model * 4
@@ -213,12 +214,11 @@ def _decode_cached(params, key, prompts_bp, valid_bp, plen_b, delta, delta_pos, 
     rows = (jax.tree_util.tree_map(rep, cache), rep(logits[:, -1]), rep(kvalid_bs), rep(plen_b))
     decode = functools.partial(_decode_rows, params, key, module=module, policy=policy, cfg=cfg, P=P, N=N,
                                ends=ends, return_logits=return_logits, greedy=greedy, total_rows=BG)
-    R = min(int(row_block), BG)
-    n_blocks = -(-BG // R)
+    n_blocks = -(-BG // row_block)                # `sample` keeps 1 <= row_block <= B*G
     if n_blocks == 1:
         outs = decode(rows, 0)
     else:                           # pad to whole blocks with copies of row 0; their outputs are dropped
-        R = -(-BG // n_blocks)
+        R = -(-BG // n_blocks)                    # equal blocks
         pad = n_blocks * R - BG
         blocks = jax.tree_util.tree_map(
             lambda x: jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]).reshape((n_blocks, R) + x.shape[1:]),
