@@ -213,7 +213,10 @@ def agentocr_grpo():
 
     def step(state, rows):
         return T._grpo_iteration_step(state, {**rows, **scalars}, cfg=cfg, hp=step_hp)
-    return Case(step, st, rows, lambda s: s.params, skip=_NOISE_ONLY)
+    # atol 1e-5: three Adam steps at lr 3e-3 normalise gradients near Adam's eps, so the 8-vs-1 round-off reaches
+    # a fraction of lr on a few elements: 2.1e-6 on a 2-core Xeon with a 480 MB L3 (session 14), below 1e-6 on
+    # the 32 MB-L3 machine; training moves the parameters by 1.8e-2
+    return Case(step, st, rows, lambda s: s.params, skip=_NOISE_ONLY, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------- finance
