@@ -107,8 +107,8 @@ def test_per_agent_grad_norms_equal_separately_computed_gradients(params):
     # Adam's first step is lr * g / (|g| + eps) per element, so an element whose gradient is near eps turns the
     # float32 round-off of the two summation orders into a difference of a fraction of lr (2.2e-6 = 0.2% of lr
     # on one of 1024 elements, whose gradient is 7e-8 against a median |g| of 3e-3, on a 2-core Xeon with a
-    # 480 MB L3; below 1e-6 on the 32 MB-L3 machine); a wrong
-    # per-agent gradient moves most elements by O(lr). Tolerance: 1% of lr, and 99% of elements within 0.1%.
+    # 480 MB L3; below 1e-6 on the 32 MB-L3 machine); a wrong per-agent gradient moves most elements by O(lr).
+    # Tolerance: 1% of lr, and 99% of elements within 0.1%.
     lr = Upd().lr
     for a, b in zip(jax.tree_util.tree_leaves(p1), jax.tree_util.tree_leaves(p0)):
         a, b = np.asarray(a), np.asarray(b)
